@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` and `make test`. Both set up first.
+VENV := .venv
+PY := $(VENV)/bin/python
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: setup demo test test-unit test-integration bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/synshard demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-integration: setup
+	$(PY) -m pytest -q tests/integration
+
+bench: setup
+	@bash bench/run.sh
+
+clean:
+	rm -rf demo-release bench/out .pytest_cache .hypothesis

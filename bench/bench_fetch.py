@@ -1,0 +1,115 @@
+"""Fetch throughput: 2,000 ImageNet-sized JPEGs (about 100 kB) from a local HTTP server.
+
+Runs tests/integration/faultserver.py in its own process (so server and client do not share a
+GIL), then fetches with the default FetchOptions (concurrency 64, per-host cap raised so one local
+host can use it) in batches of 256 through one `Fetcher`, as a Ray worker would, with the SSRF
+guard on (127.0.0.1 allowed) and robots.txt honoured. Baseline in the same run: concurrency 1.
+Prints images/s, MB/s, and the CPU seconds of client and server, which say what limits it.
+
+    .venv/bin/python bench/bench_fetch.py [--n 2000] [--batch 256]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pyarrow as pa
+
+from synshard.ingest.fetch_options import FetchOptions
+from synshard.ingest.http import Fetcher, FetchStats
+
+SERVER = Path(__file__).resolve().parent.parent / "tests" / "integration" / "faultserver.py"
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(base: str, pid: int, n: int, batch: int, opts: FetchOptions) -> dict[str, float]:
+    fetcher = Fetcher(opts)
+    urls = [f"{base}/photo/{i}.jpg" for i in range(n)]
+    cpu0, srv0, t0 = own_cpu_seconds(), proc_cpu_seconds(pid), time.perf_counter()
+    stats = FetchStats()
+    for start in range(0, n, batch):
+        out = fetcher(pa.table({"url": urls[start:start + batch]}))
+        stats = stats.merge(FetchStats.from_table(out))
+    wall = time.perf_counter() - t0
+    assert stats.fetched == n, stats.failures
+    return {
+        "wall_s": wall,
+        "images_per_s": n / wall,
+        "mb_per_s": stats.bytes / wall / 1e6,
+        "client_cpu_s": own_cpu_seconds() - cpu0,
+        "server_cpu_s": proc_cpu_seconds(pid) - srv0,
+    }
+
+
+def run_bare(base: str, pid: int, n: int, concurrency: int) -> dict[str, float]:
+    """Baseline: bare aiohttp, one session, same concurrency, none of the fetcher's checks."""
+
+    async def fetch_all() -> int:
+        slots = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession() as session:
+
+            async def one(i: int) -> int:
+                async with slots, session.get(f"{base}/photo/{i}.jpg") as resp:
+                    return len(await resp.read())
+
+            return sum(await asyncio.gather(*(one(i) for i in range(n))))
+
+    cpu0, srv0, t0 = own_cpu_seconds(), proc_cpu_seconds(pid), time.perf_counter()
+    size = asyncio.run(fetch_all())
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "images_per_s": n / wall, "mb_per_s": size / wall / 1e6,
+            "client_cpu_s": own_cpu_seconds() - cpu0,
+            "server_cpu_s": proc_cpu_seconds(pid) - srv0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--baseline-n", type=int, default=300)
+    args = parser.parse_args()
+    server = subprocess.Popen([sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True)
+    try:
+        base = server.stdout.readline().strip()  # type: ignore[union-attr]
+        default = FetchOptions(allowed_networks=("127.0.0.1/32",))
+        opts = dataclasses.replace(default, per_host=default.concurrency)
+        run(base, server.pid, 64, 64, opts)  # warm the server's image cache and the OS
+        serial = run(base, server.pid, args.baseline_n, args.batch,
+                     dataclasses.replace(opts, concurrency=1, per_host=1))
+        result = run(base, server.pid, args.n, args.batch, opts)
+        bare = run_bare(base, server.pid, args.n, opts.concurrency)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"fetch n={args.n} batch={args.batch} concurrency={opts.concurrency} (cpus={os.cpu_count()})")
+    rows = (("serial baseline (concurrency 1)", serial), ("bare aiohttp, concurrency 64", bare),
+            ("fetcher, default concurrency", result))
+    for name, r in rows:
+        print(f"  {name:32s} {r['images_per_s']:8.0f} img/s  {r['mb_per_s']:6.1f} MB/s  "
+              f"wall {r['wall_s']:5.2f}s  client cpu {r['client_cpu_s']:5.2f}s  "
+              f"server cpu {r['server_cpu_s']:5.2f}s")
+    print(f"  fetcher vs serial: {result['images_per_s'] / serial['images_per_s']:.1f}x; "
+          f"fetcher vs bare aiohttp: {result['images_per_s'] / bare['images_per_s']:.2f}x")
+    print(f"  load average during the run: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Folder sources: list a tree once at planning time, read its files in batches on workers.
+
+Every regular file under the root is an input (a tar among them is planned as a tar source
+standing for the folder of its stem, see `sources`); its path relative to the root gives the synset
+and the split (`layout.locate`), else the labels file does, else it is rejected as `no synset`.
+Reads go through `fs.cat_ranges`, which fetches a batch concurrently on object stores (S3) and
+does not expand glob characters in file names, unlike `fs.cat`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from fsspec import AbstractFileSystem
+
+from .candidates import MAX_BYTES, MAX_ROWS, Batcher, drain
+from .labels import Labels, lookup
+from .layout import locate, path_parts
+
+READ_ERRORS = (OSError, ValueError, EOFError)  # fsspec raises these for missing/unreadable files
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One file of a listing: path relative to its source root, size, and a change stamp."""
+
+    rel: str
+    size: int
+    stamp: str
+
+
+def stamp(info: dict) -> str:
+    """What says a file changed, by filesystem: an ETag where the store has one, else a mtime."""
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if value is not None:
+            return str(value)
+    return ""
+
+
+def list_folder(
+    fs: AbstractFileSystem, root: str, skip: frozenset[str] = frozenset()
+) -> list[Listed]:
+    """Every file under `root`, sorted by relative path, but those in `skip` (a labels file)."""
+    root = root.rstrip("/")
+    found = fs.find(root, withdirs=False, detail=True)
+    listed = [
+        Listed(path[len(root) :].lstrip("/"), int(info.get("size") or 0), stamp(info))
+        for path, info in found.items()
+        if info.get("type", "file") == "file" and path.rstrip("/") not in skip
+    ]
+    return sorted(listed, key=lambda item: item.rel)
+
+
+def file_origin(rel: str, labels: Labels | None) -> tuple[str | None, str | None]:
+    """(synset, split) of a file: its folders first, the labels file when no folder is a wnid."""
+    synset, split = locate(path_parts(rel))
+    return synset or lookup(labels, rel), split
+
+
+def read_files(
+    fs: AbstractFileSystem,
+    root: str,
+    root_uri: str,
+    files: Sequence[str],
+    sizes: Sequence[int],
+    *,
+    labels: Labels | None,
+    max_bytes: int,
+) -> Iterator[pa.Table]:
+    """Candidate batches for `files` (relative to `root`): one row per file, in order."""
+    batcher = Batcher()
+    tables = _file_tables(fs, root, root_uri, files, sizes, labels, max_bytes, batcher)
+    return drain(batcher, tables)
+
+
+def _file_tables(fs, root, root_uri, files, sizes, labels, max_bytes, batcher):
+    """One `batcher.add` per file (a table whenever a batch fills), reading a group at a time."""
+    base, base_uri = root.rstrip("/"), root_uri.rstrip("/")
+    for group in _groups(list(zip(files, sizes, strict=True))):
+        wanted = [rel for rel, size in group if size <= max_bytes]
+        fetched = dict(zip(wanted, _fetch(fs, [f"{base}/{rel}" for rel in wanted]), strict=True))
+        for rel, size in group:
+            synset, split = file_origin(rel, labels)
+            data, reason = _checked(fetched.get(rel), size, max_bytes)
+            reason = reason or (None if synset else "no synset")
+            yield batcher.add(f"{base_uri}/{rel}", synset, split, data, reason)
+
+
+def _groups(items: list[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
+    """Consecutive runs of files bounded like a candidate batch, so one fetch fits in memory."""
+    group: list[tuple[str, int]] = []
+    total = 0
+    for rel, size in items:
+        if group and (len(group) >= MAX_ROWS or total + size > MAX_BYTES):
+            yield group
+            group, total = [], 0
+        group.append((rel, size))
+        total += size
+    if group:
+        yield group
+
+
+def _fetch(fs: AbstractFileSystem, paths: list[str]) -> list[bytes | BaseException]:
+    """Whole-file reads of `paths`; a failed read comes back as its exception, not raised."""
+    if not paths:
+        return []
+    return fs.cat_ranges(paths, [0] * len(paths), [None] * len(paths), on_error="return")
+
+
+def _checked(
+    got: bytes | BaseException | None, size: int, max_bytes: int
+) -> tuple[bytes | None, str | None]:
+    """(bytes, None) for a good read, else (None, reason): too large, or the read error."""
+    if got is None:
+        return None, f"too large: {size} bytes"
+    if isinstance(got, READ_ERRORS):
+        return None, f"read error: {type(got).__name__}: {got}"
+    if isinstance(got, BaseException):
+        raise got  # not an expected I/O failure: a programming error must surface
+    if len(got) > max_bytes:
+        return None, f"too large: {len(got)} bytes"
+    return bytes(got), None

@@ -1,0 +1,420 @@
+"""The HTTP fetcher: URL-list rows in, CANDIDATE_SCHEMA rows out, every URL accounted for.
+
+Client: aiohttp. It streams bodies (so the size cap aborts a 2 GB response after `max_bytes`),
+takes a pluggable resolver (so the SSRF guard filters the addresses actually connected to, see
+`netguard`), and runs thousands of requests on one asyncio loop per worker. Redirects are followed
+by hand, so the guard and robots.txt are checked on every hop before connecting.
+
+Statistics: `fetch_batch` returns the table with a `FetchStats` JSON document in its schema
+metadata under `STATS_METADATA_KEY`; read it with `FetchStats.from_table`. `Fetcher` (a callable
+class for Ray's `map_batches`) also keeps a running total in `Fetcher.stats` and its robots.txt
+cache across batches.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import random
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, AsyncIterator, Coroutine, TypeVar
+
+import aiohttp
+import pyarrow as pa
+from yarl import URL
+
+from synshard.transforms.schema import CANDIDATE_SCHEMA
+
+from .fetch_options import STATS_METADATA_KEY, FetchOptions, FetchStats
+from .netguard import BlockedError, Guard, GuardedResolver
+from .robots import (
+    ROBOTS_MAX_BYTES,
+    RobotsCache,
+    policy_from_body,
+    policy_from_failure,
+    x_robots_reason,
+)
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+CHUNK = 64 * 1024
+T = TypeVar("T")
+
+
+class Rejected(Exception):
+    """A URL's final failure; `reason` becomes the row's reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Transient(Rejected):
+    """A failure worth retrying; `retry_after` is the server's requested wait, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP response: a redirect (`location` set) or a body."""
+
+    status: int
+    body: bytes = b""
+    location: str | None = None
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format the leading bytes announce, or None (HTML, text, JSON, empty...).
+
+    The patterns are the WHATWG MIME Sniffing image table plus TIFF, HEIF/AVIF, JPEG 2000 and
+    JPEG XL: the body decides, not the Content-Type. Decoding later is the real judge.
+    """
+    head = data[:16]
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+        return "heif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"\x00\x00\x01\x00", "ico"),
+    (b"\x00\x00\x02\x00", "ico"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
+    (b"\xff\x4f\xff\x51", "jpeg2000"),
+    (b"\xff\x0a", "jxl"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "jxl"),
+)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def classify_error(exc: BaseException) -> Rejected:
+    """Map a client exception to a row reason; `Transient` when a retry may succeed."""
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's timeouts subclass it
+        return Transient("timeout")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return Rejected("tls error")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, BlockedError):
+            return Rejected(cause.reason)
+        if isinstance(cause, socket.gaierror):
+            return Rejected("dns error")
+        return Transient("connection error")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return Transient("connection reset")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return Transient("connection reset")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return Rejected("bad url")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return Rejected("bad response")
+    return Rejected(f"http error: {type(exc).__name__}")
+
+
+class HostRate:
+    """Spaces requests to one host `1 / rps` seconds apart (state kept across batches)."""
+
+    def __init__(self, rps: float | None) -> None:
+        self.interval = 0.0 if rps is None else 1.0 / rps
+        self._next: dict[str, float] = {}
+
+    def delay(self, host: str, now: float) -> float:
+        """Reserve the next slot for `host`; return how long to wait for it."""
+        if not self.interval:
+            return 0.0
+        start = max(now, self._next.get(host, now))
+        self._next[host] = start + self.interval
+        return start - now
+
+
+class BatchRun:
+    """One batch's asyncio state: the session, the concurrency caps and the request counters."""
+
+    def __init__(self, fetcher: "Fetcher") -> None:
+        self.fetcher = fetcher
+        self.opts = fetcher.opts
+        self.stats = FetchStats()
+        self.session: aiohttp.ClientSession
+        self.all_slots = asyncio.Semaphore(self.opts.concurrency)
+        self.host_slots: dict[str, asyncio.Semaphore] = {}
+        self.robots_loads: dict[str, asyncio.Task[Any]] = {}
+
+    async def run(self, urls: list[str]) -> list[tuple[bytes | None, str | None]]:
+        """Fetch every URL concurrently; one (data, reason) per URL, same order."""
+        connector = aiohttp.TCPConnector(
+            limit=self.opts.concurrency, resolver=GuardedResolver(self.fetcher.guard)
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self.opts.connect_timeout,
+            sock_connect=self.opts.connect_timeout,
+            sock_read=self.opts.read_timeout,
+        )
+        headers = {"User-Agent": self.opts.user_agent, "Accept": "image/*,*/*;q=0.8"}
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers=headers,
+            trust_env=False,  # no proxies from the environment: the guard sees the real peer
+            cookie_jar=aiohttp.DummyCookieJar(),
+        ) as self.session:
+            return await asyncio.gather(*(self.fetch_one(url) for url in urls))
+
+    async def fetch_one(self, text: str) -> tuple[bytes | None, str | None]:
+        """(body, None) for an image, else (None, reason)."""
+        try:
+            url = URL(text)
+        except (ValueError, TypeError):
+            return None, "bad url"
+        try:
+            reply = await self.follow(url, image=True)
+        except Rejected as exc:
+            return None, exc.reason
+        if sniff_image(reply.body) is None:
+            return None, "not an image"
+        return reply.body, None
+
+    async def follow(self, url: URL, image: bool) -> Reply:
+        """Request `url`, following redirects by hand: guard and robots.txt on every hop."""
+        for _ in range(self.opts.max_redirects + 1):
+            reason = self.fetcher.guard.url_reason(url)
+            if reason:
+                raise Rejected(reason)
+            if image and self.opts.respect_robots_txt:
+                await self.check_robots(url)
+            reply = await self.retrying(url, image)
+            if reply.location is None:
+                return reply
+            try:
+                url = url.join(URL(reply.location)).with_fragment(None)
+            except (ValueError, TypeError):
+                raise Rejected("bad redirect") from None
+        raise Rejected("too many redirects")
+
+    async def check_robots(self, url: URL) -> None:
+        origin = str(url.origin())
+        policy = self.fetcher.robots.get(origin)
+        if policy is None:
+            load = self.robots_loads.get(origin)
+            if load is None:
+                load = self.robots_loads[origin] = asyncio.ensure_future(self.load_robots(origin))
+            policy = await load
+        if policy.unreachable:
+            raise Rejected("robots.txt unreachable")
+        if not policy.allows(str(url), self.opts.robots_agent):
+            raise Rejected("robots.txt disallows")
+
+    async def load_robots(self, origin: str) -> Any:
+        """Fetch and cache `origin`'s robots.txt (once per origin and worker)."""
+        try:
+            reply = await self.follow(URL(origin + "/robots.txt"), image=False)
+        except Rejected as exc:
+            if exc.reason.startswith("blocked:"):
+                raise  # the host itself is refused: every URL on it gets this reason
+            policy = policy_from_failure(exc.reason)
+        else:
+            policy = policy_from_body(reply.body)
+        self.fetcher.robots.put(origin, policy)
+        return policy
+
+    async def retrying(self, url: URL, image: bool) -> Reply:
+        """One hop, retried on transient failures with capped exponential backoff and jitter."""
+        for attempt in range(self.opts.retries + 1):
+            try:
+                return await self.attempt(url, image)
+            except Transient as exc:
+                if attempt == self.opts.retries:
+                    raise Rejected(exc.reason) from None
+                self.stats.retries += 1
+                await asyncio.sleep(self.backoff(attempt, exc.retry_after))
+        raise AssertionError("unreachable")
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.opts.retry_after_max)
+        ceiling = min(self.opts.backoff_max, self.opts.backoff_base * 2**attempt)
+        return self.fetcher.rng.uniform(ceiling / 2, ceiling)  # "equal jitter"
+
+    async def attempt(self, url: URL, image: bool) -> Reply:
+        """One request within the caps and the total timeout; client errors become reasons."""
+        async with self.slot(url):
+            self.stats.requests += 1
+            self.stats.robots_requests += 0 if image else 1
+            try:
+                async with asyncio.timeout(self.opts.total_timeout):
+                    async with self.session.get(url, allow_redirects=False) as resp:
+                        return await self.reply(resp, image)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise classify_error(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, url: URL) -> AsyncIterator[None]:
+        """Hold a per-host slot (after the host's rate delay), then a global one."""
+        host = url.host or ""
+        host_slot = self.host_slots.setdefault(host, asyncio.Semaphore(self.opts.per_host))
+        async with host_slot:
+            delay = self.fetcher.rate.delay(host, time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with self.all_slots:
+                yield
+
+    async def reply(self, resp: aiohttp.ClientResponse, image: bool) -> Reply:
+        """Judge a response from its status and headers, then stream its body within the cap."""
+        self.check_peer(resp)
+        status = resp.status
+        if status in REDIRECT_STATUSES and resp.headers.get("Location"):
+            return Reply(status, location=resp.headers["Location"])
+        if status == 429 or (500 <= status < 600 and status != 501):
+            raise Transient(f"http {status}", parse_retry_after(resp.headers.get("Retry-After")))
+        if not 200 <= status < 300:
+            raise Rejected(f"http {status}")
+        if image and self.opts.respect_x_robots_tag:
+            reason = x_robots_reason(resp.headers.getall("X-Robots-Tag", []), self.opts.robots_agent)
+            if reason:
+                raise Rejected(reason)
+        limit = self.opts.max_bytes if image else ROBOTS_MAX_BYTES
+        return Reply(status, await self.read_body(resp, limit, truncate=not image))
+
+    def check_peer(self, resp: aiohttp.ClientResponse) -> None:
+        """Belt and braces: the address actually connected to must pass the guard too."""
+        transport = resp.connection.transport if resp.connection else None
+        peer = transport.get_extra_info("peername") if transport else None
+        reason = self.fetcher.guard.address_reason(peer[0]) if peer else None
+        if reason:
+            raise Rejected(reason)
+
+    async def read_body(self, resp: aiohttp.ClientResponse, limit: int, truncate: bool) -> bytes:
+        """The body, aborted (or, for robots.txt, cut) as soon as it passes `limit` bytes."""
+        if not truncate and (resp.content_length or 0) > limit:
+            raise Rejected("too large")
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            chunks.append(chunk)
+            size += len(chunk)
+            self.stats.bytes += len(chunk)
+            if size > limit:
+                if truncate:
+                    return b"".join(chunks)[:limit]
+                resp.close()
+                raise Rejected("too large")
+        return b"".join(chunks)  # one copy: bodies are large, the batch holds many
+
+
+class Fetcher:
+    """A fetching worker: options, SSRF guard, robots.txt cache and rate state across batches.
+
+    For Ray: `ds.map_batches(Fetcher, fn_constructor_kwargs={"opts": opts},
+    batch_format="pyarrow", concurrency=N)`; each call fetches one batch. `stats` is the running
+    total of this worker.
+    """
+
+    def __init__(self, opts: FetchOptions, seed: int | None = None) -> None:
+        self.opts = opts
+        self.guard = Guard(opts.allow_private_network, opts.allowed_networks)
+        self.robots = RobotsCache(opts.robots_ttl)
+        self.rate = HostRate(opts.rps_per_host)
+        self.rng = random.Random(seed)
+        self.stats = FetchStats()
+
+    def __call__(self, urls: pa.Table) -> pa.Table:
+        return self.fetch_batch(urls)
+
+    def fetch_batch(self, urls: pa.Table) -> pa.Table:
+        """One CANDIDATE_SCHEMA row per input row, same order; `FetchStats` in the metadata."""
+        n = urls.num_rows
+        wanted = _column(urls, "url", n).to_pylist()
+        given = _column(urls, "reason", n).to_pylist()
+        reasons = [g or (None if u else "no url") for u, g in zip(wanted, given)]
+        fetchable = [u for u, r in zip(wanted, reasons) if r is None]
+        todo = list(dict.fromkeys(fetchable))  # duplicates within the batch are fetched once
+        run = BatchRun(self)
+        results = dict(zip(todo, _run_sync(run.run(todo)))) if todo else {}
+        data = [None if r else results[u][0] for u, r in zip(wanted, reasons)]
+        reasons = [r or results[u][1] for u, r in zip(wanted, reasons)]
+        stats = run.stats
+        stats.urls, stats.fetched = n, sum(d is not None for d in data)
+        stats.duplicates = len(fetchable) - len(todo)
+        stats.failures = dict(sorted(Counter(r for r in reasons if r).items()))
+        self.stats = self.stats.merge(stats)
+        return _candidates(urls, wanted, data, reasons, stats)
+
+
+def fetch_batch(urls: pa.Table, opts: FetchOptions) -> pa.Table:
+    """Fetch a URL-list batch (see `read_url_list`) into CANDIDATE_SCHEMA rows, one per input row.
+
+    A one-off `Fetcher`: robots.txt is cached within this batch only; keep a `Fetcher` (as the Ray
+    stage does) to cache it across batches. Statistics: `FetchStats.from_table(result)`.
+    """
+    return Fetcher(opts).fetch_batch(urls)
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on a fresh loop (in a helper thread when this thread already runs one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray | pa.Array:
+    return table.column(name) if name in table.column_names else pa.nulls(n, pa.string())
+
+
+def _candidates(
+    urls: pa.Table, wanted: list[Any], data: list[Any], reasons: list[Any], stats: FetchStats
+) -> pa.Table:
+    n = urls.num_rows
+    rows = _column(urls, "row", n).to_pylist()
+    sources = [u or f"(no url: row {r})" for u, r in zip(wanted, rows)]
+    bboxes = _column(urls, "bboxes", n) if "bboxes" in urls.column_names else pa.nulls(n)
+    columns = {
+        "source": pa.array(sources, pa.string()),
+        "synset": _column(urls, "synset", n).cast(pa.string()),
+        "split": _column(urls, "split", n).cast(pa.string()),
+        "data": pa.array(data, pa.binary()),
+        "bboxes": bboxes.cast(CANDIDATE_SCHEMA.field("bboxes").type),
+        "license": _column(urls, "license", n).cast(pa.string()),
+        "attribution": _column(urls, "attribution", n).cast(pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+    }
+    table = pa.table(columns, schema=CANDIDATE_SCHEMA)
+    return table.replace_schema_metadata({STATS_METADATA_KEY: stats.to_json()})
+
+
+__all__ = ["FetchOptions", "FetchStats", "Fetcher", "fetch_batch", "sniff_image"]

@@ -1,0 +1,273 @@
+"""Tar sources, streamed and never extracted: plain tars, compressed tars, and tars of tars.
+
+Planning scans an uncompressed tar's headers once (cheap: `tarfile` seeks past member data) and
+cuts it into runs of members found by header offset, plus one task per inner tar, located by its
+data offset, so a cluster reads ImageNet's training tar (a tar of per-synset tars) in parallel
+with ranged reads. Compressed tars cannot be entered in the middle: one streamed task each, whose
+nested tars are opened as streams within the stream.
+
+Hostile members become rows with a reason: `unsafe path`, `link member`, `special file`,
+`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import IO, Literal
+
+import pyarrow as pa
+
+from .candidates import Batcher, drain
+from .labels import Labels, lookup
+from .layout import is_inner_tar, is_input, locate, member_reason, path_parts, tar_kind, tar_stem
+from .tasks import ReadTask
+
+# What reading a damaged or hostile archive raises (zlib/lzma errors escape tarfile's stream).
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
+Nested = Literal["skip", "open", "plain"]
+Row = tuple[str, tuple[str, ...], "bytes | None", "str | None"]  # source, path parts, data, reason
+
+
+class Window(io.RawIOBase):
+    """Bytes `[start, start + length)` of a seekable file, as a file: an inner tar in place."""
+
+    def __init__(self, f: IO[bytes], start: int, length: int) -> None:
+        super().__init__()
+        self._f, self._start, self._length, self._pos = f, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(0, self._length - self._pos)
+        size = left if size is None or size < 0 else min(size, left)
+        self._f.seek(self._start + self._pos)
+        data = self._f.read(size)
+        self._pos += len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class Scope:
+    """How to name and place the members of one archive."""
+
+    source: str  # `<tar uri>` or `<outer uri>::<inner name>`: prefix of member sources
+    folders: tuple[str, ...] = ()  # path parts the archive stands for (an inner tar's stem)
+    nested: Nested = "plain"  # inner tars: skip (own task), open (stream them) or plain member
+    streamed: bool = False  # member data cannot be skipped by seeking
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One input found by a header scan: where its header starts, and if a tar, where its data."""
+
+    offset: int
+    name: str
+    inner: bool
+    data_offset: int
+    size: int
+
+
+def scan_entries(f: IO[bytes]) -> tuple[list[Entry], int | None] | None:
+    """(inputs in archive order, offset where the archive breaks or None), from headers only;
+    None when `f` is not a tar at all.
+
+    `tarfile` ends iteration quietly at an invalid header after the first; the scan notes where,
+    so the plan can turn the unreadable rest into a `bad tar` row instead of dropping it.
+    """
+    try:
+        tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below; `f` stays open)
+    except TAR_ERRORS:
+        return None
+    entries = []
+    with tf:
+        for info in _members(tf):
+            if isinstance(info, Exception):
+                break  # a truncated tar ends here too: only bytes that follow make it broken
+            if is_input(info):
+                inner = is_inner_tar(info)
+                entries.append(Entry(info.offset, info.name, inner, info.offset_data, info.size))
+        f.seek(tf.offset)
+        after = f.read(tarfile.BLOCKSIZE)  # end-of-archive zeros, or nothing, when intact
+    return entries, (tf.offset if after.strip(b"\0") else None)
+
+
+def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
+    """Members one by one without keeping them all (tarfile caches every TarInfo it reads)."""
+    while True:
+        try:
+            info = tf.next()
+        except TAR_ERRORS as exc:
+            yield exc
+            return
+        if info is None:
+            return
+        tf.members.clear()
+        yield info
+
+
+def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: int) -> Iterator[Row]:
+    """Rows of the archive at `f`'s position: seekable when uncompressed, else streamed."""
+    mode = "r:" if compression is None else "r|*"
+    try:
+        tf = tarfile.open(fileobj=f, mode=mode)  # noqa: SIM115 (closed below; `f` stays open)
+    except TAR_ERRORS as exc:
+        yield _bad(scope, exc)
+        return
+    with tf:
+        yield from tar_rows(tf, scope, max_bytes)
+
+
+def tar_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int) -> Iterator[Row]:
+    """One row per input member of `tf`, in archive order; directories are not inputs."""
+    for info in _members(tf):
+        if isinstance(info, Exception):
+            yield _bad(scope, info)
+            return
+        if not is_input(info):
+            continue
+        if is_inner_tar(info) and scope.nested != "plain":
+            if scope.nested == "skip":
+                continue  # planned as its own ranged read task
+            if not (yield from _nested_rows(tf, info, scope, max_bytes)):
+                return
+            continue
+        row, intact = _member_row(tf, info, scope, max_bytes)
+        yield row
+        if not intact:
+            return  # the stream ended inside this member: nothing follows
+
+
+def _member_row(
+    tf: tarfile.TarFile, info: tarfile.TarInfo, scope: Scope, max_bytes: int
+) -> tuple[Row, bool]:
+    """(row, whether the archive can be read on) for one input member."""
+    source = f"{scope.source}::{info.name}"
+    parts = scope.folders + tuple(path_parts(info.name))
+    reason = member_reason(info, max_bytes)
+    if reason is not None:
+        return (source, parts, None, reason), _skip_data(tf, info, scope)
+    try:
+        data = tf.extractfile(info).read()  # type: ignore[union-attr]
+    except TAR_ERRORS as exc:
+        return (source, parts, None, f"read error: {type(exc).__name__}: {exc}"), False
+    return (source, parts, data, None), True
+
+
+def _skip_data(tf: tarfile.TarFile, info: tarfile.TarInfo, scope: Scope) -> bool:
+    """Read past a rejected member's data in a stream; False if the stream ends inside it.
+
+    tarfile would skip it itself, but in a stream it does so in a loop over the *claimed* size,
+    which a hostile header can make astronomically large; reading stops at the real end instead.
+    """
+    has_data = info.isreg() or info.type not in tarfile.SUPPORTED_TYPES
+    if not scope.streamed or not has_data or info.size <= 0:
+        return True
+    try:
+        data = tf.extractfile(info)
+        while data is not None and data.read(1 << 20):
+            pass
+    except TAR_ERRORS:
+        return False
+    return True
+
+
+def _nested_rows(tf: tarfile.TarFile, info: tarfile.TarInfo, outer: Scope, max_bytes: int):
+    """Rows of an inner tar read as a stream inside a streamed outer tar; returns `intact`."""
+    scope = Scope(
+        f"{outer.source}::{info.name}",
+        outer.folders + tuple(path_parts(tar_stem(info.name))),
+        nested="plain",
+        streamed=True,
+    )
+    data = tf.extractfile(info)
+    yield from open_rows(data, scope, "stream", max_bytes)  # type: ignore[arg-type]  # any: r|*
+    try:
+        while data is not None and data.read(1 << 20):
+            pass  # the inner tar's padding and anything after its end-of-archive blocks
+    except TAR_ERRORS:
+        return False
+    return True
+
+
+def _bad(scope: Scope, exc: BaseException) -> Row:
+    """The row for an archive that cannot be read (on): the archive itself is the input."""
+    return (scope.source, scope.folders + ("",), None, f"bad tar: {type(exc).__name__}: {exc}")
+
+
+def rows_to_tables(
+    rows: Iterator[Row], labels: Labels | None, count: int | None
+) -> Iterator[pa.Table]:
+    """Candidate batches from rows: synset and split from the path, else from the labels file."""
+    batcher = Batcher()
+    return drain(batcher, (_add(batcher, row, labels) for row in islice(rows, count)))
+
+
+def _add(batcher: Batcher, row: Row, labels: Labels | None) -> pa.Table | None:
+    source, parts, data, reason = row
+    synset, split = locate(parts)
+    synset = synset or (lookup(labels, parts[-1]) if parts and parts[-1] else None)
+    return batcher.add(source, synset, split, data, reason or (None if synset else "no synset"))
+
+
+def task_scope(task: ReadTask) -> Scope:
+    """The scope a tar task reads: part or all of a tar, or one inner tar (a folder named by its
+    stem, as is a tar inside a folder source)."""
+    folders = tuple(path_parts(task.prefix))
+    if task.inner is not None:
+        folders += tuple(path_parts(tar_stem(task.inner)))
+        return Scope(f"{task.uri}::{task.inner}", folders, streamed=task.compression is not None)
+    if task.compression is None:
+        return Scope(task.uri, folders, nested="skip")
+    return Scope(task.uri, folders, nested="open", streamed=True)
+
+
+def count_rows(rows: Iterator[Row], limit: int) -> int:
+    """How many of the first `limit` inputs an archive has (planning with `limit`)."""
+    return sum(1 for _ in islice(rows, limit))
+
+
+def compression_of(name: str) -> str | None:
+    """A tar's compression from its name (None: uncompressed)."""
+    return tar_kind(name)[1]
+
+
+def read_tar(
+    f: IO[bytes], task: ReadTask, labels: Labels | None, max_bytes: int
+) -> Iterator[pa.Table]:
+    """Candidate batches of one tar task, from an open seekable file of its `uri`."""
+    scope = task_scope(task)
+    if task.inner is not None:
+        src: IO[bytes] = Window(f, task.start, task.length or 0)  # type: ignore[assignment]
+    else:
+        f.seek(task.start)
+        src = f
+    rows = open_rows(src, scope, task.compression, max_bytes)
+    return rows_to_tables(_expected(rows, task.count, scope), labels, task.count)
+
+
+def _expected(rows: Iterator[Row], count: int | None, scope: Scope) -> Iterator[Row]:
+    """`rows`, plus a `bad tar` row if the archive ends before the inputs the plan counted
+    (it changed since planning, or it breaks where the plan found an invalid header)."""
+    seen = 0
+    for seen, row in enumerate(rows, 1):  # noqa: B007 (seen is used after the loop)
+        yield row
+    if count is not None and seen < count:
+        yield (scope.source, scope.folders + ("",), None, "bad tar: unreadable member header")

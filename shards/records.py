@@ -1,0 +1,103 @@
+"""Record <-> WebDataset sample conversions, and checks of a batch handed to a shard writer.
+
+A sample is a plain dict keyed by extension, as in the `webdataset` library: `__key__`, the image
+(`jpg`/`webp`/`png` from the record's `format`), `cls` (the label as ASCII digits) and `json`
+(every record field but `image`, sorted keys, compact, UTF-8). The JSON holds everything needed
+to rebuild the record exactly: float32 values survive the float64 detour unchanged, and uint64
+`phash` is a plain JSON integer (readers in languages whose numbers are doubles lose its low bits).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synshard.transforms.schema import IMAGE_EXTENSIONS, RECORD_SCHEMA
+
+from .layout import ShardError, check_name
+
+META_FIELDS: tuple[str, ...] = tuple(n for n in RECORD_SCHEMA.names if n != "image")
+_EXT_TO_FORMAT = {ext: fmt for fmt, ext in IMAGE_EXTENSIONS.items()}
+
+
+def image_extension(fmt: str) -> str:
+    """`jpeg` -> `jpg`, `webp` -> `webp`, `png` -> `png`."""
+    try:
+        return IMAGE_EXTENSIONS[fmt]
+    except KeyError:
+        raise ShardError(f"unknown image format {fmt!r}: use one of {sorted(IMAGE_EXTENSIONS)}")
+
+
+def metadata_json(record: dict[str, Any]) -> bytes:
+    """Every field but `image`, sorted keys, compact; NaN/inf are refused (not JSON)."""
+    meta = {name: record[name] for name in META_FIELDS}
+    text = json.dumps(
+        meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def sample_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One record (a row as a dict) -> a WebDataset sample dict."""
+    return {
+        "__key__": record["key"],
+        image_extension(record["format"]): record["image"],
+        "cls": str(record["label"]).encode("ascii"),
+        "json": metadata_json(record),
+    }
+
+
+def record_from_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """A WebDataset sample dict -> a record dict; the parts must agree with each other."""
+    key = sample.get("__key__")
+    try:
+        meta = json.loads(sample["json"])
+        images = [ext for ext in sample if ext in _EXT_TO_FORMAT]
+        label = int(sample["cls"].decode("ascii"))
+    except (KeyError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise ShardError(f"sample {key!r} is malformed: {exc}") from None
+    if len(images) != 1 or _EXT_TO_FORMAT[images[0]] != meta.get("format"):
+        raise ShardError(
+            f"sample {key!r}: image parts {images} do not match {meta.get('format')!r}"
+        )
+    if label != meta.get("label") or key != meta.get("key"):
+        raise ShardError(f"sample {key!r}: .cls/.json disagree on label or key")
+    if set(meta) != set(META_FIELDS):
+        raise ShardError(f"sample {key!r}: json fields {sorted(meta)} != {sorted(META_FIELDS)}")
+    return {**meta, "image": sample[images[0]]}
+
+
+def records_from_samples(samples: Iterable[dict[str, Any]]) -> pa.Table:
+    """WebDataset samples -> a RECORD_SCHEMA table, in the samples' order."""
+    rows = [record_from_sample(s) for s in samples]
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+def check_group(records: pa.Table) -> tuple[pa.Table, str, str]:
+    """A writer's input: RECORD_SCHEMA, one (split, synset), sorted unique safe keys.
+
+    Returns (records cast to RECORD_SCHEMA, split, synset); a table with RECORD_SCHEMA's columns
+    marked nullable is accepted if it holds no nulls where RECORD_SCHEMA forbids them. Violations
+    are programming errors upstream, so they raise ShardError.
+    """
+    if records.schema.names != RECORD_SCHEMA.names or records.schema.types != RECORD_SCHEMA.types:
+        raise ShardError(f"records do not have RECORD_SCHEMA: {records.schema}")
+    try:
+        records = records.cast(RECORD_SCHEMA)
+    except ValueError as exc:
+        raise ShardError(f"records: {exc}") from None
+    if records.num_rows == 0:
+        raise ShardError("no records to write")
+    splits = pc.unique(records["split"]).to_pylist()
+    synsets = pc.unique(records["synset"]).to_pylist()
+    if len(splits) != 1 or len(synsets) != 1:
+        raise ShardError(f"records span several groups: splits {splits}, synsets {synsets}")
+    keys = records["key"].to_pylist()
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        raise ShardError("records must be sorted by key, keys unique")
+    for key in keys:
+        check_name("key", key)
+    return records, check_name("split", splits[0]), check_name("synset", synsets[0])

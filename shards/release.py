@@ -1,0 +1,172 @@
+"""Opening and committing releases: the manifest is the commit point.
+
+Everything else (shards, tables, build.json) is written first under names nothing committed uses;
+`commit_manifest` then writes `manifest.json` in one atomic step: on a local disk a temporary file
+in the same folder, fsync'd and `os.replace`d over the old one; on an object store a single PUT,
+which stores are atomic for. A reader that opens a release sees the old manifest or the new one,
+never a half-written one, and never shards that no manifest lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from synshard.transforms.errors import SynshardError
+from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
+
+from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
+from .manifest import Manifest, ManifestError
+
+TABLE_SCHEMAS = {"rejects": REJECT_SCHEMA, "duplicates": DUPLICATE_SCHEMA}
+
+
+def release_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """(filesystem, root path as that filesystem names it) for a release URI."""
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    return fs, root.rstrip("/") or root
+
+
+@dataclass(frozen=True)
+class Release:
+    """A committed release, as its manifest describes it."""
+
+    manifest: Manifest
+    fs: Any
+    root: str
+
+    def uri(self, relpath: str) -> str:
+        """The full URI of a release-relative path (a plain path on the local disk)."""
+        path = join(self.root, relpath)
+        return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
+
+    def files(self) -> list[str]:
+        """The committed files, as full URIs: manifest, build.json if present, tables, shards.
+
+        This is the list to hand to tools that would otherwise list folders and see debris.
+        """
+        rel = [MANIFEST_NAME]
+        if self.fs.exists(join(self.root, BUILD_NAME)):
+            rel.append(BUILD_NAME)
+        rel += [t["path"] for _, t in sorted(self.manifest.tables.items())]
+        rel += [e.path for e in self.manifest.shards]
+        return [self.uri(p) for p in rel]
+
+    def shards(
+        self, split: str | None = None, synset: str | None = None, format: str | None = None
+    ) -> list[ShardEntry]:
+        """The manifest's shards, filtered; sorted by path."""
+        return [
+            e
+            for e in self.manifest.shards
+            if (split is None or e.split == split)
+            and (synset is None or e.synset == synset)
+            and (format is None or e.format == format)
+        ]
+
+
+def open_release(uri: str, storage_options: dict[str, Any] | None = None) -> Release:
+    """Open a committed release by reading its manifest.json (and nothing else)."""
+    fs, root = release_fs(uri, storage_options)
+    try:
+        text = fs.cat_file(join(root, MANIFEST_NAME))
+    except FileNotFoundError:
+        raise SynshardError(f"no committed release at {uri} (no {MANIFEST_NAME})") from None
+    try:
+        manifest = Manifest.from_json(text)
+    except ManifestError as exc:
+        raise ManifestError(f"{uri}: {exc}") from None
+    return Release(manifest, fs, root)
+
+
+def commit_manifest(fs: Any, root: str, manifest: Manifest) -> str:
+    """Write manifest.json last and atomically; returns its path."""
+    path = join(root, MANIFEST_NAME)
+    data = manifest.to_json().encode("utf-8")
+    if isinstance(fs, LocalFileSystem):
+        _replace_local(fs._strip_protocol(path), data)
+    else:
+        fs.pipe_file(path, data)  # one PUT: atomic on object stores
+    return path
+
+
+def _replace_local(path: str, data: bytes) -> None:
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename durable (not possible on every platform: skip where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns; ShardError when a required one is absent or null."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table[f.name])
+        elif f.nullable:
+            columns.append(pa.nulls(table.num_rows, f.type))
+        else:
+            raise ShardError(f"table lacks the required column {f.name!r}")
+    try:
+        return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
+    except (ValueError, pa.ArrowInvalid) as exc:
+        raise ShardError(f"table does not fit its schema: {exc}") from None
+
+
+def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any]:
+    """Write `<root>/<name>.parquet` deterministically; returns {path, rows, bytes, sha256}.
+
+    `rejects` and `duplicates` are conformed to their schemas (REJECT_SCHEMA, DUPLICATE_SCHEMA):
+    absent nullable columns become nulls, extra columns are dropped.
+    """
+    if name in TABLE_SCHEMAS:
+        table = conform(table, TABLE_SCHEMAS[name])
+    buf = io.BytesIO()
+    pq.write_table(
+        table, buf, compression="zstd", compression_level=3, row_group_size=1 << 20,
+        write_page_index=False,
+    )  # fmt: skip
+    data = buf.getvalue()
+    relpath = f"{name}.parquet"
+    fs.makedirs(root, exist_ok=True)
+    fs.pipe_file(join(root, relpath), data)
+    return {
+        "path": relpath,
+        "rows": table.num_rows,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }

@@ -1,0 +1,92 @@
+"""Split assignment and per-class caps: pure functions of the key, so a sample never changes split.
+
+A sample's split is the one its source declared, else a function of its key alone: the key is
+hashed (salted, so the split is independent of the key's own sha256 prefix) to a number u in
+[0, 1); u < test_fraction -> test, u < test_fraction + val_fraction -> val, else train.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synshard.transforms.errors import SynshardError
+
+SPLITS = ("train", "val", "test")
+_SALT = b"synshard-split-v1:"
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    val_fraction: float = 0.0
+    test_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise SynshardError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction > 1.0:
+            raise SynshardError("val_fraction + test_fraction must be at most 1")
+
+
+def key_unit(key: str, salt: bytes = _SALT) -> float:
+    """A uniform number in [0, 1) derived from the key alone."""
+    digest = hashlib.sha256(salt + key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_for_key(key: str, opts: SplitOptions) -> str:
+    u = key_unit(key)
+    if u < opts.test_fraction:
+        return "test"
+    if u < opts.test_fraction + opts.val_fraction:
+        return "val"
+    return "train"
+
+
+def normalise_split(name: str | None) -> str | None:
+    """Declared split names as sources spell them (`Train`, `validation`) -> train|val|test."""
+    if name is None:
+        return None
+    lowered = name.lower()
+    aliases = {"validation": "val", "valid": "val", "training": "train", "testing": "test"}
+    lowered = aliases.get(lowered, lowered)
+    if lowered not in SPLITS:
+        raise SynshardError(f"unknown split {name!r}: use one of {SPLITS}")
+    return lowered
+
+
+def assign_splits_batch(meta: pa.Table, opts: SplitOptions) -> pa.Table:
+    """Fill `split` where the source declared none; keys must be present (accepted rows)."""
+    keys = meta.column("key").to_pylist()
+    declared = meta.column("split").to_pylist()
+    splits = [
+        normalise_split(d) if d is not None else split_for_key(k, opts)
+        for k, d in zip(keys, declared)
+    ]
+    idx = meta.schema.get_field_index("split")
+    return meta.set_column(idx, "split", pa.array(splits, pa.string()))
+
+
+def cap_per_synset_mask(meta: pa.Table, max_per_synset: int | None) -> np.ndarray:
+    """Which rows survive a cap of N per (split, synset): a deterministic choice from the keys.
+
+    Rows are ranked within their (split, synset) by a salted hash of the key, so the kept subset
+    is a uniform sample that does not depend on input order, and growing N only adds rows.
+    """
+    n = meta.num_rows
+    if max_per_synset is None or n == 0:
+        return np.ones(n, dtype=bool)
+    rank_key = np.array([key_unit(k, b"synshard-cap-v1:") for k in meta.column("key").to_pylist()])
+    groups = pc.binary_join_element_wise(meta.column("split"), meta.column("synset"), "/")
+    group_ids = np.asarray(pc.dictionary_encode(groups).combine_chunks().indices)
+    order = np.lexsort((rank_key, group_ids))
+    sorted_ids = group_ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    rank_in_group = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    keep = np.zeros(n, dtype=bool)
+    keep[order] = rank_in_group < max_per_synset
+    return keep

@@ -1,0 +1,86 @@
+"""Staging: transformed records written once, by synset, before the global decisions.
+
+The transform stage writes every accepted record (image bytes included) to
+`<staging>/<synset>/<name>.parquet` and passes on only metadata. After dedup, splits and caps are
+decided on metadata alone, each synset's staged files are read back once and assembled into its
+shards. So an image's bytes cross the disk (or network) three times after the transform: staged
+write, staged read, shard write.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from synshard.transforms.schema import RECORD_SCHEMA, TRANSFORMED_SCHEMA
+
+from .layout import join
+
+# Metadata that travels to the driver: everything but the image bytes, plus where it was staged.
+META_DROP = ("image",)
+
+
+def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:
+    """Write accepted rows per synset under `staging`; return all rows' metadata.
+
+    The metadata table has TRANSFORMED_SCHEMA minus `image`, plus `image_bytes` (int64) and
+    `staged_path` (null for rejected rows). File names are a hash of the keys and sources they
+    hold, so writing the same batch twice writes the same file.
+    """
+    accepted = pc.is_null(transformed.column("reason"))
+    staged = pa.nulls(transformed.num_rows, pa.string()).to_pylist()
+    synsets = transformed.column("synset").to_pylist()
+    acc = np.asarray(accepted.to_numpy(zero_copy_only=False), dtype=bool)
+    for synset in sorted({s for s, a in zip(synsets, acc) if a}):
+        rows = np.flatnonzero(acc & (np.asarray(synsets, dtype=object) == synset))
+        part = transformed.take(pa.array(rows))
+        path = _write_part(fs, staging, synset, part)
+        for r in rows.tolist():
+            staged[r] = path
+    lengths = pc.binary_length(transformed.column("image")).cast(pa.int64())
+    meta = transformed.drop_columns(list(META_DROP))
+    meta = meta.append_column("image_bytes", lengths)
+    return meta.append_column("staged_path", pa.array(staged, pa.string()))
+
+
+def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
+    ident = hashlib.sha256()
+    for key, source in zip(part.column("key").to_pylist(), part.column("source").to_pylist()):
+        ident.update(f"{key}\0{source}\n".encode())
+    path = join(staging, f"{synset}/{ident.hexdigest()[:24]}.parquet")
+    buf = io.BytesIO()
+    pq.write_table(part.select(TRANSFORMED_SCHEMA.names), buf, compression="none")
+    fs.makedirs(join(staging, synset), exist_ok=True)
+    fs.pipe_file(path, buf.getvalue())
+    return path
+
+
+def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
+    """The staged records listed in `keep` (columns source, key, split, label, confidence).
+
+    Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key.
+    """
+    wanted = {(s, k): i for i, (s, k) in enumerate(zip(keep["source"].to_pylist(),
+                                                         keep["key"].to_pylist()))}
+    parts = []
+    for path in sorted(set(paths)):
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        pairs = zip(table["source"].to_pylist(), table["key"].to_pylist())
+        idx = [wanted.get(p, -1) for p in pairs]
+        mask = pa.array([i >= 0 for i in idx])
+        picked = table.filter(mask)
+        order = [i for i in idx if i >= 0]
+        decided = keep.take(pa.array(order, pa.int64()))
+        for col in ("split", "label", "confidence"):
+            picked = picked.set_column(picked.schema.get_field_index(col), col, decided[col])
+        parts.append(picked)
+    if not parts:
+        return RECORD_SCHEMA.empty_table()
+    records = pa.concat_tables(parts).select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    return records.sort_by([("key", "ascending"), ("source", "ascending")])

@@ -1,0 +1,154 @@
+"""WebDataset shards: deterministic tars of `<key>.<ext>`, `<key>.cls`, `<key>.json` per sample.
+
+Each shard is assembled in memory and written with one `pipe_file` (one PUT on an object store),
+under a name that carries its content hash, so a reader never sees a half-written file under a
+committed name. Tar headers are fixed (ustar, mtime 0, uid/gid 0, empty user/group names, mode
+0o444, members sorted by name), so the same records give the same bytes: readable by the
+`webdataset` library, Ray's `read_webdataset` and DALI, which all expect plain ustar members.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
+from .records import (
+    check_group,
+    image_extension,
+    metadata_json,
+    records_from_samples,
+    sample_from_record,
+)
+
+TAR_FORMAT = tarfile.USTAR_FORMAT
+_BLOCK = tarfile.BLOCKSIZE  # 512
+_RECORD = tarfile.RECORDSIZE  # 10240: tarfile pads the archive to a multiple of this
+_EOF = 2 * _BLOCK  # two zero blocks close an archive
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o444
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _members(sample: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """(member name, data) pairs of one sample, sorted by name."""
+    key = sample["__key__"]
+    return sorted((f"{key}.{ext}", data) for ext, data in sample.items() if ext != "__key__")
+
+
+def _member_bytes(name: str, size: int) -> int:
+    """Exact bytes one member takes in the tar: a ustar header block plus data padded to a block.
+
+    ustar has no extended headers, so a header is always one block (names are at most 85
+    characters here, within ustar's 100; a longer one would fail in `tarfile`, not pass silently).
+    """
+    return _BLOCK + -(-size // _BLOCK) * _BLOCK
+
+
+def _tar_file_bytes(members_total: int) -> int:
+    """The archive's size for members taking `members_total` bytes (end blocks, record padding)."""
+    return -(-(members_total + _EOF) // _RECORD) * _RECORD
+
+
+def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
+    """A deterministic tar of the samples, in the given order."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=TAR_FORMAT, encoding="utf-8") as tar:
+        for sample in samples:
+            for name, data in _members(sample):
+                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _sample_sizes(records: pa.Table) -> list[int]:
+    """Exact tar bytes of each record's three members, without copying any image into Python."""
+    image_lens = pc.binary_length(records["image"]).to_pylist()
+    sizes = []
+    for meta, image_len in zip(records.drop_columns(["image"]).to_pylist(), image_lens):
+        key = meta["key"]
+        parts = {
+            f"{key}.{image_extension(meta['format'])}": image_len,
+            f"{key}.cls": len(str(meta["label"])),
+            f"{key}.json": len(metadata_json(meta)),
+        }
+        sizes.append(sum(_member_bytes(name, size) for name, size in parts.items()))
+    return sizes
+
+
+def write_webdataset_shards(
+    fs: Any, root: str, records: pa.Table, target_bytes: int
+) -> list[ShardEntry]:
+    """Write one (split, synset) group's records as tar shards of at most `target_bytes` each.
+
+    Shard sizes are exact: a shard is cut when the next sample would make the file pass the
+    target (a sample larger than the target gets a shard of its own). Only one shard's samples
+    are held as Python bytes at a time. Returns the entries in shard order; paths are relative
+    to `root`.
+    """
+    records, split, synset = check_group(records)
+    runs = cut_by_bytes(_sample_sizes(records), target_bytes, _tar_file_bytes)
+    entries = []
+    for index, (start, stop) in enumerate(runs):
+        rows = records.slice(start, stop - start).to_pylist()
+        data = tar_bytes([sample_from_record(row) for row in rows])
+        digest = hashlib.sha256(data).hexdigest()
+        path = webdataset_shard_path(split, synset, index, digest)
+        fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
+        fs.pipe_file(join(root, path), data)
+        entries.append(
+            ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
+        )
+    return entries
+
+
+def iter_webdataset_shard(fs: Any, path: str) -> Iterator[dict[str, Any]]:
+    """Stream the samples of one tar shard as dicts keyed by extension (plus `__key__`)."""
+    with fs.open(path, "rb") as raw:
+        yield from iter_tar_samples(raw, path)
+
+
+def iter_tar_samples(fileobj: Any, name: str) -> Iterator[dict[str, Any]]:
+    """Samples of a tar read as a stream from `fileobj` (only `.read` is used).
+
+    Members are grouped by the part of their name before the first dot, as WebDataset does.
+    Anything but flat regular files is refused: a shard is ours, and a link or folder means it
+    is not. `name` only labels errors.
+    """
+    try:
+        yield from _group_members(tarfile.open(fileobj=fileobj, mode="r|"), name)
+    except tarfile.TarError as exc:
+        raise ShardError(f"{name}: not a readable tar: {exc}") from None
+
+
+def _group_members(tar: tarfile.TarFile, path: str) -> Iterator[dict[str, Any]]:
+    sample: dict[str, Any] = {}
+    for info in tar:
+        if not info.isreg() or "/" in info.name or "." not in info.name:
+            raise ShardError(f"{path}: unexpected member {info.name!r}")
+        key, ext = info.name.split(".", 1)
+        if sample and sample["__key__"] != key:
+            yield sample
+            sample = {}
+        if ext in sample:
+            raise ShardError(f"{path}: member {info.name!r} appears twice")
+        sample["__key__"] = key
+        sample[ext] = tar.extractfile(info).read()  # type: ignore[union-attr]
+    if sample:
+        yield sample
+
+
+def records_from_webdataset(fs: Any, path: str) -> pa.Table:
+    """Read one tar shard back as a RECORD_SCHEMA table (the exact records that were written)."""
+    return records_from_samples(iter_webdataset_shard(fs, path))
+

@@ -1,0 +1,42 @@
+"""The Python API: what the CLI calls, with the same options, for scripts and notebooks.
+
+    import synshard
+    result = synshard.build(["data/train", "imagenet_train.tar"], out="/data/releases/r1",
+                            resize="shorter:256", val_fraction=0.02)
+    problems = synshard.verify("/data/releases/r1")
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from synshard.config import BuildConfig, build_config, load_toml
+from synshard.shards.release import Release, open_release
+from synshard.shards.verify import Problem, verify_release
+
+
+def make_config(sources: Sequence[str], out: str, config: str | None = None,
+                **options: Any) -> BuildConfig:
+    """TOML file first (when given), then keyword options on top; validated."""
+    merged: dict[str, Any] = load_toml(config) if config else {}
+    if sources:
+        merged["sources"] = list(sources)
+    if out:
+        merged["out"] = out
+    merged.update({k: v for k, v in options.items() if v is not None})
+    return build_config(merged)
+
+
+def build(sources: Sequence[str] = (), out: str = "", config: str | None = None,
+          log: Callable[[str], None] = print, **options: Any):
+    """Build a release; returns a BuildResult (uri, noop, accounting, counts, stats)."""
+    from synshard.pipeline import run_build  # Ray is imported only when a build runs
+
+    return run_build(make_config(sources, out, config, **options), log=log)
+
+
+def info(uri: str, storage_options: dict | None = None) -> Release:
+    return open_release(uri, storage_options)
+
+
+def verify(uri: str, quick: bool = False, storage_options: dict | None = None) -> list[Problem]:
+    return verify_release(uri, quick=quick, storage_options=storage_options)

@@ -1,0 +1,153 @@
+"""The command line: a thin layer over synshard.api. Errors are one line and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from synshard.transforms.errors import SynshardError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one readable line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse_size(text: str) -> int:
+    """`256MB`, `1.5GiB`, `65536` -> bytes."""
+    units = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 1024, "M": 1e6, "MB": 1e6,
+             "MIB": 1024**2, "G": 1e9, "GB": 1e9, "GIB": 1024**3}
+    t = text.strip().upper()
+    num = t.rstrip("KMGIB")
+    unit = t[len(num):]
+    try:
+        return int(float(num) * units[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 256MB)") from None
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add("--config", help="build.toml with the same options (flags win)")
+    add("--resize", help="shorter:N | longer:N | center-crop:N | none (default shorter:256)")
+    add("--image-format", dest="format", choices=["jpeg", "webp", "png"])
+    add("--quality", type=int, help="JPEG/WebP quality (default 90)")
+    add("--keep-original", choices=["never", "if-fits"])
+    add("--upscale", action="store_true", default=None, help="allow upscaling small images")
+    add("--no-draft", dest="draft", action="store_false", default=None)
+    add("--min-size", type=int, help="reject images whose shorter side is below this")
+    add("--max-aspect", type=float)
+    add("--max-pixels", type=int, help="refuse images whose header claims more pixels")
+    add("--format", dest="formats", help="shard formats: webdataset,parquet (default both)")
+    add("--shard-size", dest="shard_bytes", type=parse_size, help="target shard size (256MB)")
+    add("--val-fraction", type=float)
+    add("--test-fraction", type=float)
+    add("--max-per-synset", type=int)
+    add("--limit", type=int, help="build from the first N inputs only")
+    add("--labels", help="CSV file,synset for a flat folder or tar of images")
+    add("--label-conflict", choices=["drop", "keep"])
+    add("--name", help="release name (default: the output folder's name)")
+    add("--overwrite", action="store_true", default=None)
+    add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")
+    add("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    add("--batch-size", type=int)
+    add("--no-progress", dest="progress", action="store_false", default=None)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="synshard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("build", help="build a release from sources")
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("--out", help="release URI (path or s3://bucket/prefix)")
+    _add_build_options(p)
+    p.set_defaults(func=run_build)
+    p = sub.add_parser("demo", help="build the bundled sample into ./demo-release")
+    p.add_argument("--out", default="demo-release")
+    p.set_defaults(func=run_demo)
+    p = sub.add_parser("info", help="summarise a committed release")
+    p.add_argument("uri")
+    p.add_argument("--files", action="store_true", help="list the committed files only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_info)
+    p = sub.add_parser("verify", help="check a release's files against its manifest")
+    p.add_argument("uri")
+    p.add_argument("--quick", action="store_true", help="presence and sizes only")
+    p.set_defaults(func=run_verify)
+    from synshard import cmd_synsets
+
+    cmd_synsets.add_parsers(sub)
+    return parser
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from synshard import api
+    from synshard.report_text import print_summary
+
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "func", "sources", "out", "config")}
+    result = api.build(args.sources, args.out, config=args.config, **options)
+    print_summary(result)
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from synshard import api
+    from synshard.report_text import print_summary
+    from synshard.sample import sample_path
+
+    source = sample_path()
+    print(f"building the bundled sample {source} into {args.out}")
+    result = api.build([str(source)], args.out, resize="shorter:256", val_fraction=0.2,
+                       shard_bytes=4 << 20, overwrite=True)
+    print_summary(result, detail=True)
+    print(f"\nnext: synshard info {args.out}   synshard verify {args.out}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from synshard import api
+    from synshard.report_text import print_info
+
+    release = api.info(args.uri)
+    if args.files:
+        print("\n".join(release.files()))
+    elif args.json:
+        print(json.dumps(release.manifest.to_dict(), indent=1, sort_keys=True))
+    else:
+        print_info(release)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from synshard import api
+
+    problems = api.verify(args.uri, quick=args.quick)
+    for p in problems:
+        print(f"{p.kind:8s} {p.path}: {p.detail}")
+    what = "presence and sizes" if args.quick else "hashes and sample counts"
+    if problems:
+        print(f"verify: {len(problems)} problem(s) in {args.uri}", file=sys.stderr)
+        return 1
+    print(f"verify: ok ({what}) {args.uri}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SynshardError as exc:
+        print(f"synshard: error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"synshard: error: {exc.strerror or type(exc).__name__}: "
+              f"{exc.filename or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("synshard: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

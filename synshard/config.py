@@ -1,0 +1,143 @@
+"""Build configuration: TOML and command-line flags -> one frozen `BuildConfig`, built once here.
+
+Nothing below the app reads the environment or globals: the parts get their own option
+dataclasses (`TransformOptions`, `DedupOptions`, `SplitOptions`) from this config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from synshard.shards.splits import SplitOptions
+from synshard.transforms.errors import SynshardError
+from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
+
+ShardFormat = Literal["webdataset", "parquet"]
+SHARD_FORMATS = ("webdataset", "parquet")
+
+
+class ConfigError(SynshardError):
+    """A bad option in a config file or on the command line."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    sources: tuple[str, ...]
+    out: str
+    transform: TransformOptions = TransformOptions()
+    dedup: DedupOptions = DedupOptions()
+    splits: SplitOptions = SplitOptions()
+    formats: tuple[ShardFormat, ...] = SHARD_FORMATS
+    shard_bytes: int = 256 * 1024 * 1024
+    max_per_synset: int | None = None
+    limit: int | None = None
+    labels: str | None = None  # CSV file,synset for flat folders/tars
+    classes: str | None = None  # pinned class list: a file of wnids, or a named list
+    name: str | None = None
+    # Run options: they do not change the release's content.
+    overwrite: bool = False
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    batch_size: int = 64
+    progress: bool = True
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError("no sources given")
+        bad = [f for f in self.formats if f not in SHARD_FORMATS]
+        if bad or not self.formats:
+            raise ConfigError(f"bad format {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
+        if self.shard_bytes < 1024:
+            raise ConfigError(f"shard_bytes {self.shard_bytes} is too small (at least 1024)")
+        for name in ("max_per_synset", "limit", "num_cpus"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+
+    def content(self) -> dict[str, Any]:
+        """The options that change the release's bytes (recorded in the manifest)."""
+        return {
+            "sources": sorted(self.sources),
+            "transform": {**dataclasses.asdict(self.transform),
+                          "resize": str(self.transform.resize)},
+            "dedup": dataclasses.asdict(self.dedup),
+            "splits": dataclasses.asdict(self.splits),
+            "formats": sorted(self.formats),
+            "shard_bytes": self.shard_bytes,
+            "max_per_synset": self.max_per_synset,
+            "limit": self.limit,
+            "labels": self.labels,
+            "classes": self.classes,
+        }
+
+    def run_options(self) -> dict[str, Any]:
+        """The options that do not change the content (recorded in build.json)."""
+        return {"out": self.out, "overwrite": self.overwrite, "ray_address": self.ray_address,
+                "num_cpus": self.num_cpus, "batch_size": self.batch_size}
+
+
+# Flat option names (CLI flags and the API's keyword arguments) -> where they live.
+_TRANSFORM_KEYS = {f.name for f in dataclasses.fields(TransformOptions)}
+_DEDUP_KEYS = {f.name for f in dataclasses.fields(DedupOptions)}
+_SPLIT_KEYS = {f.name for f in dataclasses.fields(SplitOptions)}
+_TOP_KEYS = {f.name for f in dataclasses.fields(BuildConfig)} - {"transform", "dedup", "splits"}
+_SECTIONS = {"transform": _TRANSFORM_KEYS, "dedup": _DEDUP_KEYS, "splits": _SPLIT_KEYS}
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: {e}") from None
+    return flatten(data, where=path)
+
+
+def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    """`{"transform": {"quality": 85}, "out": ...}` -> `{"quality": 85, "out": ...}`, strictly."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        key = key.replace("-", "_")
+        if key in _SECTIONS and isinstance(value, Mapping):
+            for sub, subvalue in value.items():
+                sub = sub.replace("-", "_")
+                if sub not in _SECTIONS[key]:
+                    raise ConfigError(f"{where}: unknown option {key}.{sub}")
+                flat[sub] = subvalue
+        elif key in _TOP_KEYS or any(key in keys for keys in _SECTIONS.values()):
+            flat[key] = value
+        else:
+            raise ConfigError(f"{where}: unknown option {key}")
+    return flat
+
+
+def build_config(options: Mapping[str, Any]) -> BuildConfig:
+    """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value."""
+    opts = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
+    unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS
+    if unknown:
+        raise ConfigError(f"unknown option {sorted(unknown)[0]}")
+    if isinstance(opts.get("resize"), str):
+        opts["resize"] = ResizeSpec.parse(opts["resize"])
+    if isinstance(opts.get("sources"), str):
+        opts["sources"] = (opts["sources"],)
+    if isinstance(opts.get("formats"), str):
+        opts["formats"] = tuple(s.strip() for s in opts["formats"].split(","))
+    try:
+        transform = TransformOptions(**{k: opts.pop(k) for k in list(opts) if k in _TRANSFORM_KEYS})
+        dedup = DedupOptions(**{k: opts.pop(k) for k in list(opts) if k in _DEDUP_KEYS})
+        splits = SplitOptions(**{k: opts.pop(k) for k in list(opts) if k in _SPLIT_KEYS})
+        if "sources" in opts:
+            opts["sources"] = tuple(str(s) for s in opts["sources"])
+        if "formats" in opts:
+            opts["formats"] = tuple(opts["formats"])
+        if "out" not in opts:
+            raise ConfigError("no output given (--out URI)")
+        return BuildConfig(transform=transform, dedup=dedup, splits=splits, **opts)
+    except TypeError as e:  # a value of the wrong type in a TOML file
+        raise ConfigError(f"bad option value: {e}") from None

@@ -1,0 +1,166 @@
+"""The build on Ray: the pure stages wired together, streaming, with the manifest written last.
+
+    plan sources ─► read (Ray tasks) ─► transform + stage (Ray tasks) ─► metadata to the driver
+      ─► decide (splits, dedup, caps, labels; metadata only) ─► assemble shards per synset (Ray
+      tasks) ─► rejects/duplicates tables, build.json ─► manifest.json (the commit point)
+
+Every stage is a plain function from ingest/, transforms/, shards/ or decisions.py; this module only
+schedules them. The driver holds metadata (well under 100 bytes an image) and shard lists, never
+images: image bytes are read by the read tasks, written once to staging by the transform tasks,
+read back once by the assembly task of their synset and written once into their shard.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from synshard import __version__
+from synshard.config import BuildConfig
+from synshard.decisions import Decisions, decide
+from synshard.ingest.sources import SourcePlan, plan_sources, read_task
+from synshard.raysession import ray_session, remote
+from synshard.release_io import (
+    check_existing,
+    clear_staging,
+    commit_release,
+    fingerprint_build,
+    staging_root,
+)
+from synshard.shards.release import release_fs
+from synshard.shards.staging import read_staged, stage_batch
+from synshard.transforms.process import transform_batch
+
+
+@dataclass
+class BuildResult:
+    uri: str
+    noop: bool
+    accounting: dict[str, int]
+    counts: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
+    t0 = time.perf_counter()
+    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
+    plan = plan_sources(cfg.sources, labels=cfg.labels, limit=cfg.limit,
+                        storage_options=dict(cfg.storage_options))
+    fingerprint = fingerprint_build(plan.fingerprint, cfg.content(), __version__)
+    existing = check_existing(cfg, fingerprint)
+    if existing is not None:
+        log(f"release at {cfg.out} is already this build: nothing to do")
+        return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
+    staging = staging_root(root, fingerprint)
+    timings: dict[str, float] = {"plan": time.perf_counter() - t0}
+    with ray_session(cfg) as cluster:
+        t = time.perf_counter()
+        meta = _stage(plan, cfg, staging, log)
+        timings["read+transform+stage"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decisions = decide(meta, cfg)
+        timings["decide"] = time.perf_counter() - t
+        t = time.perf_counter()
+        entries = _assemble(meta, decisions, cfg, staging)
+        timings["assemble"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stats = {"timings_s": timings, "cluster": cluster, "tasks": len(plan.tasks),
+             "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9)}
+    manifest = commit_release(fs, root, cfg, decisions, entries, fingerprint, stats)
+    clear_staging(fs, staging)
+    timings["commit"] = time.perf_counter() - t
+    return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
+
+
+def _stage(plan: SourcePlan, cfg: BuildConfig, staging: str, log) -> pa.Table:
+    """Read, transform and stage every input on Ray; the driver gets metadata back, streaming."""
+    tasks = plan.tasks
+    options = dict(cfg.storage_options)
+    topts = cfg.transform
+
+    def read(batch: dict) -> Any:
+        for i in batch["task"].tolist():
+            yield from read_task(tasks[i], storage_options=options)
+
+    def transform_and_stage(batch: pa.Table) -> pa.Table:
+        fs, _ = release_fs(cfg.out, options)
+        return stage_batch(transform_batch(batch, topts), fs, staging)
+
+    if not tasks:
+        return _empty_meta()
+    ds = ray.data.from_items([{"task": i} for i in range(len(tasks))],
+                             override_num_blocks=len(tasks))
+    ds = ds.map_batches(read, batch_size=1, batch_format="numpy", num_cpus=0.25)
+    ds = ds.map_batches(transform_and_stage, batch_size=cfg.batch_size,
+                        batch_format="pyarrow", num_cpus=1)
+    parts = []
+    with _progress(cfg, log) as bar:
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            parts.append(block)
+            bar(block.num_rows)
+    return pa.concat_tables(parts) if parts else _empty_meta()
+
+
+def _assemble(meta: pa.Table, decisions: Decisions, cfg: BuildConfig, staging: str) -> list:
+    """One Ray task per synset: read its staged records once, write its shards (sorted by key)."""
+    kept = decisions.kept
+    paths_by_synset: dict[str, set[str]] = {}
+    for synset, path in zip(kept["synset"].to_pylist(), kept["staged_path"].to_pylist()):
+        paths_by_synset.setdefault(synset, set()).add(path)
+    job = remote(assemble_synset)
+    futures = []
+    for synset in sorted(paths_by_synset):
+        rows = kept.filter(pc.equal(kept["synset"], synset))
+        keep = rows.select(["source", "key", "split", "label", "confidence"])
+        futures.append(job.remote(cfg.out, dict(cfg.storage_options), sorted(paths_by_synset[synset]),
+                                  keep, cfg.formats, cfg.shard_bytes))
+    entries = []
+    for result in ray.get(futures):
+        entries.extend(result)
+    return sorted(entries, key=lambda e: e.path)
+
+
+def assemble_synset(out: str, storage_options: dict, paths: list[str], keep: pa.Table,
+                    formats: tuple[str, ...], shard_bytes: int) -> list:
+    from synshard.shards.parquet import write_parquet_shards
+    from synshard.shards.webdataset import write_webdataset_shards
+
+    writers = {"webdataset": write_webdataset_shards, "parquet": write_parquet_shards}
+    fs, root = release_fs(out, storage_options)
+    records = read_staged(fs, paths, keep)
+    entries = []
+    for split in sorted(set(records["split"].to_pylist())):
+        group = records.filter(pc.equal(records["split"], split))
+        for fmt in formats:
+            entries.extend(writers[fmt](fs, root, group, shard_bytes))
+    return entries
+
+
+def _empty_meta() -> pa.Table:
+    from synshard.transforms.schema import TRANSFORMED_SCHEMA
+    schema = TRANSFORMED_SCHEMA.remove(TRANSFORMED_SCHEMA.get_field_index("image"))
+    schema = schema.append(pa.field("image_bytes", pa.int64()))
+    return schema.append(pa.field("staged_path", pa.string())).empty_table()
+
+
+class _progress:
+    """A progress line on stderr (tqdm) when enabled; counts inputs settled by the transform."""
+
+    def __init__(self, cfg: BuildConfig, log) -> None:
+        self.enabled = cfg.progress
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from tqdm import tqdm
+        self.bar = tqdm(desc="images", unit="img", smoothing=0.1, mininterval=0.5)
+        return self.bar.update
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.close()

@@ -1,0 +1,91 @@
+"""Committing a build's release: side tables, build.json, then manifest.json (the commit point)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from synshard import __version__
+from synshard.config import BuildConfig
+from synshard.decisions import Decisions
+from synshard.shards.layout import BUILD_NAME, join
+from synshard.shards.manifest import Manifest, counts_from_shards
+from synshard.shards.release import commit_manifest, open_release, write_table
+from synshard.transforms.errors import SynshardError
+
+STAGING_DIR = "_staging"
+
+
+def fingerprint_build(inputs: str, content: dict[str, Any], tool_version: str) -> str:
+    """Identifies a build by what it reads and every option that changes what it writes."""
+    text = json.dumps({"inputs": inputs, "content": content, "tool": tool_version},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_existing(cfg: BuildConfig, fingerprint: str) -> Manifest | None:
+    """The committed manifest when it is this very build (a no-op); refuse a different one."""
+    try:
+        release = open_release(cfg.out, dict(cfg.storage_options))
+    except SynshardError:
+        return None
+    if release.manifest.fingerprint == fingerprint:
+        return release.manifest
+    if not cfg.overwrite:
+        raise SynshardError(f"a different release is already committed at {cfg.out}; "
+                            "pass --overwrite to replace it")
+    return None
+
+
+def staging_root(root: str, fingerprint: str) -> str:
+    return join(root, f"{STAGING_DIR}/{fingerprint[:16]}")
+
+
+def clear_staging(fs: Any, staging: str) -> None:
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+    parent = staging.rsplit("/", 1)[0]
+    try:
+        if fs.exists(parent) and not fs.ls(parent):
+            fs.rmdir(parent)
+    except OSError:
+        pass  # another build's staging is still there
+
+
+def class_list(classes: list[str]) -> list[dict[str, Any]]:
+    """[{synset, label, lemmas}] in label order; lemmas from WordNet where the wnid is known."""
+    from synshard.synsets.hierarchy import load_hierarchy
+
+    hierarchy = load_hierarchy()
+    out = []
+    for label, wnid in enumerate(classes):
+        lemmas = list(hierarchy.get(wnid).lemmas) if wnid in hierarchy else []
+        out.append({"synset": wnid, "label": label, "lemmas": lemmas})
+    return out
+
+
+def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, entries: list,
+                   fingerprint: str, stats: dict[str, Any]) -> Manifest:
+    tables = {
+        "rejects": write_table(fs, root, "rejects", decisions.rejects),
+        "duplicates": write_table(fs, root, "duplicates", decisions.duplicates),
+    }
+    counts = counts_from_shards(entries, cfg.formats[0])
+    build = {"tool_version": __version__, "fingerprint": fingerprint,
+             "run_options": cfg.run_options(), "accounting": decisions.accounting,
+             "stats": stats}
+    fs.pipe_file(join(root, BUILD_NAME), (json.dumps(build, indent=1, sort_keys=True,
+                                                     default=str) + "\n").encode())
+    manifest = Manifest(
+        name=cfg.name or root.rstrip("/").rsplit("/", 1)[-1],
+        tool_version=__version__,
+        config=cfg.content(),
+        classes=class_list(decisions.classes),
+        counts=counts,
+        shards=tuple(entries),
+        accounting=decisions.accounting,
+        tables=tables,
+        fingerprint=fingerprint,
+    )
+    commit_manifest(fs, root, manifest)
+    return manifest

@@ -1,0 +1,108 @@
+"""URL lists in every format: columns normalised, bad rows kept with a reason."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, strategies as st
+
+from synshard.ingest.urllist import URLLIST_SCHEMA, parse_bboxes, read_url_list
+from synshard.transforms.errors import SynshardError
+
+CSV = (
+    'url,synset,id,license,bboxes\n'
+    'http://a/1.jpg,n01440764,7,CC-BY,"[[1, 2, 30, 40]]"\n'
+    'http://a/2.jpg,n01440764,8,,\n'
+    ',n01443537,9,,\n'
+    'http://a/3.jpg,n01443537,10,,"[[1, 2, 3]]"\n'
+    'http://a/4.jpg,n01443537,11,,{oops\n'
+    'http://a/5.jpg,n01443537,12,,,extra,columns\n'
+)
+
+
+def test_csv(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(CSV)
+    table = read_url_list(str(path))
+    assert table.schema == URLLIST_SCHEMA
+    assert table.num_rows == 6  # the malformed line is kept, not dropped
+    rows = table.to_pylist()
+    assert rows[0]["url"] == "http://a/1.jpg" and rows[0]["id"] == "7"
+    assert rows[0]["bboxes"] == [[1.0, 2.0, 30.0, 40.0]] and rows[0]["license"] == "CC-BY"
+    assert rows[1]["bboxes"] is None and rows[1]["reason"] is None
+    assert rows[2]["reason"] == "no url"
+    assert rows[3]["reason"] == "bad bboxes: a box is not four numbers"
+    assert rows[4]["reason"] == "bad bboxes: not JSON"
+    assert rows[5]["url"] is None and rows[5]["reason"].startswith("bad csv row")
+    assert [r["row"] for r in rows] == [0, 1, 2, 3, 4, None]
+
+
+def test_jsonl_gz_with_bad_lines(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"url": "http://a/1.jpg", "synset": "n1", "bboxes": [[0, 0, 5, 5], [1, 1, 2, 2]]}),
+        json.dumps({"url": "http://a/2.jpg", "synset": "n1", "bboxes": "[[0, 0, 5, 5]]", "id": 3}),
+        "{not json",
+        "",
+        json.dumps(["a list"]),
+        json.dumps({"url": 42, "synset": "n1"}),
+        json.dumps({"url": "http://a/3.jpg", "bbox": [0, 0, 9, 9], "attribution": "me"}),
+    ]
+    path = tmp_path / "list.jsonl.gz"
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    rows = read_url_list(str(path)).to_pylist()
+    assert len(rows) == 6  # the blank line is not a record
+    assert rows[0]["bboxes"] == [[0, 0, 5, 5], [1, 1, 2, 2]]
+    assert rows[1]["bboxes"] == [[0, 0, 5, 5]] and rows[1]["id"] == "3"
+    assert rows[2]["reason"] == "bad url: not a string"
+    assert rows[3]["bboxes"] == [[0, 0, 9, 9]] and rows[3]["attribution"] == "me"
+    assert rows[4]["reason"] == "bad json line 3: JSONDecodeError"
+    assert rows[5]["reason"] == "bad json line 5: not an object"
+
+
+def test_parquet_with_list_bboxes(tmp_path: Path) -> None:
+    path = tmp_path / "list.parquet"
+    pq.write_table(pa.table({
+        "url": ["http://a/1.jpg", "http://a/2.jpg"],
+        "synset": ["n1", None],
+        "bboxes": pa.array([[[0.0, 0.0, 3.0, 4.0]], None], pa.list_(pa.list_(pa.float64()))),
+        "extra": [1, 2],
+    }), path)
+    table = read_url_list(str(path))
+    assert table.schema == URLLIST_SCHEMA
+    assert table.column("bboxes").to_pylist() == [[[0, 0, 3, 4]], None]
+    assert table.column("synset").to_pylist() == ["n1", None]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("list.txt", "url\n", "not a URL list"),
+    ("list.csv", "link,synset\nhttp://a,n1\n", "no `url` column"),
+    ("missing.csv", None, "no such URL list"),
+])
+def test_unusable_lists_are_user_errors(tmp_path: Path, name: str, text: str | None,
+                                        message: str) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SynshardError, match=message):
+        read_url_list(str(path))
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@given(st.lists(st.tuples(finite, finite, finite, finite), max_size=5))
+def test_bboxes_round_trip_through_json(boxes: list[tuple[float, float, float, float]]) -> None:
+    ordered = [[min(a, c), min(b, d), max(a, c), max(b, d)] for a, b, c, d in boxes]
+    parsed, reason = parse_bboxes(json.dumps(ordered))
+    assert reason is None and parsed == ordered
+
+
+@pytest.mark.parametrize("value", ["[[5, 0, 1, 1]]", "[[0, 0, 1, NaN]]", "[[true, 0, 1, 1]]",
+                                   '"box"', "[[0, 0, 1, 1, 1]]", "7"])
+def test_bad_bboxes(value: str) -> None:
+    boxes, reason = parse_bboxes(value)
+    assert boxes is None and reason and reason.startswith("bad bboxes")

@@ -1,0 +1,103 @@
+"""Opening and committing releases; the side tables."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from shardgen import build_release
+
+from synshard.shards.manifest import Manifest
+from synshard.shards.release import commit_manifest, open_release, write_table
+from synshard.transforms.errors import SynshardError
+from synshard.transforms.schema import REJECT_SCHEMA
+
+
+def test_open_release_on_local_disk(tmp_path) -> None:
+    manifest = build_release(fsspec.filesystem("file"), str(tmp_path))
+    release = open_release(str(tmp_path))
+    assert release.manifest == manifest
+    files = release.files()
+    assert files[0] == str(tmp_path / "manifest.json")
+    assert str(tmp_path / "rejects.parquet") in files
+    assert len(files) == 1 + 2 + len(manifest.shards)
+    assert all(os.path.exists(f) for f in files)
+
+
+def test_files_include_build_json_when_present(tmp_path) -> None:
+    build_release(fsspec.filesystem("file"), str(tmp_path))
+    (tmp_path / "build.json").write_text("{}")
+    assert str(tmp_path / "build.json") in open_release(str(tmp_path)).files()
+
+
+def test_shard_filters(tmp_path) -> None:
+    build_release(fsspec.filesystem("file"), str(tmp_path))
+    release = open_release(f"file://{tmp_path}")
+    every = release.shards()
+    assert every == list(release.manifest.shards) and len(every) > 6
+    val = release.shards(split="val", format="parquet")
+    assert val and all(e.split == "val" and e.format == "parquet" for e in val)
+    assert len(release.shards(synset="n02084071")) == sum(e.synset == "n02084071" for e in every)
+    assert release.shards(synset="n00000000") == []
+
+
+def test_memory_filesystem_release() -> None:
+    root = f"/rel-{uuid.uuid4().hex}"
+    manifest = build_release(fsspec.filesystem("memory"), root)
+    release = open_release(f"memory://{root}")
+    assert release.manifest == manifest
+    assert all(f.startswith(f"memory://{root}/") for f in release.files())
+
+
+def test_missing_release_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(SynshardError, match="no committed release at"):
+        open_release(str(tmp_path / "nothing-here"))
+
+
+def test_commit_is_atomic_on_local_disk(tmp_path, monkeypatch) -> None:
+    fs = fsspec.filesystem("file")
+    old = build_release(fs, str(tmp_path))
+    before = (tmp_path / "manifest.json").read_bytes()
+    new = Manifest(**{**old.__dict__, "name": "replacement"})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk went away"):
+        commit_manifest(fs, str(tmp_path), new)
+    assert (tmp_path / "manifest.json").read_bytes() == before  # old commit intact
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "duplicates.parquet", "manifest.json", "rejects.parquet"]  # no temp file left  # fmt: skip
+    monkeypatch.undo()
+    commit_manifest(fs, str(tmp_path), new)
+    assert open_release(str(tmp_path)).manifest.name == "replacement"
+    assert oct((tmp_path / "manifest.json").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_write_table_is_deterministic_and_described(tmp_path) -> None:
+    fs = fsspec.filesystem("file")
+    rows = [{"source": f"/s/{i}.jpg", "stage": "decode", "reason": "truncated"} for i in range(5)]
+    table = pa.Table.from_pylist(rows)  # loose schema: cast to REJECT_SCHEMA on write
+    a = write_table(fs, str(tmp_path / "a"), "rejects", table)
+    b = write_table(fs, str(tmp_path / "b"), "rejects", table)
+    data = (tmp_path / "a" / "rejects.parquet").read_bytes()
+    assert a == b == {"path": "rejects.parquet", "rows": 5, "bytes": len(data),
+                      "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    assert data == (tmp_path / "b" / "rejects.parquet").read_bytes()
+    back = pq.read_table(tmp_path / "a" / "rejects.parquet")
+    assert back.schema.equals(REJECT_SCHEMA, check_metadata=False)
+    assert back["source"].to_pylist() == [r["source"] for r in rows]
+
+
+def test_write_table_refuses_a_table_without_required_columns(tmp_path) -> None:
+    from synshard.shards.layout import ShardError
+
+    with pytest.raises(ShardError, match="'reason'"):
+        write_table(fsspec.filesystem("file"), str(tmp_path), "rejects",
+                    pa.table({"source": ["x"], "stage": ["decode"]}))  # fmt: skip

@@ -1,0 +1,181 @@
+"""Near-duplicate policy on a metadata table: who survives, what is recorded, what conflicts.
+
+Works on metadata only (key, synset, split, width, height, phash, source), never on image bytes.
+Rules, applied to clusters of near duplicates (connected components of pairs within `radius`):
+- one survivor per cluster: an evaluation copy (val/test) first, then the highest resolution,
+  then the smallest key (deterministic, independent of row order);
+- a dropped copy is recorded in DUPLICATE_SCHEMA with kind `near` (same split and synset),
+  `cross-split` (same synset, other split: the train copy goes) or `label-conflict` (other
+  synset, only with near_conflicts="drop"), its Hamming distance to the survivor and the
+  survivor's key and source;
+- across synsets, by default ("keep") copies are not clustered together: both survive and the
+  pair of survivors is listed in the conflicts table, because near pairs can be distinct photos.
+
+Clusters are transitive, so a dropped copy can be further than `radius` from its survivor (a
+chain); its recorded distance is the true one. Rows with a null phash are never compared and
+always kept. Work is bounded by distinct (phash, synset) nodes, not by copies: a thousand blank
+images cost one node each per synset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .clusters import clusters
+from .neardup import Pairs, expand_pairs, hamming, search_distinct
+from .schema import DUPLICATE_SCHEMA
+
+NearConflictPolicy = Literal["keep", "drop"]
+EVAL_SPLITS = ("val", "test")
+META_COLUMNS = ("key", "synset", "split", "width", "height", "phash", "source")
+
+# conflicts.parquet: near pairs of survivors under different synsets (possible label conflicts).
+CONFLICT_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("synset", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("other_key", pa.string(), nullable=False),
+        pa.field("other_synset", pa.string()),
+        pa.field("other_split", pa.string()),
+        pa.field("other_source", pa.string(), nullable=False),
+        pa.field("distance", pa.int32(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class NearDedupResult:
+    """keep: one bool per input row; duplicates: dropped rows; conflicts: cross-synset pairs."""
+
+    keep: np.ndarray
+    duplicates: pa.Table
+    conflicts: pa.Table
+    labels: np.ndarray  # cluster label per row (smallest row index in its cluster)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The columns the policy needs, as numpy arrays over the rows with a phash."""
+
+    index: np.ndarray  # row numbers in the input table
+    phash: np.ndarray
+    synset: np.ndarray  # int codes
+    split: np.ndarray  # strings (object)
+    area: np.ndarray
+    key_rank: np.ndarray
+
+
+def _rows(meta: pa.Table) -> _Rows:
+    missing = [c for c in META_COLUMNS if c not in meta.column_names]
+    if missing:
+        raise ValueError(f"metadata table lacks columns {missing}")
+    index = np.flatnonzero(pc.is_valid(meta["phash"]).to_numpy(zero_copy_only=False))
+    t = meta.take(pa.array(index, pa.int64()))
+    phash = pc.cast(t["phash"], pa.uint64()).to_numpy(zero_copy_only=False).astype(np.uint64)
+    synset = pc.dictionary_encode(pc.fill_null(t["synset"], "")).combine_chunks()
+    area = (pc.fill_null(t["width"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            * pc.fill_null(t["height"], 0).to_numpy(zero_copy_only=False).astype(np.int64))
+    key_rank = pc.rank(t["key"], sort_keys="ascending", tiebreaker="first")
+    return _Rows(index, phash, synset.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                 pc.fill_null(t["split"], "").to_numpy(zero_copy_only=False), area,
+                 key_rank.to_numpy(zero_copy_only=False).astype(np.int64))
+
+
+def _node_pairs(rows: _Rows, radius: int) -> tuple[np.ndarray, np.ndarray, Pairs]:
+    """Nodes = distinct (phash, synset); returns row->node, node representative row, node pairs."""
+    uniq, hash_inv = np.unique(rows.phash, return_inverse=True)
+    n_syn = int(rows.synset.max()) + 1 if rows.synset.size else 1
+    node_vals, node_of_row = np.unique(hash_inv.reshape(-1) * n_syn + rows.synset,
+                                       return_inverse=True)
+    node_of_row = node_of_row.reshape(-1)
+    rep = np.full(node_vals.size, rows.phash.size, dtype=np.int64)
+    np.minimum.at(rep, node_of_row, np.arange(rows.phash.size))
+    distinct = search_distinct(uniq, radius) if radius > 0 else Pairs.empty()
+    pairs = expand_pairs(node_vals // n_syn, uniq.size, distinct)
+    return node_of_row, rep, pairs
+
+
+def _survivors(rows: _Rows, labels: np.ndarray) -> np.ndarray:
+    """Per row, the row that survives its cluster: eval split, largest area, smallest key."""
+    is_eval = np.isin(rows.split, EVAL_SPLITS)
+    order = np.lexsort((rows.key_rank, -rows.area, ~is_eval, labels))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    winner = np.empty(labels.max() + 1 if labels.size else 0, dtype=np.int64)
+    winner[labels[order][first]] = order[first]
+    return winner[labels]
+
+
+def near_dedup(meta: pa.Table, radius: int,
+               near_conflicts: NearConflictPolicy = "keep") -> NearDedupResult:
+    """Apply the near-duplicate policy to a metadata table (see the module docstring)."""
+    if near_conflicts not in ("keep", "drop"):
+        raise ValueError(f"near_conflicts must be 'keep' or 'drop', not {near_conflicts!r}")
+    rows = _rows(meta)
+    node_of_row, rep, pairs = _node_pairs(rows, radius)
+    same = rows.synset[rep[pairs.i]] == rows.synset[rep[pairs.j]]
+    joined = same if near_conflicts == "keep" else np.ones(same.size, dtype=bool)
+    n = rows.phash.size
+    ei = np.concatenate([np.arange(n), rep[pairs.i][joined]])
+    ej = np.concatenate([rep[node_of_row], rep[pairs.j][joined]])
+    labels = clusters(n, ei, ej)
+    survivor = _survivors(rows, labels)
+    keep = np.ones(meta.num_rows, dtype=bool)
+    keep[rows.index[survivor != np.arange(n)]] = False
+    all_labels = np.arange(meta.num_rows, dtype=np.int64)
+    all_labels[rows.index] = rows.index[labels]
+    conflicts = _conflicts(meta, rows, survivor, rep, pairs, ~same)
+    return NearDedupResult(keep, _duplicates(meta, rows, survivor), conflicts, all_labels)
+
+
+def _duplicates(meta: pa.Table, rows: _Rows, survivor: np.ndarray) -> pa.Table:
+    """DUPLICATE_SCHEMA rows for every dropped copy, sorted by key."""
+    dropped = np.flatnonzero(survivor != np.arange(survivor.size))
+    won = survivor[dropped]
+    kind = np.where(rows.synset[dropped] != rows.synset[won], "label-conflict",
+                    np.where(rows.split[dropped] != rows.split[won], "cross-split", "near"))
+    lost_t = meta.take(pa.array(rows.index[dropped], pa.int64()))
+    won_t = meta.take(pa.array(rows.index[won], pa.int64()))
+    table = pa.table(
+        {
+            "key": lost_t["key"], "source": lost_t["source"], "synset": lost_t["synset"],
+            "split": lost_t["split"], "kept_key": won_t["key"], "kept_source": won_t["source"],
+            "kind": pa.array(kind.tolist(), pa.string()),
+            "distance": pa.array(hamming(rows.phash[dropped], rows.phash[won]), pa.int32()),
+        }
+    )
+    return table.cast(DUPLICATE_SCHEMA).sort_by("key")
+
+
+def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarray,
+               pairs: Pairs, cross: np.ndarray) -> pa.Table:
+    """Cross-synset near pairs, mapped to their survivors, once per survivor pair."""
+    a, b = survivor[rep[pairs.i[cross]]], survivor[rep[pairs.j[cross]]]
+    d = pairs.dist[cross]
+    first = rows.key_rank[a] <= rows.key_rank[b]
+    a, b = np.where(first, a, b), np.where(first, b, a)
+    ok = a != b
+    a, b, d = a[ok], b[ok], d[ok]
+    if a.size:
+        order = np.lexsort((d, b, a))
+        a, b, d = a[order], b[order], d[order]
+        new = np.ones(a.size, dtype=bool)
+        new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        a, b, d = a[new], b[new], d[new]
+    ta = meta.take(pa.array(rows.index[a], pa.int64()))
+    tb = meta.take(pa.array(rows.index[b], pa.int64()))
+    table = pa.table(
+        {
+            "key": ta["key"], "synset": ta["synset"], "split": ta["split"],
+            "source": ta["source"], "other_key": tb["key"], "other_synset": tb["synset"],
+            "other_split": tb["split"], "other_source": tb["source"],
+            "distance": pa.array(d, pa.int32()),
+        }
+    )
+    return table.cast(CONFLICT_SCHEMA).sort_by([("key", "ascending"), ("other_key", "ascending")])

@@ -1,0 +1,66 @@
+"""Options of the pure transform and dedup stages, as frozen dataclasses built by the app."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import SynshardError
+
+ResizeMode = Literal["shorter", "longer", "center-crop", "none"]
+OutputFormat = Literal["jpeg", "webp", "png"]
+KeepOriginal = Literal["never", "if-fits"]
+LabelConflictPolicy = Literal["drop", "keep"]
+
+RESIZE_MODES = ("shorter", "longer", "center-crop", "none")
+OUTPUT_FORMATS = ("jpeg", "webp", "png")
+
+
+@dataclass(frozen=True)
+class ResizeSpec:
+    mode: ResizeMode = "shorter"
+    size: int = 256
+
+    @classmethod
+    def parse(cls, text: str) -> "ResizeSpec":
+        """`shorter:256`, `longer:512`, `center-crop:224` or `none`."""
+        mode, _, size = text.strip().partition(":")
+        if mode == "none" and not size:
+            return cls("none", 0)
+        if mode not in RESIZE_MODES or mode == "none" or not size.isdigit() or int(size) <= 0:
+            raise SynshardError(
+                f"bad resize {text!r}: use shorter:N, longer:N, center-crop:N or none"
+            )
+        return cls(mode, int(size))  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return "none" if self.mode == "none" else f"{self.mode}:{self.size}"
+
+
+@dataclass(frozen=True)
+class TransformOptions:
+    resize: ResizeSpec = ResizeSpec()
+    upscale: bool = False  # never upscale by default
+    format: OutputFormat = "jpeg"
+    quality: int = 90
+    keep_original: KeepOriginal = "if-fits"  # keep source bytes (metadata stripped) if they fit
+    draft: bool = True  # JPEG DCT-domain downscaled decoding when it saves work
+    min_size: int = 32  # shorter side, in source pixels
+    max_aspect: float = 10.0  # longer / shorter side
+    max_pixels: int = 89_478_485  # header-claimed pixels above this: decompression bomb
+
+    def __post_init__(self) -> None:
+        if self.format not in OUTPUT_FORMATS:
+            raise SynshardError(f"bad format {self.format!r}: use one of {OUTPUT_FORMATS}")
+        if not 1 <= self.quality <= 100:
+            raise SynshardError(f"bad quality {self.quality}: use 1..100")
+        if self.keep_original not in ("never", "if-fits"):
+            raise SynshardError(f"bad keep_original {self.keep_original!r}: never or if-fits")
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    label_conflict: LabelConflictPolicy = "drop"  # copies under different synsets
+
+    def __post_init__(self) -> None:
+        if self.label_conflict not in ("drop", "keep"):
+            raise SynshardError(f"bad label_conflict {self.label_conflict!r}: drop or keep")

@@ -80,18 +80,15 @@ def make_photos(wallpapers: Path, out: Path, count: int = 600) -> None:
             crop.save(out / f"{i}.jpg", quality=rng.randint(75, 95))
 
 
-def rate(fn, blobs: list[bytes], repeats: int) -> tuple[float, float]:
-    """Median images per CPU-second and per wall-second (CPU time is robust on a busy machine)."""
-    cpu, wall = [], []
-    for _ in range(repeats):
-        start_cpu, start_wall = time.process_time(), time.perf_counter()
-        fn(blobs)
-        cpu.append(len(blobs) / (time.process_time() - start_cpu))
-        wall.append(len(blobs) / (time.perf_counter() - start_wall))
-    return statistics.median(cpu), statistics.median(wall)
+def timed(fn, blobs: list[bytes]) -> tuple[float, float]:
+    """Images per CPU-second and per wall-second (CPU time is robust on a busy machine)."""
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    fn(blobs)
+    return len(blobs) / (time.process_time() - start_cpu), len(blobs) / (time.perf_counter() - start_wall)
 
 
-def ours(blobs: list[bytes], batch: int, repeats: int) -> dict[str, tuple[float, float]]:
+def ours(blobs: list[bytes], batch: int) -> dict:
+    """The jobs measured in this process: the transform stage and the decode floors."""
     import pyarrow as pa
     import simplejpeg
     from PIL import Image
@@ -121,20 +118,34 @@ def ours(blobs: list[bytes], batch: int, repeats: int) -> dict[str, tuple[float,
         for data in items:
             simplejpeg.decode_jpeg(data, colorspace="RGB")
 
-    return {
-        "transform": rate(transform, blobs, repeats),
-        "decode-pil": rate(decode_pil, blobs, repeats),
-        "decode-sj": rate(decode_sj, [b for b in blobs if simplejpeg.is_jpeg(b)], repeats),
-    }
+    return {"transform": transform, "decode-pil": decode_pil, "decode-sj": decode_sj}
 
 
-def baselines(photos: Path, repeats: int) -> dict:
+def baselines(photos: Path) -> dict:
+    """One round of the plain Pillow and OpenCV jobs, in .venv-bench."""
     python = ROOT / ".venv-bench" / "bin" / "python"
     if not python.exists():
         sys.exit("bench: run bash bench/venv_bench.sh first (plain Pillow + OpenCV baselines)")
-    done = subprocess.run([str(python), "-c", BASELINES, str(photos), str(repeats)],
+    done = subprocess.run([str(python), "-c", BASELINES, str(photos), "1"],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout)
+
+
+def measure(blobs: list[bytes], photos: Path, batch: int, repeats: int) -> tuple[dict, str]:
+    """Rounds interleave every job, so a change in machine load hits them all alike."""
+    jobs = ours(blobs, batch)
+    samples: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            samples.setdefault(name, []).append(timed(fn, blobs))
+        base = baselines(photos)
+        for name in ("pillow", "opencv"):
+            samples.setdefault(name, []).append(tuple(base[name]))
+    medians = {
+        name: (statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs))
+        for name, runs in samples.items()
+    }
+    return medians, base["versions"]
 
 
 def main() -> None:
@@ -154,13 +165,11 @@ def main() -> None:
     blobs = [Path(p).read_bytes() for p in paths]
     print(f"{len(blobs)} photos from {args.photos}, one core (#{args.core}), "
           f"median of {args.repeats} runs; load average {os.getloadavg()[0]:.1f}")
-    rates = ours(blobs, args.batch, args.repeats)
-    base = baselines(args.photos, args.repeats)
-    rates.update(pillow=tuple(base["pillow"]), opencv=tuple(base["opencv"]))
+    rates, versions = measure(blobs, args.photos, args.batch, args.repeats)
     print(f"  {'':<11} {'img/CPU-s':>10} {'img/wall-s':>11}")
     for name, (cpu, wall) in rates.items():
         print(f"  {name:<11} {cpu:10.0f} {wall:11.0f}")
-    print(f"  baselines: {base['versions']}")
+    print(f"  baselines: {versions}")
     for other, goal in (("pillow", 1.8), ("opencv", 1.1)):
         cpu, wall = (rates["transform"][i] / rates[other][i] for i in (0, 1))
         print(f"  transform / {other:<7} = {cpu:.2f}x CPU, {wall:.2f}x wall (goal {goal}x)")

@@ -19,13 +19,14 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     if not ray.is_initialized():
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                      logging_level=logging.WARNING, configure_logging=True)
+                                      logging_level=logging.ERROR, configure_logging=True)
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(address="local", num_cpus=cfg.num_cpus, _node_ip_address="127.0.0.1",
                      **kwargs)
         started = True
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # we show our own progress line
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

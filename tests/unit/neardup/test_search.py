@@ -146,6 +146,6 @@ def test_property_exact_and_once(base, flips, radius):
 @settings(max_examples=100, deadline=None)
 @given(a=hash_lists, b=hash_lists, radius=st.integers(0, 10))
 def test_property_between(a, b, radius):
-    a = np.array(a + a[:5], dtype=np.uint64)
     b = np.array(b + a[:10], dtype=np.uint64) ^ np.uint64(0b101)
+    a = np.array(a + a[:5], dtype=np.uint64)
     assert_same(nd.find_pairs_between(a, b, radius, max_bucket=8), brute_between(a, b, radius))

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synshard.shards.layout import ShardEntry
@@ -110,6 +110,7 @@ _json = st.recursive(
 )  # fmt: skip
 
 
+@settings(deadline=None)  # a loaded 2-core machine is slow, not wrong
 @given(config=st.dictionaries(st.text(max_size=8), _json, max_size=6), name=st.text(max_size=20))
 def test_any_json_config_round_trips(config, name) -> None:
     m = _manifest(config=config, name=name)

@@ -71,8 +71,11 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     for path in sorted(set(paths)):
         with fs.open(path, "rb") as f:
             table = pq.read_table(f)
-        pairs = zip(table["source"].to_pylist(), table["key"].to_pylist())
-        idx = [wanted.get(p, -1) for p in pairs]
+        idx = []
+        for pair in zip(table["source"].to_pylist(), table["key"].to_pylist()):
+            # A URL listed twice is fetched once and staged twice with the same (source, key):
+            # the copies are identical, dedup kept one, so take the first and pop the pair.
+            idx.append(wanted.pop(pair, -1))
         mask = pa.array([i >= 0 for i in idx])
         picked = table.filter(mask)
         order = [i for i in idx if i >= 0]

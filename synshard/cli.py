@@ -47,6 +47,28 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--limit", type=int, help="build from the first N inputs only")
     add("--labels", help="CSV file,synset for a flat folder or tar of images")
     add("--label-conflict", choices=["drop", "keep"])
+    add("--classes", help="pin the class list: a file of wnids or a named list (ilsvrc2012)")
+    add("--subset", help="keep only the synsets of a named list (ilsvrc2012)")
+    add("--subtree", dest="subtrees", action="append", metavar="WNID",
+        help="keep only synsets under WNID (repeatable)")
+    add("--exclude-subtree", dest="exclude_subtrees", action="append", metavar="WNID",
+        help="drop synsets under WNID (repeatable)")
+    add("--votes", help="crowd votes (image, synset, worker, vote): Parquet or CSV")
+    add("--vote-method", choices=["ds", "mv"], help="Dawid-Skene (default) or majority vote")
+    add("--min-confidence", type=float, help="reject images whose label posterior is below")
+    add("--boxes", help="PASCAL VOC XML boxes folder (<wnid>/<file stem>.xml)")
+    add("--allow-private-network", dest="fetch_allow_private_network", action="store_true",
+        default=None, help="let URL lists reach loopback/private addresses (internal mirrors)")
+    add("--fetch-concurrency", type=int, help="requests in flight per fetching worker (64)")
+    add("--fetch-per-host", type=int, help="requests in flight per host per worker (8)")
+    add("--fetch-rps-per-host", type=float, help="requests/s per host per worker")
+    add("--fetch-retries", type=int)
+    add("--fetch-total-timeout", type=float, help="seconds for one attempt (60)")
+    add("--fetch-max-bytes", type=parse_size, help="largest response accepted (32MiB)")
+    add("--fetch-user-agent")
+    add("--no-robots-txt", dest="fetch_respect_robots_txt", action="store_false", default=None)
+    add("--no-x-robots-tag", dest="fetch_respect_x_robots_tag", action="store_false",
+        default=None)
     add("--name", help="release name (default: the output folder's name)")
     add("--overwrite", action="store_true", default=None)
     add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")

@@ -10,7 +10,9 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
+from synshard.synsets.subsets import SynsetFilter
 from synshard.transforms.errors import SynshardError
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
 
@@ -29,12 +31,20 @@ class BuildConfig:
     transform: TransformOptions = TransformOptions()
     dedup: DedupOptions = DedupOptions()
     splits: SplitOptions = SplitOptions()
+    fetch: FetchOptions = FetchOptions()
     formats: tuple[ShardFormat, ...] = SHARD_FORMATS
     shard_bytes: int = 256 * 1024 * 1024
     max_per_synset: int | None = None
     limit: int | None = None
     labels: str | None = None  # CSV file,synset for flat folders/tars
     classes: str | None = None  # pinned class list: a file of wnids, or a named list
+    subset: str | None = None  # keep only a named class list's synsets (ilsvrc2012)
+    subtrees: tuple[str, ...] = ()  # keep only synsets under these wnids
+    exclude_subtrees: tuple[str, ...] = ()  # drop synsets under these wnids
+    votes: str | None = None  # crowd votes table (image, synset, worker, vote)
+    vote_method: Literal["ds", "mv"] = "ds"
+    min_confidence: float | None = None  # reject images whose label posterior is below this
+    boxes: str | None = None  # PASCAL VOC XML folder <wnid>/<stem>.xml for folder/tar sources
     name: str | None = None
     # Run options: they do not change the release's content.
     overwrite: bool = False
@@ -52,6 +62,12 @@ class BuildConfig:
             raise ConfigError(f"bad format {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
         if self.shard_bytes < 1024:
             raise ConfigError(f"shard_bytes {self.shard_bytes} is too small (at least 1024)")
+        if self.vote_method not in ("ds", "mv"):
+            raise ConfigError(f"bad vote_method {self.vote_method!r}: ds or mv")
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"min_confidence must be within [0, 1], got {self.min_confidence}")
+        if self.min_confidence is not None and self.votes is None:
+            raise ConfigError("min_confidence needs votes (--votes VOTES)")
         for name in ("max_per_synset", "limit", "num_cpus"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -71,20 +87,38 @@ class BuildConfig:
             "limit": self.limit,
             "labels": self.labels,
             "classes": self.classes,
+            "synsets": {"subset": self.subset, "subtrees": sorted(self.subtrees),
+                        "exclude_subtrees": sorted(self.exclude_subtrees)},
+            "votes": {"uri": self.votes, "method": self.vote_method,
+                      "min_confidence": self.min_confidence},
+            "boxes": self.boxes,
+            "fetch": {"allow_private_network": self.fetch.allow_private_network,
+                      "allowed_networks": sorted(self.fetch.allowed_networks),
+                      "max_bytes": self.fetch.max_bytes,
+                      "respect_robots_txt": self.fetch.respect_robots_txt,
+                      "respect_x_robots_tag": self.fetch.respect_x_robots_tag},
         }
+
+    def synset_filter(self) -> SynsetFilter:
+        return SynsetFilter(self.subset, tuple(self.subtrees), tuple(self.exclude_subtrees))
 
     def run_options(self) -> dict[str, Any]:
         """The options that do not change the content (recorded in build.json)."""
+        fetch = dataclasses.asdict(self.fetch)
         return {"out": self.out, "overwrite": self.overwrite, "ray_address": self.ray_address,
-                "num_cpus": self.num_cpus, "batch_size": self.batch_size}
+                "num_cpus": self.num_cpus, "batch_size": self.batch_size, "fetch": fetch}
 
 
 # Flat option names (CLI flags and the API's keyword arguments) -> where they live.
 _TRANSFORM_KEYS = {f.name for f in dataclasses.fields(TransformOptions)}
 _DEDUP_KEYS = {f.name for f in dataclasses.fields(DedupOptions)}
 _SPLIT_KEYS = {f.name for f in dataclasses.fields(SplitOptions)}
-_TOP_KEYS = {f.name for f in dataclasses.fields(BuildConfig)} - {"transform", "dedup", "splits"}
-_SECTIONS = {"transform": _TRANSFORM_KEYS, "dedup": _DEDUP_KEYS, "splits": _SPLIT_KEYS}
+# Fetch options live in [fetch]; as flat flags they carry a `fetch_` prefix (fetch_concurrency).
+_FETCH_KEYS = {f"fetch_{f.name}" for f in dataclasses.fields(FetchOptions)}
+_NESTED = {"transform", "dedup", "splits", "fetch"}
+_TOP_KEYS = {f.name for f in dataclasses.fields(BuildConfig)} - _NESTED
+_SECTIONS = {"transform": _TRANSFORM_KEYS, "dedup": _DEDUP_KEYS, "splits": _SPLIT_KEYS,
+             "fetch": {k.removeprefix("fetch_") for k in _FETCH_KEYS}}
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -108,8 +142,9 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
                 sub = sub.replace("-", "_")
                 if sub not in _SECTIONS[key]:
                     raise ConfigError(f"{where}: unknown option {key}.{sub}")
-                flat[sub] = subvalue
-        elif key in _TOP_KEYS or any(key in keys for keys in _SECTIONS.values()):
+                flat[f"fetch_{sub}" if key == "fetch" else sub] = subvalue
+        elif key in _TOP_KEYS or key in _FETCH_KEYS or any(
+                key in keys for name, keys in _SECTIONS.items() if name != "fetch"):
             flat[key] = value
         else:
             raise ConfigError(f"{where}: unknown option {key}")
@@ -119,7 +154,7 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
 def build_config(options: Mapping[str, Any]) -> BuildConfig:
     """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value."""
     opts = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
-    unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS
+    unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS - _FETCH_KEYS
     if unknown:
         raise ConfigError(f"unknown option {sorted(unknown)[0]}")
     if isinstance(opts.get("resize"), str):
@@ -132,12 +167,23 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
         transform = TransformOptions(**{k: opts.pop(k) for k in list(opts) if k in _TRANSFORM_KEYS})
         dedup = DedupOptions(**{k: opts.pop(k) for k in list(opts) if k in _DEDUP_KEYS})
         splits = SplitOptions(**{k: opts.pop(k) for k in list(opts) if k in _SPLIT_KEYS})
+        fetch = FetchOptions(**{k.removeprefix("fetch_"): _tuple_if_list(opts.pop(k))
+                                for k in list(opts) if k in _FETCH_KEYS})
+        for name in ("subtrees", "exclude_subtrees"):
+            if isinstance(opts.get(name), str):
+                opts[name] = (opts[name],)
+            if name in opts:
+                opts[name] = tuple(opts[name])
         if "sources" in opts:
             opts["sources"] = tuple(str(s) for s in opts["sources"])
         if "formats" in opts:
             opts["formats"] = tuple(opts["formats"])
         if "out" not in opts:
             raise ConfigError("no output given (--out URI)")
-        return BuildConfig(transform=transform, dedup=dedup, splits=splits, **opts)
+        return BuildConfig(transform=transform, dedup=dedup, splits=splits, fetch=fetch, **opts)
     except TypeError as e:  # a value of the wrong type in a TOML file
         raise ConfigError(f"bad option value: {e}") from None
+
+
+def _tuple_if_list(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

@@ -28,12 +28,20 @@ class Decisions:
     accounting: dict[str, int]
 
 
-def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None) -> Decisions:
+def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
+           posteriors: pa.Table | None = None) -> Decisions:
     """Settle every input: accepted, rejected (with stage and reason) or duplicate."""
     inputs = meta.num_rows
     ok = pc.is_null(meta.column("reason"))
     rejects = [_reject_rows(meta.filter(pc.invert(ok)))]
     accepted = assign_splits_batch(meta.filter(ok), cfg.splits)
+    if posteriors is not None:
+        accepted = _with_confidence(accepted, posteriors)
+        if cfg.min_confidence is not None:
+            conf = accepted["confidence"]
+            low = pc.fill_null(pc.less(conf, cfg.min_confidence), False)
+            rejects.append(_reject_rows(accepted.filter(low), "consensus", "low confidence"))
+            accepted = accepted.filter(pc.invert(low))
 
     dedup = exact_dedup(accepted, cfg.dedup)
     if len(dedup.conflict_rows):
@@ -80,6 +88,13 @@ def _reject_rows(rows: pa.Table, stage: str | None = None,
     else:
         cols["reason"] = pa.array(reason, pa.string())
     return pa.table(cols).select(REJECT_COLUMNS)
+
+
+def _with_confidence(accepted: pa.Table, posteriors: pa.Table) -> pa.Table:
+    from synshard.votes import confidence_column
+
+    column = confidence_column(accepted, posteriors)
+    return accepted.set_column(accepted.schema.get_field_index("confidence"), "confidence", column)
 
 
 def _with_labels(accepted: pa.Table, classes: list[str]) -> pa.Table:

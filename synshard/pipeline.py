@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
 from synshard import __version__
 from synshard.config import BuildConfig
 from synshard.decisions import Decisions, decide
-from synshard.ingest.sources import SourcePlan, plan_sources, read_task
-from synshard.raysession import ray_session, remote
+from synshard.ingest.sources import plan_sources
+from synshard.ingest.urltasks import is_url_list, plan_url_lists
+from synshard.raysession import ray, ray_session, remote
 from synshard.release_io import (
     check_existing,
     clear_staging,
@@ -33,8 +33,10 @@ from synshard.release_io import (
     staging_root,
 )
 from synshard.shards.release import release_fs
-from synshard.shards.staging import read_staged, stage_batch
-from synshard.transforms.process import transform_batch
+from synshard.transforms.errors import SynshardError
+from synshard.shards.staging import read_staged
+from synshard.stages import read_candidates, read_stats, transform_and_stage
+from synshard.votes import build_votes
 
 
 @dataclass
@@ -49,57 +51,94 @@ class BuildResult:
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
     fs, root = release_fs(cfg.out, dict(cfg.storage_options))
-    plan = plan_sources(cfg.sources, labels=cfg.labels, limit=cfg.limit,
-                        storage_options=dict(cfg.storage_options))
-    fingerprint = fingerprint_build(plan.fingerprint, cfg.content(), __version__)
+    tasks, inputs_fingerprint = plan_inputs(cfg)
+    fingerprint = fingerprint_build(inputs_fingerprint, cfg.content(), __version__)
     existing = check_existing(cfg, fingerprint)
     if existing is not None:
         log(f"release at {cfg.out} is already this build: nothing to do")
         return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
+    cfg.synset_filter().validate()
+    classes = pinned_classes(cfg)
+    votes = build_votes(cfg)
     staging = staging_root(root, fingerprint)
     timings: dict[str, float] = {"plan": time.perf_counter() - t0}
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
-        meta = _stage(plan, cfg, staging, log)
+        meta = _stage(tasks, cfg, staging)
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
-        decisions = decide(meta, cfg)
+        decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors)
         timings["decide"] = time.perf_counter() - t
         t = time.perf_counter()
         entries = _assemble(meta, decisions, cfg, staging)
         timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
-    stats = {"timings_s": timings, "cluster": cluster, "tasks": len(plan.tasks),
-             "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9)}
+    stats = {"timings_s": timings, "cluster": cluster, "tasks": len(tasks),
+             "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
+             **read_stats(fs, staging), "votes": votes.summary}
     manifest = commit_release(fs, root, cfg, decisions, entries, fingerprint, stats)
     clear_staging(fs, staging)
     timings["commit"] = time.perf_counter() - t
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(plan: SourcePlan, cfg: BuildConfig, staging: str, log) -> pa.Table:
-    """Read, transform and stage every input on Ray; the driver gets metadata back, streaming."""
-    tasks = plan.tasks
+def plan_inputs(cfg: BuildConfig) -> tuple[list, str]:
+    """Read tasks of every source (files and tars, URL-list chunks) and their fingerprint."""
+    lists = [s for s in cfg.sources if is_url_list(s)]
+    others = [s for s in cfg.sources if not is_url_list(s)]
     options = dict(cfg.storage_options)
-    topts = cfg.transform
+    tasks: list = []
+    parts = []
+    if others:
+        plan = plan_sources(others, labels=cfg.labels, limit=cfg.limit, storage_options=options)
+        tasks += plan.tasks
+        parts.append(plan.fingerprint)
+    if lists:
+        url_tasks, digest = plan_url_lists(lists, options, limit=cfg.limit)
+        tasks += url_tasks
+        parts.append(digest)
+    return tasks, "+".join(parts)
+
+
+def pinned_classes(cfg: BuildConfig) -> list[str] | None:
+    """`--classes ilsvrc2012` or a file of wnids (one per line): label indices stay stable."""
+    if cfg.classes is None:
+        return None
+    from synshard.synsets.subsets import SUBSETS, load_subset
+
+    if cfg.classes in SUBSETS:
+        return load_subset(cfg.classes)
+    import fsspec
+
+    try:
+        with fsspec.open(cfg.classes, "rt", **dict(cfg.storage_options)) as f:
+            wnids = [line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+    except FileNotFoundError:
+        raise SynshardError(f"class list not found: {cfg.classes}") from None
+    if len(set(wnids)) != len(wnids):
+        raise SynshardError(f"class list {cfg.classes} repeats a wnid")
+    return wnids
+
+
+def _stage(tasks: list, cfg: BuildConfig, staging: str) -> pa.Table:
+    """Read, transform and stage every input on Ray; the driver gets metadata back, streaming."""
 
     def read(batch: dict) -> Any:
         for i in batch["task"].tolist():
-            yield from read_task(tasks[i], storage_options=options)
+            yield from read_candidates(tasks[i], cfg, staging)
 
-    def transform_and_stage(batch: pa.Table) -> pa.Table:
-        fs, _ = release_fs(cfg.out, options)
-        return stage_batch(transform_batch(batch, topts), fs, staging)
+    def transform(batch: pa.Table) -> pa.Table:
+        return transform_and_stage(batch, cfg, staging)
 
     if not tasks:
         return _empty_meta()
     ds = ray.data.from_items([{"task": i} for i in range(len(tasks))],
                              override_num_blocks=len(tasks))
     ds = ds.map_batches(read, batch_size=1, batch_format="numpy", num_cpus=0.25)
-    ds = ds.map_batches(transform_and_stage, batch_size=cfg.batch_size,
+    ds = ds.map_batches(transform, batch_size=cfg.batch_size,
                         batch_format="pyarrow", num_cpus=1)
     parts = []
-    with _progress(cfg, log) as bar:
+    with _progress(cfg) as bar:
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             parts.append(block)
             bar(block.num_rows)
@@ -151,7 +190,7 @@ def _empty_meta() -> pa.Table:
 class _progress:
     """A progress line on stderr (tqdm) when enabled; counts inputs settled by the transform."""
 
-    def __init__(self, cfg: BuildConfig, log) -> None:
+    def __init__(self, cfg: BuildConfig) -> None:
         self.enabled = cfg.progress
 
     def __enter__(self):

@@ -6,7 +6,12 @@ import logging
 import os
 from typing import Any, Iterator
 
-import ray
+# Before Ray is imported: no usage statistics leave this machine, and Ray Data's own console
+# chatter (execution banners, progress-bar notices) gives way to our progress line.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+
+import ray  # noqa: E402
 
 from synshard.config import BuildConfig
 
@@ -14,7 +19,6 @@ from synshard.config import BuildConfig
 @contextlib.contextmanager
 def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     """Yields a description of the cluster; shuts down only a Ray this call started."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     started = False
     if not ray.is_initialized():
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
@@ -23,10 +27,9 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=cfg.num_cpus, _node_ip_address="127.0.0.1",
-                     **kwargs)
+            with _loopback_only():
+                ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
         started = True
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # we show our own progress line
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -37,6 +40,31 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make an embedded Ray bind its servers (GCS, raylet, workers) to 127.0.0.1 only.
+
+    Ray turns `_node_ip_address="127.0.0.1"` back into the machine's address so that other nodes
+    could reach it, and then listens on every interface. Its single-machine mode (what it uses on
+    macOS and Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`) keeps the node on loopback; Ray reads
+    that setting at import time, so it is switched here, for the start of an embedded Ray only.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def loopback_ray_init(**kwargs: Any) -> None:
+    """`ray.init(address="local", ...)` bound to 127.0.0.1 (also for tests' shared Ray)."""
+    with _loopback_only():
+        ray.init(address="local", **kwargs)
 
 
 def remote(fn, **options):

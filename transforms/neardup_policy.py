@@ -155,19 +155,21 @@ def _duplicates(meta: pa.Table, rows: _Rows, survivor: np.ndarray) -> pa.Table:
 
 def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarray,
                pairs: Pairs, cross: np.ndarray) -> pa.Table:
-    """Cross-synset near pairs, mapped to their survivors, once per survivor pair."""
+    """Cross-synset near pairs, mapped to their survivors, once per survivor pair.
+
+    A survivor pair can be further apart than radius when only a dropped copy was near.
+    """
     a, b = survivor[rep[pairs.i[cross]]], survivor[rep[pairs.j[cross]]]
-    d = pairs.dist[cross]
     first = rows.key_rank[a] <= rows.key_rank[b]
     a, b = np.where(first, a, b), np.where(first, b, a)
-    ok = a != b
-    a, b, d = a[ok], b[ok], d[ok]
+    a, b = a[a != b], b[a != b]
     if a.size:
-        order = np.lexsort((d, b, a))
-        a, b, d = a[order], b[order], d[order]
+        order = np.lexsort((b, a))
+        a, b = a[order], b[order]
         new = np.ones(a.size, dtype=bool)
         new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-        a, b, d = a[new], b[new], d[new]
+        a, b = a[new], b[new]
+    d = hamming(rows.phash[a], rows.phash[b])  # between the survivors listed, not the pair found
     ta = meta.take(pa.array(rows.index[a], pa.int64()))
     tb = meta.take(pa.array(rows.index[b], pa.int64()))
     table = pa.table(

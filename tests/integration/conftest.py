@@ -8,10 +8,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_local():
-    import ray
+    from synshard.raysession import loopback_ray_init, ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.ERROR)
+        loopback_ray_init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                          logging_level=logging.ERROR)
     yield ray
     ray.shutdown()

@@ -141,6 +141,12 @@ def test_truncated_jpeg(mode):
     assert (row["stage"], row["reason"]) == ("decode", "truncated")
 
 
+def test_truncated_png():
+    data = encode(Image.fromarray(np.random.default_rng(4).integers(0, 256, (200, 200, 3), dtype=np.uint8)), "PNG")
+    row = rejected(data[: len(data) // 2])
+    assert (row["stage"], row["reason"]) == ("decode", "truncated")
+
+
 def test_decompression_bomb_header_is_refused_without_decoding():
     row = rejected(png_header_only(20000, 20000))
     assert (row["stage"], row["reason"]) == ("decode", "decompression bomb: 20000x20000 pixels")
@@ -218,12 +224,13 @@ def test_16bit_png_is_scaled_not_clipped():
     assert out.getpixel((60, 5)) == (0, 0, 0)
 
 
-def test_animated_gif_first_frame():
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])  # PNG with save_all: APNG
+def test_animation_first_frame(fmt):
     frames = [solid("RGB", (64, 64), (255, 0, 0)), solid("RGB", (64, 64), (0, 0, 255))]
     buffer = io.BytesIO()
-    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(buffer, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
     row, out = accepted(buffer.getvalue(), TransformOptions(min_size=1, format="png"))
-    assert row["orig_format"] == "gif" and "frame0" in row["ops"].split(",")
+    assert row["orig_format"] == fmt.lower() and "frame0" in row["ops"].split(",")
     r, g, b = out.getpixel((32, 32))
     assert r > 240 and b < 20
 

@@ -1,0 +1,139 @@
+"""Decoding and augmentation for the training loader: any `PIL` (Pillow or Pillow-SIMD), numpy.
+
+Why decode this way: the crop is chosen from the JPEG header's size before any pixel is decoded,
+then `Image.draft` asks libjpeg for the smallest DCT scale (1/2, 1/4, 1/8) that still leaves the
+crop at least `image_size` pixels, so large stored images decode at a fraction of the cost. One
+`resize(..., box=crop)` then crops and scales in one pass. Only APIs common to Pillow >= 10 and
+Pillow-SIMD are used (`draft`, `resize` with `box`, `transpose`).
+
+Bounding boxes (stored in the record's output pixels, [x0, y0, x1, y1]) go through the same crop,
+scale and flip; boxes left with no area are dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Protocol
+
+import numpy as np
+from PIL import Image
+
+Mode = Literal["train", "eval"]
+Box = tuple[float, float, float, float]
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class SampleHook(Protocol):
+    """A user transform, run last on every yielded sample dict (may replace any entry)."""
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """What `augment` does. `eval_resize` is the shorter side before the centre crop
+    (default `image_size / 0.875`, i.e. 256 for 224, the ImageNet convention)."""
+
+    image_size: int = 224
+    mode: Mode = "train"
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: bool = True
+    eval_resize: int | None = None
+    draft: bool = True
+    resample: int = Image.Resampling.BILINEAR
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {self.mode!r}")
+
+
+def random_resized_crop_box(
+    width: int, height: int, rng: np.random.Generator, scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> Box:  # fmt: skip
+    """torchvision's RandomResizedCrop box: 10 tries at a random area and log-uniform aspect,
+    then the whole image clamped to the ratio range, centred."""
+    area = width * height
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_lo, log_hi))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            x0 = int(rng.integers(0, width - w + 1))
+            y0 = int(rng.integers(0, height - h + 1))
+            return (x0, y0, x0 + w, y0 + h)
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def center_crop_box(width: int, height: int, resize: int, size: int) -> Box:
+    """The box that, after scaling the shorter side to `resize`, is the centred `size` square."""
+    side = min(width, height) * size / resize
+    side_w, side_h = min(side, width), min(side, height)
+    x0, y0 = (width - side_w) / 2, (height - side_h) / 2
+    return (x0, y0, x0 + side_w, y0 + side_h)
+
+
+def decode_crop(data: bytes, opts: AugmentOptions, rng: np.random.Generator) -> tuple[Image.Image, Box, bool]:
+    """Decode `data` as RGB, cropped and resized to `image_size`; also the crop box in the
+    stored image's pixels and whether it was flipped. Raises DECODE_ERRORS on bad bytes."""
+    im = Image.open(io.BytesIO(data))
+    width, height = im.size
+    if opts.mode == "train":
+        box = random_resized_crop_box(width, height, rng, opts.scale, opts.ratio)
+        flip = bool(opts.flip and rng.random() < 0.5)
+    else:
+        resize = opts.eval_resize or round(opts.image_size / 0.875)
+        box, flip = center_crop_box(width, height, resize, opts.image_size), False
+    if opts.draft and im.format == "JPEG":
+        need = opts.image_size / min(box[2] - box[0], box[3] - box[1])
+        im.draft("RGB", (math.ceil(width * need), math.ceil(height * need)))
+    sx, sy = im.size[0] / width, im.size[1] / height
+    scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    out = im.resize((opts.image_size, opts.image_size), opts.resample, box=scaled)
+    if flip:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return out, box, flip
+
+
+def transform_boxes(boxes: list | None, crop: Box, size: int, flip: bool) -> np.ndarray:
+    """Boxes in stored pixels -> boxes in the `size` x `size` output; empty ones dropped."""
+    if not boxes:
+        return np.zeros((0, 4), dtype=np.float32)
+    arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x0, y0, x1, y1 = crop
+    sx, sy = size / (x1 - x0), size / (y1 - y0)
+    out = np.empty_like(arr)
+    out[:, [0, 2]] = np.clip((arr[:, [0, 2]] - x0) * sx, 0, size)
+    out[:, [1, 3]] = np.clip((arr[:, [1, 3]] - y0) * sy, 0, size)
+    if flip:
+        out[:, [0, 2]] = size - out[:, [2, 0]]
+    keep = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
+    return out[keep]
+
+
+def augment(
+    data: bytes, boxes: Any, opts: AugmentOptions, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx3 uint8 image, Nx4 float32 boxes) for one stored image."""
+    im, crop, flip = decode_crop(data, opts, rng)
+    return np.asarray(im), transform_boxes(boxes, crop, opts.image_size, flip)
+
+
+HookFn = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]

@@ -1,0 +1,91 @@
+"""CLI: `synshard diff OLD NEW [--json]` and `synshard report URI [-o report.html]`.
+
+`add_parsers(subparsers)` registers both on the app's argparse subparsers; each sets `func` to a
+handler `run_x(args) -> int`. The Python API is `diff_releases(old_uri, new_uri)` and
+`synshard.report.write_report(uri, out)`. Shard reading (keys) lives here, in the app, so that
+`synshard.diff` stays pure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synshard.diff import Diff, diff_manifests, render_diff, shards_to_read
+from synshard.shards.layout import ShardEntry, join
+from synshard.shards.release import Release, open_release
+from synshard.transforms.errors import SynshardError
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register `diff` and `report` on `subparsers` (from add_subparsers())."""
+    p = subparsers.add_parser("diff", help="what changed between two releases")
+    p.add_argument("old", help="the earlier release (any fsspec URI)")
+    p.add_argument("new", help="the later release")
+    p.add_argument("--json", action="store_true", help="print the full diff as JSON")
+    p.add_argument("--no-keys", dest="keys", action="store_false",
+                   help="compare manifests only (no image keys; reads no shards)")
+    p.set_defaults(func=run_diff)
+    p = subparsers.add_parser("report", help="write a release's self-contained HTML report")
+    p.add_argument("uri", help="release URI")
+    p.add_argument("-o", "--out", default="report.html", help="output file (default report.html)")
+    p.add_argument("--thumbnails", type=int, default=6, help="sample thumbnails per synset")
+    p.set_defaults(func=run_report)
+
+
+def read_keys(release: Release, entries: Iterable[ShardEntry]) -> list[str]:
+    """The sample keys of the given shards of `release` (Parquet: the key column only;
+    WebDataset: the tar member names, no image bytes decoded)."""
+    keys: list[str] = []
+    for entry in entries:
+        path = join(release.root, entry.path)
+        try:
+            with release.fs.open(path, "rb") as f:
+                keys += _parquet_keys(f) if entry.format == "parquet" else _tar_keys(f)
+        except (pa.ArrowInvalid, OSError, tarfile.TarError) as exc:
+            raise SynshardError(f"cannot read keys from {release.uri(entry.path)}: {exc}") from None
+    return keys
+
+
+def _parquet_keys(f: Any) -> list[str]:
+    return pq.read_table(f, columns=["key"])["key"].to_pylist()
+
+
+def _tar_keys(f: Any) -> list[str]:
+    """One key per sample: member names are `<key>.<ext>` (keys have no dots)."""
+    seen: dict[str, None] = {}
+    with tarfile.open(fileobj=f, mode="r|") as tar:
+        for member in tar:
+            seen.setdefault(member.name.rsplit("/", 1)[-1].split(".", 1)[0], None)
+    return list(seen)
+
+
+def diff_releases(old_uri: str, new_uri: str, keys: bool = True,
+                  storage_options: dict[str, Any] | None = None) -> Diff:
+    """Diff two committed releases; with `keys`, read the keys of the shards that differ."""
+    old, new = open_release(old_uri, storage_options), open_release(new_uri, storage_options)
+    if not keys:
+        return diff_manifests(old.manifest, new.manifest)
+    old_read, new_read = shards_to_read(old.manifest, new.manifest)
+    return diff_manifests(old.manifest, new.manifest,
+                          read_keys(old, old_read), read_keys(new, new_read))
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    diff = diff_releases(args.old, args.new, keys=args.keys)
+    print(json.dumps(diff.to_dict(), indent=1, sort_keys=True) if args.json else render_diff(diff))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from synshard.report import write_report
+
+    if args.thumbnails < 0:
+        raise SynshardError(f"bad --thumbnails {args.thumbnails}: use 0 or more")
+    path = write_report(args.uri, args.out, thumbnails_per_synset=args.thumbnails)
+    print(f"report: {path}")
+    return 0

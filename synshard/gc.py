@@ -1,0 +1,149 @@
+"""`synshard gc URI`: remove what no committed manifest references.
+
+Three kinds of debris collect at a release path (DESIGN.md §4):
+- shard files under `webdataset/` and `parquet/` that the committed manifest does not list
+  (shards of an interrupted build, or of the release an `--overwrite` replaced), and temporary
+  `.manifest-*.tmp` files of a local commit that was killed mid-write;
+- staging areas under `_staging/` of builds that were killed or abandoned;
+- unfinished S3 multipart uploads under the release prefix (invisible in listings, but billed).
+
+A build writes its new shards next to the committed ones before its manifest commits, so gc must
+never run beside a live build: it takes the build lock (synshard.lock) for its whole run, and is
+refused while a build holds it. `dry_run` takes no lock and changes nothing; it is still refused
+while a live build holds the lock, since its list would include that build's new shards.
+A manifest that exists but cannot be read stops gc: it never guesses what is referenced.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from synshard.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
+from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
+from synshard.shards.release import open_release, release_fs
+
+STAGING_DIR = "_staging"
+_KEEP_IN_STAGING = {LOCK_RELPATH, LOCK_RELPATH + ".guard"}
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What gc removed (or, with dry_run, would remove); paths are release-relative."""
+
+    uri: str
+    dry_run: bool
+    committed: bool  # a committed manifest was found (else every shard file is debris)
+    shards: tuple[str, ...]  # unreferenced files under webdataset/ and parquet/, temp manifests
+    staging: tuple[str, ...]  # files under _staging/ of abandoned builds
+    uploads: tuple[str, ...]  # keys of aborted unfinished multipart uploads
+    bytes: int  # bytes of the files above
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (f"gc {self.uri}: {verb} {len(self.shards)} unreferenced shard files, "
+                f"{len(self.staging)} staging files, {len(self.uploads)} unfinished uploads "
+                f"({self.bytes} bytes)")
+
+
+def collect_garbage(uri: str, storage_options: dict[str, Any] | None = None,
+                    dry_run: bool = False) -> GcReport:
+    """Remove the debris at `uri`; LockHeld while a build is writing there."""
+    fs, root = release_fs(uri, storage_options)
+    with _exclusive(uri, storage_options, dry_run):
+        referenced, committed = _referenced(uri, storage_options)
+        files = _sizes(fs, root)
+        shards = sorted(p for p in files if _is_shard_debris(p, referenced))
+        staging = sorted(p for p in files
+                         if p.startswith(STAGING_DIR + "/") and p not in _KEEP_IN_STAGING)
+        uploads = _multipart_uploads(fs, root)
+        if not dry_run:
+            _remove(fs, root, shards + staging)
+            _abort_uploads(fs, uploads)
+            _prune_empty_dirs(fs, root)
+    return GcReport(uri, dry_run, committed, tuple(shards), tuple(staging),
+                    tuple(u["Key"] for u in uploads), sum(files[p] for p in shards + staging))
+
+
+@contextlib.contextmanager
+def _exclusive(uri: str, storage_options: dict[str, Any] | None, dry_run: bool) -> Iterator[None]:
+    if dry_run:
+        lease = read_lease(uri, storage_options)
+        if lease is not None and not is_stale(lease, time.time()):
+            raise LockHeld(f"a {lease.describe(time.time())} is writing to {uri}; gc would list "
+                           "its new shards as debris: try again when it has finished")
+        yield
+        return
+    with BuildLock(uri, storage_options, purpose="gc"):
+        yield
+
+
+def _referenced(uri: str, storage_options: dict[str, Any] | None) -> tuple[set[str], bool]:
+    fs, root = release_fs(uri, storage_options)
+    if not fs.exists(join(root, MANIFEST_NAME)):
+        return set(), False
+    release = open_release(uri, storage_options)  # ManifestError propagates: never guess
+    return {e.path for e in release.manifest.shards}, True
+
+
+def _is_shard_debris(relpath: str, referenced: set[str]) -> bool:
+    top = relpath.split("/", 1)[0]
+    if top in (WEBDATASET_DIR, PARQUET_DIR):
+        return relpath not in referenced
+    return "/" not in relpath and relpath.startswith(".manifest-") and relpath.endswith(".tmp")
+
+
+def _sizes(fs: Any, root: str) -> dict[str, int]:
+    """Release-relative path -> size of every file under the release."""
+    prefix = root.rstrip("/") + "/"
+    try:
+        found = fs.find(root, withdirs=False, detail=True)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for path, info in found.items():
+        path = fs._strip_protocol(path)
+        if info.get("type", "file") == "file" and path.startswith(prefix):
+            out[path[len(prefix):]] = int(info.get("size") or 0)
+    return out
+
+
+def _remove(fs: Any, root: str, relpaths: list[str]) -> None:
+    if relpaths:
+        fs.rm([join(root, p) for p in relpaths])
+        fs.invalidate_cache(root)
+
+
+def _multipart_uploads(fs: Any, root: str) -> list[dict[str, Any]]:
+    """Unfinished multipart uploads under the release prefix (S3 only; [] elsewhere)."""
+    if not hasattr(fs, "call_s3"):
+        return []
+    bucket, _, prefix = root.partition("/")
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix.rstrip("/") + "/" if prefix else ""}
+    uploads: list[dict[str, Any]] = []
+    while True:
+        page = fs.call_s3("list_multipart_uploads", **params)
+        uploads += [{"Bucket": bucket, "Key": u["Key"], "UploadId": u["UploadId"]}
+                    for u in page.get("Uploads", [])]
+        if not page.get("IsTruncated"):
+            return sorted(uploads, key=lambda u: (u["Key"], u["UploadId"]))
+        params["KeyMarker"] = page["NextKeyMarker"]
+        params["UploadIdMarker"] = page["NextUploadIdMarker"]
+
+
+def _abort_uploads(fs: Any, uploads: list[dict[str, Any]]) -> None:
+    for upload in uploads:
+        fs.call_s3("abort_multipart_upload", **upload)
+
+
+def _prune_empty_dirs(fs: Any, root: str) -> None:
+    """Local folders left empty under the shard and staging folders (object stores have none)."""
+    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        return
+    base = fs._strip_protocol(root)
+    for top in (WEBDATASET_DIR, PARQUET_DIR, STAGING_DIR):
+        for folder, _, _ in sorted(os.walk(os.path.join(base, top)), reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only succeeds when empty

@@ -1,0 +1,110 @@
+"""The per-batch work of a build's Ray tasks, as plain functions (Ray calls them, tests too).
+
+- `read_candidates`: one read task (files, tar slice or URL-list chunk) -> candidate batches,
+  boxes attached; fetch statistics are written beside the staging area, never lost.
+- `transform_and_stage`: candidates -> synset filter -> transform -> staged records + metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synshard.config import BuildConfig
+from synshard.ingest.boxes import boxes_for_sources
+from synshard.ingest.fetch_options import FetchOptions, FetchStats
+from synshard.ingest.http import Fetcher
+from synshard.ingest.sources import read_task
+from synshard.ingest.urltasks import UrlTask
+from synshard.shards.layout import join
+from synshard.shards.release import release_fs
+from synshard.shards.staging import stage_batch
+from synshard.transforms.process import transform_batch
+from synshard.transforms.schema import CANDIDATE_SCHEMA
+
+STATS_DIR = "_stats"
+
+
+@lru_cache(maxsize=4)
+def _fetcher(opts: FetchOptions) -> Fetcher:
+    """One fetcher per worker process: its robots.txt cache and host rates outlive a task."""
+    return Fetcher(opts)
+
+
+def read_candidates(task: Any, cfg: BuildConfig, staging: str) -> Iterator[pa.Table]:
+    options = dict(cfg.storage_options)
+    if isinstance(task, UrlTask):
+        table = _fetcher(cfg.fetch).fetch_batch(task.urls)
+        stats = FetchStats.from_table(table)
+        _write_stats(cfg, staging, f"fetch-{task.start:012d}", {"fetch": json.loads(stats.to_json())},
+                     task.uri)
+        yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        return
+    problems: Counter = Counter()
+    for batch in read_task(task, storage_options=options):
+        if cfg.boxes:
+            batch = attach_boxes(batch, cfg.boxes, problems)
+        yield batch
+    if problems:
+        _write_stats(cfg, staging, f"boxes-{task.start:012d}", {"boxes": dict(problems)}, task.uri)
+
+
+def attach_boxes(batch: pa.Table, boxes_dir: str, problems: Counter) -> pa.Table:
+    lookup = boxes_for_sources(boxes_dir, batch["source"].to_pylist(),
+                               batch["synset"].to_pylist())
+    problems.update(p for p in lookup.problems if p)
+    problems["with boxes"] += sum(b is not None for b in lookup.boxes)
+    column = pa.array(lookup.boxes, CANDIDATE_SCHEMA.field("bboxes").type)
+    return batch.set_column(batch.schema.get_field_index("bboxes"), "bboxes", column)
+
+
+def _write_stats(cfg: BuildConfig, staging: str, name: str, stats: dict, uri: str) -> None:
+    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
+    tag = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    fs.makedirs(join(staging, STATS_DIR), exist_ok=True)
+    fs.pipe_file(join(staging, f"{STATS_DIR}/{name}-{tag}.json"), json.dumps(stats).encode())
+
+
+def transform_and_stage(batch: pa.Table, cfg: BuildConfig, staging: str) -> pa.Table:
+    """Filter synsets, transform, stage; returns metadata (TRANSFORMED_SCHEMA minus image, ...)."""
+    batch, filtered = filter_synsets_batch(batch, cfg)
+    out = transform_batch(batch, cfg.transform)
+    if filtered.any():
+        stage = np.where(filtered, "synsets", out["stage"].to_numpy(zero_copy_only=False))
+        out = out.set_column(out.schema.get_field_index("stage"), "stage",
+                             pa.array(stage.tolist(), pa.string()))
+    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
+    return stage_batch(out, fs, staging)
+
+
+def filter_synsets_batch(batch: pa.Table, cfg: BuildConfig) -> tuple[pa.Table, np.ndarray]:
+    """Candidates whose synset is unknown or filtered out get a reason before any decoding."""
+    readable = pc.is_null(batch["reason"]).to_numpy(zero_copy_only=False)
+    has_synset = pc.is_valid(batch["synset"]).to_numpy(zero_copy_only=False)
+    keep, reason = cfg.synset_filter().filter_batch(batch["synset"])
+    filtered = readable & has_synset & ~keep.to_numpy(zero_copy_only=False)
+    if not filtered.any():
+        return batch, filtered
+    reasons = np.where(filtered, reason.to_numpy(zero_copy_only=False),
+                       batch["reason"].to_numpy(zero_copy_only=False))
+    column = pa.array(reasons.tolist(), pa.string())
+    return batch.set_column(batch.schema.get_field_index("reason"), "reason", column), filtered
+
+
+def read_stats(fs: Any, staging: str) -> dict[str, Any]:
+    """Merge the per-task statistics files (fetch, boxes) written during the read stage."""
+    folder = join(staging, STATS_DIR)
+    fetch, boxes = FetchStats(), Counter()
+    if fs.exists(folder):
+        for path in sorted(fs.ls(folder, detail=False)):
+            data = json.loads(fs.cat_file(path))
+            if "fetch" in data:
+                fetch = fetch.merge(FetchStats.from_json(json.dumps(data["fetch"])))
+            boxes.update(data.get("boxes", {}))
+    return {"fetch": json.loads(fetch.to_json()), "boxes": dict(boxes)}

@@ -30,17 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SYNSETS = sorted(p.name for p in (ROOT / "data" / "sample").iterdir() if p.is_dir())
 
 
-def imagenet_layout(photos: Path, out: Path) -> list[Path]:
+def imagenet_layout(photos: Path, out: Path, count: int) -> list[Path]:
     """Copy the photos into `<synset>/<file>` folders (round robin over real wnids); copies, as
     folder sources refuse links (untrusted input)."""
-    files = sorted(photos.glob("*.jpg"))
+    files = sorted(photos.glob("*.jpg"))[:count]
+    copies = []
     for i, f in enumerate(files):
         d = out / SYNSETS[i % len(SYNSETS)]
         d.mkdir(parents=True, exist_ok=True)
         link = d / f"{d.name}_{f.name}"
         if not link.exists():
             shutil.copyfile(f, link)
-    return sorted(out.glob("*/*.jpg"))
+        copies.append(link)
+    return copies
 
 
 def timed(fn, repeats: int) -> float:
@@ -57,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", default=str(ROOT / ".cache/photos/imagenet-like"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--count", type=int, default=600)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--work", default=None, help="folder for the layout and release (default: temp)")
     args = ap.parse_args()
@@ -69,7 +72,7 @@ def main() -> None:
     from synshard.shards.webdataset import iter_webdataset_shard
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-loader-"))
-    files = imagenet_layout(Path(args.photos), work / "imagenet")
+    files = imagenet_layout(Path(args.photos), work / "imagenet", args.count)
     rel = work / "release"
     if not (rel / "manifest.json").exists():
         synshard.build([str(work / "imagenet")], str(rel), progress=False, log=lambda s: None)

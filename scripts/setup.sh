@@ -8,12 +8,14 @@ PY=${PYTHON:-python3}
 VENV=.venv
 PILLOW_SIMD_VERSION=12.1.1.post0
 DEB_PKGS="build-essential libjpeg62-turbo-dev zlib1g-dev libpng-dev libwebp-dev libtiff-dev \
-libfreetype-dev liblcms2-dev wordnet-base"
+libfreetype-dev liblcms2-dev wordnet-base chromium iproute2"
 
 log() { echo "setup: $*" >&2; }
 
 # 1. System packages Pillow-SIMD builds against (JPEG, PNG, WebP, TIFF, zlib, FreeType, LittleCMS),
-#    and WordNet 3.0 for synsets/.
+#    WordNet 3.0 for synsets/, Chromium for the browser tests of the report and the explorer
+#    (driven by Playwright with this binary; never `playwright install`), iproute2's `ss` for
+#    the test that the embedded Ray listens on loopback only.
 missing=""
 for p in $DEB_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -70,7 +72,7 @@ fi
 # 4. The project and its Python dependencies; constraints.txt forbids plain Pillow on every install.
 if [ ! -f "$STAMP" ]; then
   log "installing synshard and dependencies into $VENV"
-  "${PIP[@]}" install -c constraints.txt -e ".[build,test]"
+  "${PIP[@]}" install -c constraints.txt -e ".[build,test,torch]"
   rm -f "$VENV"/.synshard-setup-*
   touch "$STAMP"
 fi

@@ -97,9 +97,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--quick", action="store_true", help="presence and sizes only")
     p.set_defaults(func=run_verify)
-    from synshard import cmd_synsets
+    from synshard import cmd_release, cmd_synsets
 
     cmd_synsets.add_parsers(sub)
+    cmd_release.add_parsers(sub)
     return parser
 
 
@@ -124,7 +125,11 @@ def run_demo(args: argparse.Namespace) -> int:
     result = api.build([str(source)], args.out, resize="shorter:256", val_fraction=0.2,
                        shard_bytes=4 << 20, overwrite=True)
     print_summary(result, detail=True)
-    print(f"\nnext: synshard info {args.out}   synshard verify {args.out}")
+    from synshard.report import write_report
+
+    report = write_report(args.out, f"{args.out.rstrip('/')}/report.html")
+    print(f"\nreport: {report}")
+    print(f"next: synshard info {args.out}   synshard verify {args.out}")
     return 0
 
 
@@ -168,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("synshard: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `synshard ... | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 0
     return 1
 
 

@@ -71,7 +71,9 @@ def read_side_table(release: Release, name: str) -> pa.Table | None:
     with release.fs.open(join(release.root, entry["path"]), "rb") as f:
         table = pq.read_table(f)
     schema = TABLE_SCHEMAS.get(name)
-    return table if schema is None else table.select([n for n in schema.names if n in table.column_names])
+    if schema is None:
+        return table
+    return table.select([n for n in schema.names if n in table.column_names])
 
 
 def read_build(release: Release) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def gather_facts(release: Release) -> Facts:
         build=read_build(release),
         rejects=rejects,
         duplicates=read_side_table(release, "duplicates"),
-        licences=column_counts(release, "license") if release.shards(format="parquet") else Counter(),
+        licences=column_counts(release, "license"),
         removals=removal_log(release, rejects),
     )
 
@@ -154,7 +156,8 @@ def _sources(config: dict[str, Any]) -> str:
     items = "\n".join(f"- `{_md(redact_uri(str(s)))}`" for s in sources) or "- (none recorded)"
     extra = []
     if config.get("labels"):
-        extra.append(f"Labels for flat sources came from `{_md(redact_uri(str(config['labels'])))}`.")
+        labels = _md(redact_uri(str(config["labels"])))
+        extra.append(f"Labels for flat sources came from `{labels}`.")
     if config.get("classes"):
         extra.append(f"The class list was pinned to `{_md(config['classes'])}`.")
     return "## Sources\n\n" + items + ("\n\n" + " ".join(extra) if extra else "")
@@ -182,9 +185,11 @@ def _accounting(facts: Facts) -> str:
             f"inputs = {acc['accepted']:,} accepted + {acc['rejected']:,} rejected + "
             f"{acc['duplicates']:,} duplicates.")
     if facts.rejects is not None and facts.rejects.num_rows:
-        pairs = Counter(zip(facts.rejects["stage"].to_pylist(), facts.rejects["reason"].to_pylist()))
+        r = facts.rejects
+        pairs = Counter(zip(r["stage"].to_pylist(), r["reason"].to_pylist()))
         rows = [[stage, reason, n] for (stage, reason), n in pairs.most_common()]
-        text += "\n\nRejected inputs by stage and reason:\n\n" + _table(["stage", "reason", "inputs"], rows)
+        text += ("\n\nRejected inputs by stage and reason:\n\n"
+                 + _table(["stage", "reason", "inputs"], rows))
     return text
 
 
@@ -252,8 +257,9 @@ def _limitations(facts: Facts) -> str:
 def _removals(removals: pa.Table | None) -> str:
     if removals is None or removals.num_rows == 0:
         return "## Removal log\n\nNothing was taken down from this release."
-    keys = removals["key"].to_pylist() if "key" in removals.column_names else [None] * removals.num_rows
-    reasons = removals["reason"].to_pylist() if "reason" in removals.column_names else [""] * len(keys)
+    n, names = removals.num_rows, removals.column_names
+    keys = removals["key"].to_pylist() if "key" in names else [None] * n
+    reasons = removals["reason"].to_pylist() if "reason" in names else [""] * n
     rows = [[k or "(no key)", r] for k, r in sorted(zip(keys, reasons), key=lambda kr: str(kr[0]))]
     by_reason = Counter(reasons)
     return (f"## Removal log\n\n{removals.num_rows:,} images were removed on purpose "

@@ -186,7 +186,8 @@ def shards_to_read(old: Manifest, new: Manifest) -> tuple[list[ShardEntry], list
 def render_diff(diff: Diff, max_keys: int = 20) -> str:
     """The terminal view: one section per kind of change; long key lists are cut to `max_keys`."""
     if diff.empty:
-        return f"{diff.old_name} -> {diff.new_name}: no changes ({diff.totals.get('new', 0):,} samples)"
+        n = diff.totals.get("new", 0)
+        return f"{diff.old_name} -> {diff.new_name}: no changes ({n:,} samples)"
     lines = [f"{diff.old_name} -> {diff.new_name}: samples "
              f"{diff.totals.get('old', 0):,} -> {diff.totals.get('new', 0):,}"]
     lines += _list_section("synsets added", diff.synsets_added, max_keys)
@@ -211,7 +212,8 @@ def render_diff(diff: Diff, max_keys: int = 20) -> str:
 def _list_section(title: str, items: list[str], limit: int) -> list[str]:
     if not items:
         return []
-    return [f"{title} ({len(items)}):"] + [f"  {x}" for x in items[:limit]] + _more(len(items), limit)
+    head = [f"{title} ({len(items)}):"]
+    return head + [f"  {x}" for x in items[:limit]] + _more(len(items), limit)
 
 
 def _more(n: int, limit: int) -> list[str]:

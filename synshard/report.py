@@ -154,21 +154,7 @@ def treemap_nodes(hierarchy: Hierarchy, counts: Mapping[str, int]) -> list[dict[
     folded away, and the map starts where the tree first branches, so its first levels are not
     `entity > physical entity > object > ...`.
     """
-    parent: dict[str, str] = {}
-    own: Counter[str] = Counter()
-    for wnid, n in counts.items():
-        if n <= 0:
-            continue
-        own[wnid] += n
-        path = hierarchy.path_to_root(wnid) if wnid in hierarchy else (wnid, UNKNOWN, ROOT)
-        for child, up in zip(path, path[1:]):
-            parent.setdefault(child, up)
-    total: Counter[str] = Counter()
-    for wnid, n in own.items():
-        node: str | None = wnid
-        while node is not None:
-            total[node] += n
-            node = parent.get(node)
+    parent, own, total = _single_path_tree(hierarchy, counts)
     kids = Counter(parent.values())
     fold = {w for w in total if w != UNKNOWN and own[w] == 0 and kids[w] == 1}
     top = ROOT  # the map starts where the tree first branches (or holds images itself)
@@ -191,6 +177,28 @@ def treemap_nodes(hierarchy: Hierarchy, counts: Mapping[str, int]) -> list[dict[
     nodes = [{"id": w, "parent": shown_parent(w), "label": label(w), "value": total[w],
               "own": own[w]} for w in sorted(total) if w not in fold or w == top]
     return nodes or [{"id": ROOT, "parent": "", "label": label(ROOT), "value": 0, "own": 0}]
+
+
+def _single_path_tree(
+    hierarchy: Hierarchy, counts: Mapping[str, int]
+) -> tuple[dict[str, str], Counter[str], Counter[str]]:
+    """(parent of each node, images labelled with it, images in its subtree) on single paths."""
+    parent: dict[str, str] = {}
+    own: Counter[str] = Counter()
+    for wnid, n in counts.items():
+        if n <= 0:
+            continue
+        own[wnid] += n
+        path = hierarchy.path_to_root(wnid) if wnid in hierarchy else (wnid, UNKNOWN, ROOT)
+        for child, up in zip(path, path[1:]):
+            parent.setdefault(child, up)
+    total: Counter[str] = Counter()
+    for wnid, n in own.items():
+        node: str | None = wnid
+        while node is not None:
+            total[node] += n
+            node = parent.get(node)
+    return parent, own, total
 
 
 def treemap_figure(nodes: list[dict[str, Any]]) -> Any:
@@ -236,7 +244,9 @@ def _e(value: Any) -> str:
 def _table(header: list[str], rows: list[list[Any]], limit: int = MAX_TABLE_ROWS) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows[:limit])
-    more = f"<p class=note>{len(rows) - limit:,} more rows not shown.</p>" if len(rows) > limit else ""
+    more = ""
+    if len(rows) > limit:
+        more = f"<p class=note>{len(rows) - limit:,} more rows not shown.</p>"
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
@@ -359,6 +369,7 @@ def render_report(data: ReportData) -> str:
     """The whole page as one HTML string (pure, given the gathered data)."""
     m = data.release.manifest
     counts = counts_from_manifest({"counts": m.counts})
+    config = json.dumps(redact_config(m.config), indent=1, sort_keys=True)
     treemap = _figure_html(treemap_figure(treemap_nodes(load_hierarchy(), counts)),
                            "treemap", first=True)
     sections = [
@@ -369,8 +380,7 @@ def render_report(data: ReportData) -> str:
         _section("Rejects and duplicates", _dropped_section(data), "dropped"),
         _section("Build throughput", _throughput_section(data), "throughput"),
         _votes_section(data),
-        _section("Build configuration",
-                 f"<pre>{_e(json.dumps(redact_config(m.config), indent=1, sort_keys=True))}</pre>", "config"),
+        _section("Build configuration", f"<pre>{_e(config)}</pre>", "config"),
     ]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'

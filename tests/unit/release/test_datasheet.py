@@ -3,6 +3,7 @@ limitations and the removal log, with credentials and removed sources kept out o
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import fsspec
@@ -128,3 +129,17 @@ def test_treemap_counts_each_image_once() -> None:
         if kids:
             assert node["value"] == node["own"] + sum(k["value"] for k in kids)
     assert nodes["nBOGUS"]["parent"] == "unknown"
+
+
+def test_votes_and_timings_from_build_json(release) -> None:
+    """Worker quality and per-stage throughput appear only when build.json has them."""
+    page = render_report(gather(release, thumbnails_per_synset=0))
+    assert "Worker quality" not in page and "No build.json timings" in page
+    build = {"stats": {"timings_s": {"read+transform+stage": 2.0, "assemble": 0.5},
+                       "votes": {"method": "ds", "workers": 40, "spammers": 3,
+                                 "mean_sensitivity": 0.91}}}
+    release.fs.pipe_file(release.root + "/build.json", json.dumps(build).encode())
+    page = render_report(gather(release, thumbnails_per_synset=0))
+    assert "Worker quality" in page and "mean_sensitivity" in page
+    assert 'id="throughput-chart"' in page and "<td>10</td>" in page  # 19 inputs / 2.0 s
+    assert "crowd votes (ds, 40 workers, 3 flagged" in datasheet_markdown(release)

@@ -84,9 +84,14 @@ class ShardEntry:
     samples: int
     bytes: int
     sha256: str  # hex of the file's content
+    # The shard's key index (shards/index.py); None in releases built before indexes.
+    index: str | None = None  # relative to the release root, posix
+    index_bytes: int | None = None
+    index_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest dict; the index fields only when set, so old manifests read back equal."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _INDEX_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShardEntry":
@@ -100,12 +105,28 @@ class ShardEntry:
                 samples=_int(data["samples"]),
                 bytes=_int(data["bytes"]),
                 sha256=str(data["sha256"]),
+                **_index_fields(data),
             )
         except KeyError as exc:
             raise ShardError(f"shard entry {data!r} lacks {exc.args[0]!r}") from None
         if entry.format not in SHARD_FORMATS:
             raise ShardError(f"shard {entry.path}: unknown format {entry.format!r}")
         return entry
+
+
+_INDEX_FIELDS = ("index", "index_bytes", "index_sha256")
+
+
+def _index_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional index fields of a manifest shard entry: all three or none."""
+    present = [k for k in _INDEX_FIELDS if data.get(k) is not None]
+    if not present:
+        return {}
+    if len(present) != len(_INDEX_FIELDS):
+        raise ShardError(f"shard {data.get('path')!r}: index fields {present} need all of "
+                         f"{list(_INDEX_FIELDS)}")
+    return {"index": check_relpath(str(data["index"])), "index_bytes": _int(data["index_bytes"]),
+            "index_sha256": str(data["index_sha256"])}
 
 
 def _int(value: Any) -> int:

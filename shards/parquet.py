@@ -37,6 +37,7 @@ from .layout import (
     join,
     parquet_shard_path,
 )
+from .index import parquet_index_rows, write_index
 from .records import check_group, image_extension
 
 PARTITION_COLUMNS = ("split", "synset")
@@ -123,7 +124,15 @@ def parquet_bytes(
     table: pa.Table, sizes: list[int], row_group_bytes: int = ROW_GROUP_BYTES
 ) -> bytes:
     """Serialise a file table with fixed options; `sizes` (per row) decide the row groups."""
+    return parquet_with_groups(table, sizes, row_group_bytes)[0]
+
+
+def parquet_with_groups(
+    table: pa.Table, sizes: list[int], row_group_bytes: int = ROW_GROUP_BYTES
+) -> tuple[bytes, list[int]]:
+    """`parquet_bytes` and the number of rows in each row group (for the shard's index)."""
     buf = io.BytesIO()
+    runs = cut_by_bytes(sizes, row_group_bytes)
     options = dict(
         compression={n: "none" if n == "image" else "zstd" for n in table.column_names},
         compression_level={n: 3 for n in table.column_names if n != "image"},
@@ -133,9 +142,9 @@ def parquet_bytes(
         write_page_index=False,
     )
     with pq.ParquetWriter(buf, table.schema, **options) as writer:
-        for start, stop in cut_by_bytes(sizes, row_group_bytes):
+        for start, stop in runs:
             writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
-    return buf.getvalue()
+    return buf.getvalue(), [stop - start for start, stop in runs]
 
 
 def write_parquet_shards(
@@ -143,19 +152,22 @@ def write_parquet_shards(
 ) -> list[ShardEntry]:
     """Write one (split, synset) group's records as Parquet shards of about `target_bytes`.
 
-    Returns the entries in shard order; paths are relative to `root`.
+    Each shard's key index (shards/index.py) is written right after it. Returns the entries
+    (index fields set) in shard order; paths are relative to `root`.
     """
     records, split, synset = check_group(records)
     sizes = _row_bytes(records)
     stored = file_table(records)
     entries = []
     for index, (start, stop) in enumerate(cut_by_bytes(sizes, target_bytes)):
-        data = parquet_bytes(stored.slice(start, stop - start), sizes[start:stop])
+        data, groups = parquet_with_groups(stored.slice(start, stop - start), sizes[start:stop])
         digest = hashlib.sha256(data).hexdigest()
         path = parquet_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
         fs.pipe_file(join(root, path), data)
-        entries.append(ShardEntry(path, "parquet", split, synset, stop - start, len(data), digest))
+        entry = ShardEntry(path, "parquet", split, synset, stop - start, len(data), digest)
+        keys = records["key"].slice(start, stop - start).to_pylist()
+        entries.append(write_index(fs, root, entry, parquet_index_rows(keys, groups)))
     return entries
 
 

@@ -50,7 +50,8 @@ class Release:
         return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
 
     def files(self) -> list[str]:
-        """The committed files, as full URIs: manifest, build.json if present, tables, shards.
+        """The committed files, as full URIs: manifest, build.json if present, tables, shards
+        (each followed by its index, where it has one).
 
         This is the list to hand to tools that would otherwise list folders and see debris.
         """
@@ -58,7 +59,8 @@ class Release:
         if self.fs.exists(join(self.root, BUILD_NAME)):
             rel.append(BUILD_NAME)
         rel += [t["path"] for _, t in sorted(self.manifest.tables.items())]
-        rel += [e.path for e in self.manifest.shards]
+        for e in self.manifest.shards:
+            rel += [e.path] if e.index is None else [e.path, e.index]
         return [self.uri(p) for p in rel]
 
     def shards(

@@ -23,6 +23,11 @@ from .layout import join
 
 # Metadata that travels to the driver: everything but the image bytes, plus where it was staged.
 META_DROP = ("image",)
+META_SCHEMA = (
+    TRANSFORMED_SCHEMA.remove(TRANSFORMED_SCHEMA.get_field_index("image"))
+    .append(pa.field("image_bytes", pa.int64()))
+    .append(pa.field("staged_path", pa.string()))
+)
 
 
 def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:

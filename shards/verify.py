@@ -1,10 +1,11 @@
 """Checking a committed release against its manifest.
 
-Full mode downloads every shard and table once, re-hashing it and recounting its samples (tar
-samples / Parquet rows); quick mode only lists the folders (fs.find with details, fs.info for the
-tables) and compares presence and sizes. Both report shard files under webdataset/ and parquet/
-that the manifest does not list (`extra`: debris from an interrupted or replaced build), and check
-the manifest's counts against its own shard list.
+Full mode downloads every shard, shard index and table once, re-hashing it and recounting its
+samples (tar samples / Parquet rows; an index has one row per sample of its shard); quick mode only
+lists the folders (fs.find with details, fs.info for the tables) and compares presence and sizes.
+Both report files under webdataset/, parquet/ and index/ that the manifest does not list (`extra`:
+debris from an interrupted or replaced build), and check the manifest's counts against its own
+shard list.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .index import INDEX_DIR
 from .layout import PARQUET_DIR, WEBDATASET_DIR, ShardError, join
 from .manifest import Manifest, counts_from_shards
 from .parquet import count_parquet_rows
@@ -42,10 +44,13 @@ def verify_release(
              for e in release.manifest.shards]  # fmt: skip
     files += [_Expected(t["path"], t["bytes"], t["sha256"], t["rows"], False)
               for _, t in sorted(release.manifest.tables.items())]  # fmt: skip
+    files += [_Expected(e.index, e.index_bytes, e.index_sha256, e.samples, False)
+              for e in release.manifest.shards if e.index is not None]  # fmt: skip
     problems = _count_problems(release.manifest)
     for expected in files:
         problems += _check_file(release, expected, listed, quick)
     known = {e.path for e in release.manifest.shards}
+    known |= {e.index for e in release.manifest.shards if e.index is not None}
     problems += [
         Problem("extra", path, "shard file not listed in the manifest")
         for path in sorted(listed)
@@ -69,7 +74,7 @@ def _listing(release: Release) -> dict[str, int]:
     """Release-relative path -> size of every file under the shard folders."""
     sizes: dict[str, int] = {}
     prefix = release.root.rstrip("/") + "/"
-    for folder in (WEBDATASET_DIR, PARQUET_DIR):
+    for folder in (WEBDATASET_DIR, PARQUET_DIR, INDEX_DIR):
         found = release.fs.find(join(release.root, folder), withdirs=False, detail=True)
         for path, info in found.items():
             if info.get("type", "file") == "file":

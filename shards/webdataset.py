@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .index import tar_index_rows, write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
     check_group,
@@ -63,12 +64,22 @@ def _tar_file_bytes(members_total: int) -> int:
 
 def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
     """A deterministic tar of the samples, in the given order."""
+    return tar_with_members(samples)[0]
+
+
+def tar_with_members(samples: list[dict[str, Any]]) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """A deterministic tar of the samples and its members as (name, header offset, data size)."""
     buf = io.BytesIO()
+    members = []
     with tarfile.open(fileobj=buf, mode="w", format=TAR_FORMAT, encoding="utf-8") as tar:
         for sample in samples:
             for name, data in _members(sample):
+                header = tar.offset
                 tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
-    return buf.getvalue()
+                if tar.offset - header != _member_bytes(name, len(data)):
+                    raise ShardError(f"member {name!r} took more than one header block")
+                members.append((name, header, len(data)))
+    return buf.getvalue(), members
 
 
 def _sample_sizes(records: pa.Table) -> list[int]:
@@ -93,7 +104,8 @@ def write_webdataset_shards(
 
     Shard sizes are exact: a shard is cut when the next sample would make the file pass the
     target (a sample larger than the target gets a shard of its own). Only one shard's samples
-    are held as Python bytes at a time. Returns the entries in shard order; paths are relative
+    are held as Python bytes at a time. Each shard's key index (shards/index.py) is written
+    right after it. Returns the entries (index fields set) in shard order; paths are relative
     to `root`.
     """
     records, split, synset = check_group(records)
@@ -101,14 +113,13 @@ def write_webdataset_shards(
     entries = []
     for index, (start, stop) in enumerate(runs):
         rows = records.slice(start, stop - start).to_pylist()
-        data = tar_bytes([sample_from_record(row) for row in rows])
+        data, members = tar_with_members([sample_from_record(row) for row in rows])
         digest = hashlib.sha256(data).hexdigest()
         path = webdataset_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
         fs.pipe_file(join(root, path), data)
-        entries.append(
-            ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
-        )
+        entry = ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
+        entries.append(write_index(fs, root, entry, tar_index_rows(members)))
     return entries
 
 

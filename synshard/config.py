@@ -51,6 +51,7 @@ class BuildConfig:
     ray_address: str | None = None
     num_cpus: int | None = None
     batch_size: int = 64
+    files_per_task: int = 256  # files of a folder source per read task
     progress: bool = True
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class BuildConfig:
             raise ConfigError(f"min_confidence must be within [0, 1], got {self.min_confidence}")
         if self.min_confidence is not None and self.votes is None:
             raise ConfigError("min_confidence needs votes (--votes VOTES)")
-        for name in ("max_per_synset", "limit", "num_cpus"):
+        for name in ("max_per_synset", "limit", "num_cpus", "batch_size", "files_per_task"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -106,7 +107,8 @@ class BuildConfig:
         """The options that do not change the content (recorded in build.json)."""
         fetch = dataclasses.asdict(self.fetch)
         return {"out": self.out, "overwrite": self.overwrite, "ray_address": self.ray_address,
-                "num_cpus": self.num_cpus, "batch_size": self.batch_size, "fetch": fetch}
+                "num_cpus": self.num_cpus, "batch_size": self.batch_size,
+                "files_per_task": self.files_per_task, "fetch": fetch}
 
 
 # Flat option names (CLI flags and the API's keyword arguments) -> where they live.

@@ -1,21 +1,24 @@
 """The build on Ray: the pure stages wired together, streaming, with the manifest written last.
 
-    plan sources ─► read (Ray tasks) ─► transform + stage (Ray tasks) ─► metadata to the driver
-      ─► decide (splits, dedup, caps, labels; metadata only) ─► assemble shards per synset (Ray
-      tasks) ─► rejects/duplicates tables, build.json ─► manifest.json (the commit point)
+    plan read tasks ─► per task on Ray: read ─► filter ─► transform ─► stage (journalled)
+      ─► decide on the driver (splits, dedup, caps, labels; metadata only)
+      ─► assemble shards per synset (Ray tasks, journalled) ─► rejects/duplicates tables,
+         build.json ─► manifest.json (the commit point)
 
-Every stage is a plain function from ingest/, transforms/, shards/ or decisions.py; this module only
-schedules them. The driver holds metadata (well under 100 bytes an image) and shard lists, never
-images: image bytes are read by the read tasks, written once to staging by the transform tasks,
-read back once by the assembly task of their synset and written once into their shard.
+Every stage is a plain function from ingest/, transforms/, shards/, stages.py or decisions.py; this
+module only schedules them. The driver holds metadata (well under 100 bytes an image) and shard
+lists, never images. An image's bytes are read by its read task, which also transforms them and
+writes the result once to staging (the original bytes never enter Ray's object store); the
+assembly task of its synset reads them back once and writes them once into their shard(s). A
+killed build resumes from the journal (synshard/journal.py): same command, same fingerprint.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,10 +35,16 @@ from synshard.release_io import (
     fingerprint_build,
     staging_root,
 )
+from synshard.journal import (
+    finished_tasks,
+    read_synset_entries,
+    read_task_metas,
+    write_synset_entries,
+)
 from synshard.shards.release import release_fs
+from synshard.shards.staging import META_SCHEMA, read_staged
+from synshard.stages import read_stats, run_task
 from synshard.transforms.errors import SynshardError
-from synshard.shards.staging import read_staged
-from synshard.stages import read_candidates, read_stats, transform_and_stage
 from synshard.votes import build_votes
 
 
@@ -60,17 +69,17 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
     cfg.synset_filter().validate()
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
-    staging = staging_root(root, fingerprint)
+    staging = staging_root(root, fingerprint, cfg.files_per_task)
     timings: dict[str, float] = {"plan": time.perf_counter() - t0}
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
-        meta = _stage(tasks, cfg, staging)
+        meta = _stage(tasks, cfg, staging, log)
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
         decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors)
         timings["decide"] = time.perf_counter() - t
         t = time.perf_counter()
-        entries = _assemble(meta, decisions, cfg, staging)
+        entries = _assemble(decisions, cfg, staging)
         timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(tasks),
@@ -90,7 +99,8 @@ def plan_inputs(cfg: BuildConfig) -> tuple[list, str]:
     tasks: list = []
     parts = []
     if others:
-        plan = plan_sources(others, labels=cfg.labels, limit=cfg.limit, storage_options=options)
+        plan = plan_sources(others, labels=cfg.labels, limit=cfg.limit, storage_options=options,
+                            files_per_task=cfg.files_per_task)
         tasks += plan.tasks
         parts.append(plan.fingerprint)
     if lists:
@@ -120,52 +130,59 @@ def pinned_classes(cfg: BuildConfig) -> list[str] | None:
     return wnids
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: str) -> pa.Table:
-    """Read, transform and stage every input on Ray; the driver gets metadata back, streaming."""
+def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
+    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal."""
+    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
+    done = finished_tasks(fs, staging)
+    todo = [i for i in range(len(tasks)) if i not in done]
+    if done:
+        log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
 
-    def read(batch: dict) -> Any:
+    def run(batch: dict) -> Any:
         for i in batch["task"].tolist():
-            yield from read_candidates(tasks[i], cfg, staging)
+            for rows in run_task(i, tasks[i], cfg, staging):
+                yield {"rows": np.array([rows], dtype=np.int64)}
 
-    def transform(batch: pa.Table) -> pa.Table:
-        return transform_and_stage(batch, cfg, staging)
-
-    if not tasks:
-        return _empty_meta()
-    ds = ray.data.from_items([{"task": i} for i in range(len(tasks))],
-                             override_num_blocks=len(tasks))
-    ds = ds.map_batches(read, batch_size=1, batch_format="numpy", num_cpus=0.25)
-    ds = ds.map_batches(transform, batch_size=cfg.batch_size,
-                        batch_format="pyarrow", num_cpus=1)
-    parts = []
-    with _progress(cfg) as bar:
-        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            parts.append(block)
-            bar(block.num_rows)
-    return pa.concat_tables(parts) if parts else _empty_meta()
+    if todo:
+        ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
+        ds = ds.map_batches(run, batch_size=1, batch_format="numpy", num_cpus=1)
+        with _progress(cfg) as bar:
+            for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                bar(int(block["rows"].sum()))
+    metas = read_task_metas(fs, staging, len(tasks))
+    return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
 
 
-def _assemble(meta: pa.Table, decisions: Decisions, cfg: BuildConfig, staging: str) -> list:
-    """One Ray task per synset: read its staged records once, write its shards (sorted by key)."""
+def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str) -> list:
+    """One Ray task per synset: read its staged records once, write its shards (sorted by key).
+
+    A synset whose shards a killed run already wrote (journalled) is not written again.
+    """
+    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
     kept = decisions.kept
     paths_by_synset: dict[str, set[str]] = {}
     for synset, path in zip(kept["synset"].to_pylist(), kept["staged_path"].to_pylist()):
         paths_by_synset.setdefault(synset, set()).add(path)
     job = remote(assemble_synset)
-    futures = []
+    entries, futures = [], []
     for synset in sorted(paths_by_synset):
+        journalled = read_synset_entries(fs, staging, synset)
+        if journalled is not None:
+            entries.extend(journalled)
+            continue
         rows = kept.filter(pc.equal(kept["synset"], synset))
         keep = rows.select(["source", "key", "split", "label", "confidence"])
-        futures.append(job.remote(cfg.out, dict(cfg.storage_options), sorted(paths_by_synset[synset]),
-                                  keep, cfg.formats, cfg.shard_bytes))
-    entries = []
+        futures.append(job.remote(cfg.out, dict(cfg.storage_options), staging, synset,
+                                  sorted(paths_by_synset[synset]), keep, cfg.formats,
+                                  cfg.shard_bytes))
     for result in ray.get(futures):
         entries.extend(result)
     return sorted(entries, key=lambda e: e.path)
 
 
-def assemble_synset(out: str, storage_options: dict, paths: list[str], keep: pa.Table,
-                    formats: tuple[str, ...], shard_bytes: int) -> list:
+def assemble_synset(out: str, storage_options: dict, staging: str, synset: str,
+                    paths: list[str], keep: pa.Table, formats: tuple[str, ...],
+                    shard_bytes: int) -> list:
     from synshard.shards.parquet import write_parquet_shards
     from synshard.shards.webdataset import write_webdataset_shards
 
@@ -177,14 +194,8 @@ def assemble_synset(out: str, storage_options: dict, paths: list[str], keep: pa.
         group = records.filter(pc.equal(records["split"], split))
         for fmt in formats:
             entries.extend(writers[fmt](fs, root, group, shard_bytes))
+    write_synset_entries(fs, staging, synset, entries)
     return entries
-
-
-def _empty_meta() -> pa.Table:
-    from synshard.transforms.schema import TRANSFORMED_SCHEMA
-    schema = TRANSFORMED_SCHEMA.remove(TRANSFORMED_SCHEMA.get_field_index("image"))
-    schema = schema.append(pa.field("image_bytes", pa.int64()))
-    return schema.append(pa.field("staged_path", pa.string())).empty_table()
 
 
 class _progress:

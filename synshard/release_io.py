@@ -37,8 +37,10 @@ def check_existing(cfg: BuildConfig, fingerprint: str) -> Manifest | None:
     return None
 
 
-def staging_root(root: str, fingerprint: str) -> str:
-    return join(root, f"{STAGING_DIR}/{fingerprint[:16]}")
+def staging_root(root: str, fingerprint: str, files_per_task: int) -> str:
+    """The build's staging folder: same inputs, options and task cut -> same folder (resume)."""
+    key = hashlib.sha256(f"{fingerprint}/{files_per_task}".encode()).hexdigest()
+    return join(root, f"{STAGING_DIR}/{key[:16]}")
 
 
 def clear_staging(fs: Any, staging: str) -> None:

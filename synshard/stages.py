@@ -1,5 +1,8 @@
 """The per-batch work of a build's Ray tasks, as plain functions (Ray calls them, tests too).
 
+- `run_task`: one read task, start to finish: read -> synset filter -> transform -> stage, then
+  its metadata written to the journal (the task's commit point). Reading and transforming in the
+  same task keeps the original bytes out of Ray's object store (they never leave the worker).
 - `read_candidates`: one read task (files, tar slice or URL-list chunk) -> candidate batches,
   boxes attached; fetch statistics are written beside the staging area, never lost.
 - `transform_and_stage`: candidates -> synset filter -> transform -> staged records + metadata.
@@ -24,7 +27,8 @@ from synshard.ingest.sources import read_task
 from synshard.ingest.urltasks import UrlTask
 from synshard.shards.layout import join
 from synshard.shards.release import release_fs
-from synshard.shards.staging import stage_batch
+from synshard.journal import write_task_meta
+from synshard.shards.staging import META_SCHEMA, stage_batch
 from synshard.transforms.process import transform_batch
 from synshard.transforms.schema import CANDIDATE_SCHEMA
 
@@ -35,6 +39,19 @@ STATS_DIR = "_stats"
 def _fetcher(opts: FetchOptions) -> Fetcher:
     """One fetcher per worker process: its robots.txt cache and host rates outlive a task."""
     return Fetcher(opts)
+
+
+def run_task(index: int, task: Any, cfg: BuildConfig, staging: str) -> Iterator[int]:
+    """Run read task `index`; yields rows settled so far (for progress), journals the metadata."""
+    metas = []
+    for candidates in read_candidates(task, cfg, staging):
+        for start in range(0, candidates.num_rows, cfg.batch_size):
+            meta = transform_and_stage(candidates.slice(start, cfg.batch_size), cfg, staging)
+            metas.append(meta)
+            yield meta.num_rows
+    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
+    table = pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
+    write_task_meta(fs, staging, index, table.cast(META_SCHEMA))
 
 
 def read_candidates(task: Any, cfg: BuildConfig, staging: str) -> Iterator[pa.Table]:

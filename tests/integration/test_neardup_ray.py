@@ -28,32 +28,40 @@ def test_ray_search_equals_local_search(ray_local):
 
 
 PHOTOS = Path(__file__).resolve().parents[2] / ".cache" / "photos" / "imagenet-like"
-DEFAULT_RADIUS = 4  # docs/phash.md
-SURVIVES = ("lossless re-save (PNG)", "JPEG q95", "JPEG q85", "JPEG q70", "JPEG q50", "JPEG q30",
-            "downscale 0.9x", "downscale 0.75x", "downscale 0.5x", "downscale 0.25x",
-            "blur (Gaussian r=1)", "brightness +10%", "brightness -10%")
+DEFAULT_RADIUS = 6  # docs/phash.md
+# 100% found at radius 6 on all 600 study photos:
+EXACT = ("lossless re-save (PNG)", "JPEG q95", "JPEG q85", "blur (Gaussian r=1)")
+# >= 98.5% found at radius 6 in the study (a few near-flat photos flip many bits):
+MOSTLY = ("JPEG q70", "JPEG q50", "JPEG q30", "downscale 0.9x", "downscale 0.75x",
+          "downscale 0.5x", "downscale 0.25x", "blur (Gaussian r=2)", "brightness +10%",
+          "brightness -10%")
 
 
-@pytest.mark.skipif(not (PHOTOS / "manifest.json").exists(), reason="run scripts/photos.py")
-def test_real_photos_recall_and_false_pairs(ray_local):
-    """Edited copies of real photos are all found at the default radius; unrelated photos are not.
-
-    Bound on false pairs: docs/phash.md measured none at distance <= 8 among ~170k pairs of
-    unrelated crops; we allow 1 in 10,000 (0.01%) so the test fails only on a real regression.
-    """
-    study = pytest.importorskip("phash_study", reason="bench/ on sys.path")
-    images, origin = study.load(PHOTOS, 80)
+def _recall(study, images, names):
     base = [study.phash_image(im) for im in images]
-    copies, owner = [], []
-    for name in SURVIVES:
-        copies += [study.phash_image(study.EDITS[name](im)) for im in images]
-        owner += range(len(images))
+    copies = [study.phash_image(study.EDITS[name](im)) for name in names for im in images]
     h = np.array(base + copies, dtype=np.uint64)
     i, j, _ = neardup_ray.find_pairs_ray(h, DEFAULT_RADIUS)
     found = set(zip(i.tolist(), j.tolist()))
     n = len(images)
-    missed = [(o, n + k) for k, o in enumerate(owner) if (o, n + k) not in found]
-    assert not missed
-    src = np.array(origin)
-    unrelated = int(np.sum((i < n) & (j < n) & (src[np.minimum(i, n - 1)] != src[np.minimum(j, n - 1)])))
+    hits = [(k % n, n + k) in found for k in range(len(copies))]
+    return float(np.mean(hits)), i, j
+
+
+@pytest.mark.skipif(not (PHOTOS / "manifest.json").exists(), reason="run scripts/photos.py")
+def test_real_photos_recall_and_false_pairs(ray_local):
+    """Edited copies of real photos are found at the default radius; unrelated photos are not.
+
+    Bound on false pairs: the study measured none at distance <= 12 among 172,500 pairs of crops
+    of different photographs (minimum 14); we allow 1 in 10,000 so only a regression fails.
+    """
+    study = pytest.importorskip("phash_study", reason="bench/ on sys.path")
+    images, origin = study.load(PHOTOS, 80)
+    recall, i, j = _recall(study, images, EXACT)
+    assert recall == 1.0
+    recall, _, _ = _recall(study, images, MOSTLY)
+    assert recall >= 0.97
+    n, src = len(images), np.array(origin)
+    both = (i < n) & (j < n)
+    unrelated = int(np.sum(src[i[both]] != src[j[both]]))
     assert unrelated <= 1e-4 * n * (n - 1) / 2

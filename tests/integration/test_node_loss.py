@@ -70,10 +70,12 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _run(script: str, *args: str) -> str:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Every Ray process on loopback: without this Ray picks the host's outward address for the
+    # driver and cannot reach a cluster bound to 127.0.0.1.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     run = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, env=env, text=True,
-                         capture_output=True, timeout=420)
+                         capture_output=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout.split("RESULT ", 1)[1]
 

@@ -25,7 +25,7 @@ def test_open_release_on_local_disk(tmp_path) -> None:
     files = release.files()
     assert files[0] == str(tmp_path / "manifest.json")
     assert str(tmp_path / "rejects.parquet") in files
-    assert len(files) == 1 + 2 + len(manifest.shards)
+    assert len(files) == 1 + 2 + 2 * len(manifest.shards)  # each shard and its index
     assert all(os.path.exists(f) for f in files)
 
 

@@ -1,0 +1,72 @@
+"""`synshard get URI KEY` and `synshard serve URI`: random access by key and the web explorer.
+
+Registered by cli.py through `add_parsers(subparsers)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `get` and `serve` to the CLI's subparsers."""
+    p = sub.add_parser("get", help="fetch images (or records) by key with ranged reads")
+    p.add_argument("uri", help="release URI (path or s3://bucket/prefix)")
+    p.add_argument("keys", nargs="+", metavar="KEY", help="<wnid>_<sha16>")
+    p.add_argument("-o", "--output", help="file for one key's image, or a folder for several "
+                   "(default: stdout for one key)")
+    p.add_argument("--meta", action="store_true", help="print the records as JSON lines instead")
+    p.set_defaults(func=run_get)
+    p = sub.add_parser("serve", help="browse a release in a web browser (read-only)")
+    p.add_argument("uri")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=run_serve)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    from synshard.shards.access import KeyReader
+    from synshard.shards.release import open_release
+
+    reader = KeyReader(open_release(args.uri))
+    if args.meta:
+        for key, meta in reader.records(args.keys).items():
+            print(json.dumps(meta, sort_keys=True, ensure_ascii=False))
+        return 0
+    images = reader.images(args.keys)
+    if args.output is None:
+        if len(images) != 1:
+            print("synshard: error: several keys need -o FOLDER", file=sys.stderr)
+            return 2
+        sys.stdout.buffer.write(next(iter(images.values())))
+        return 0
+    _write_images(reader, images, args.output)
+    return 0
+
+
+def _write_images(reader: Any, images: dict[str, bytes], output: str) -> None:
+    """One key: `output` is the file; several: `output` is a folder of `<key>.<ext>` files."""
+    from pathlib import Path
+
+    if len(images) == 1:
+        Path(output).write_bytes(next(iter(images.values())))
+        return
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    locations = reader.locate(images)
+    for key, data in images.items():
+        ext = locations[key].row.get("image_ext") or "jpg"
+        (folder / f"{key}.{ext}").write_bytes(data)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from synshard.explorer import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"synshard: serving on {args.host}: anyone who can reach it can read the release",
+              file=sys.stderr)
+    print(f"synshard explorer: http://{args.host}:{args.port}/  (Ctrl-C stops it)")
+    serve(args.uri, host=args.host, port=args.port)
+    return 0

@@ -97,7 +97,8 @@ def parquet_index_rows(keys: list[str], group_sizes: list[int]) -> list[dict[str
         raise ShardError(f"row groups hold {sum(group_sizes)} rows, shard has {len(keys)} keys")
     rows, start = [], 0
     for group, n in enumerate(group_sizes):
-        rows += [{"key": k, "row_group": group, "row": i} for i, k in enumerate(keys[start:start + n])]
+        part = keys[start:start + n]
+        rows += [{"key": k, "row_group": group, "row": i} for i, k in enumerate(part)]
         start += n
     return sorted(rows, key=lambda r: r["key"])
 

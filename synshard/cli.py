@@ -27,6 +27,15 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 256MB)") from None
 
 
+def _radius(text: str) -> int | str:
+    if text.lower() in ("none", "off"):
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad radius {text!r}: a number or none") from None
+
+
 def _add_build_options(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add("--config", help="build.toml with the same options (flags win)")
@@ -46,7 +55,12 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--max-per-synset", type=int)
     add("--limit", type=int, help="build from the first N inputs only")
     add("--labels", help="CSV file,synset for a flat folder or tar of images")
-    add("--label-conflict", choices=["drop", "keep"])
+    add("--label-conflict", choices=["drop", "keep"],
+        help="exact copies under different synsets: drop all (default) or keep one per synset")
+    add("--near-radius", type=_radius,
+        help="near-duplicate phash radius (default 6; 'none' turns near dedup off)")
+    add("--near-conflicts", choices=["keep", "drop"],
+        help="near pairs across synsets: keep both and list them (default) or drop")
     add("--classes", help="pin the class list: a file of wnids or a named list (ilsvrc2012)")
     add("--subset", help="keep only the synsets of a named list (ilsvrc2012)")
     add("--subtree", dest="subtrees", action="append", metavar="WNID",
@@ -98,6 +112,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--quick", action="store_true", help="presence and sizes only")
     p.set_defaults(func=run_verify)
+    p = sub.add_parser("gc", help="remove debris: unreferenced shards, stale staging, uploads")
+    p.add_argument("uri")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.set_defaults(func=run_gc)
     from synshard import cmd_release, cmd_synsets
 
     cmd_synsets.add_parsers(sub)
@@ -159,6 +177,13 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"verify: {len(problems)} problem(s) in {args.uri}", file=sys.stderr)
         return 1
     print(f"verify: ok ({what}) {args.uri}")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from synshard.gc import collect_garbage
+
+    print(collect_garbage(args.uri, dry_run=args.dry_run).summary())
     return 0
 
 

@@ -159,6 +159,8 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
     unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS - _FETCH_KEYS
     if unknown:
         raise ConfigError(f"unknown option {sorted(unknown)[0]}")
+    if isinstance(opts.get("near_radius"), str) and opts["near_radius"].lower() in ("none", "off"):
+        opts["near_radius"] = None
     if isinstance(opts.get("resize"), str):
         opts["resize"] = ResizeSpec.parse(opts["resize"])
     if isinstance(opts.get("sources"), str):

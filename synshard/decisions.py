@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
+from synshard.transforms.neardup_policy import CONFLICT_SCHEMA, near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names
@@ -24,6 +25,7 @@ class Decisions:
     kept: pa.Table  # metadata of accepted samples with split, label; sorted by key
     rejects: pa.Table  # REJECT_SCHEMA
     duplicates: pa.Table  # DUPLICATE_SCHEMA
+    conflicts: pa.Table  # CONFLICT_SCHEMA: near pairs across synsets that both survived
     classes: list[str]  # wnids in label order
     accounting: dict[str, int]
 
@@ -48,6 +50,13 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
         conflicted = accepted.take(pa.array(dedup.conflict_rows))
         rejects.append(_reject_rows(conflicted, "dedup", dedup.conflict_reasons))
     accepted = accepted.filter(pa.array(dedup.keep))
+    duplicates = [dedup.duplicates.cast(DUPLICATE_SCHEMA)]
+    conflicts = CONFLICT_SCHEMA.empty_table()
+    if cfg.dedup.near_radius is not None:
+        near = near_dedup(accepted, cfg.dedup.near_radius, cfg.dedup.near_conflicts)
+        duplicates.append(near.duplicates.cast(DUPLICATE_SCHEMA))
+        conflicts = near.conflicts.cast(CONFLICT_SCHEMA)
+        accepted = accepted.filter(pa.array(near.keep))
 
     if classes is not None:
         known = pc.is_in(accepted.column("synset"), value_set=pa.array(classes))
@@ -65,13 +74,14 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
     accepted = _with_labels(accepted, classes).sort_by("key")
     rejects_table = pa.concat_tables([r.cast(REJECT_SCHEMA) for r in rejects])
     rejects_table = rejects_table.sort_by([("source", "ascending"), ("stage", "ascending")])
-    duplicates = dedup.duplicates.cast(DUPLICATE_SCHEMA).sort_by(
+    duplicates = pa.concat_tables(duplicates).sort_by(
         [("key", "ascending"), ("source", "ascending")])
+    conflicts = conflicts.sort_by([("key", "ascending"), ("other_key", "ascending")])
     accounting = {"inputs": inputs, "accepted": accepted.num_rows,
                   "rejected": rejects_table.num_rows, "duplicates": duplicates.num_rows}
     if inputs != accounting["accepted"] + accounting["rejected"] + accounting["duplicates"]:
         raise AssertionError(f"input accounting does not add up: {accounting}")
-    return Decisions(accepted, rejects_table, duplicates, list(classes), accounting)
+    return Decisions(accepted, rejects_table, duplicates, conflicts, list(classes), accounting)
 
 
 def _reject_rows(rows: pa.Table, stage: str | None = None,

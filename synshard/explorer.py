@@ -168,10 +168,12 @@ def _add_errors(app: Flask) -> None:
 def _image(view: ReleaseView, key: str) -> tuple[bytes, str]:
     """The stored bytes of an image and its format; 400/404 for bad or unknown keys."""
     key = check_key(key)
-    sample = view.reader.samples([key], parts=("image",))[key]
     loc = view.reader.locate([key])[key]
-    ext = loc.row.get("image_ext") or "jpg"
-    return sample["image"], {"jpg": "jpeg"}.get(ext, ext)
+    if loc.entry.format == "webdataset":
+        ext = loc.row["image_ext"]
+        return view.reader.images([key])[key], {"jpg": "jpeg"}.get(ext, ext)
+    sample = view.reader.samples([key])[key]  # Parquet: the format is in the record
+    return sample["image"], sample["meta"]["format"]
 
 
 def _stream(release: Release, relpath: str) -> Iterator[bytes]:

@@ -141,7 +141,7 @@ class ReleaseView:
         return treemap_nodes(self.hierarchy, counts)
 
     def synset(self, wnid: str, page: Any = 1, per_page: Any = 60) -> dict[str, Any]:
-        """A synset page: summary, per-split counts, one page of keys, shards, duplicates, rejects."""
+        """A synset page: summary, split counts, a page of keys, shards, duplicates, rejects."""
         page, per_page = check_page(page, per_page)
         data = self.tree(wnid)
         keys = list(self.reader.synset_index(wnid)) if wnid in self.counts else []
@@ -158,7 +158,7 @@ class ReleaseView:
         return data
 
     def image(self, key: str) -> dict[str, Any]:
-        """An image page: its record, where it is stored, and the copies dropped as its duplicates."""
+        """An image page: its record, its shard, and the copies dropped as its duplicates."""
         key = check_key(key)
         wnid = synset_of(key)
         if wnid not in self.counts:

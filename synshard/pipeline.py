@@ -28,9 +28,11 @@ from synshard.decisions import Decisions, decide
 from synshard.ingest.sources import plan_sources
 from synshard.ingest.urltasks import is_url_list, plan_url_lists
 from synshard.raysession import ray, ray_session, remote
+from synshard.lock import build_lock
 from synshard.release_io import (
     check_existing,
     clear_staging,
+    remove_empty_staging,
     commit_release,
     fingerprint_build,
     staging_root,
@@ -62,15 +64,25 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
     fs, root = release_fs(cfg.out, dict(cfg.storage_options))
     tasks, inputs_fingerprint = plan_inputs(cfg)
     fingerprint = fingerprint_build(inputs_fingerprint, cfg.content(), __version__)
-    existing = check_existing(cfg, fingerprint)
-    if existing is not None:
-        log(f"release at {cfg.out} is already this build: nothing to do")
-        return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
-    cfg.synset_filter().validate()
+    with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=fingerprint) as lock:
+        existing = check_existing(cfg, fingerprint)
+        if existing is not None:
+            log(f"release at {cfg.out} is already this build: nothing to do")
+            return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
+        cfg.synset_filter().validate()
+        staging = staging_root(root, fingerprint, cfg.files_per_task)
+        result = _build(cfg, tasks, fingerprint, staging, {"plan": time.perf_counter() - t0},
+                        lock, log)
+        clear_staging(fs, staging)
+    remove_empty_staging(fs, root)
+    return result
+
+
+def _build(cfg: BuildConfig, tasks: list, fingerprint: str, staging: str,
+           timings: dict[str, float], lock, log) -> BuildResult:
+    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
-    staging = staging_root(root, fingerprint, cfg.files_per_task)
-    timings: dict[str, float] = {"plan": time.perf_counter() - t0}
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
         meta = _stage(tasks, cfg, staging, log)
@@ -85,8 +97,8 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(tasks),
              "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
              **read_stats(fs, staging), "votes": votes.summary}
+    lock.ensure_held()
     manifest = commit_release(fs, root, cfg, decisions, entries, fingerprint, stats)
-    clear_staging(fs, staging)
     timings["commit"] = time.perf_counter() - t
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 

@@ -46,12 +46,16 @@ def staging_root(root: str, fingerprint: str, files_per_task: int) -> str:
 def clear_staging(fs: Any, staging: str) -> None:
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
-    parent = staging.rsplit("/", 1)[0]
+
+
+def remove_empty_staging(fs: Any, root: str) -> None:
+    """Drop `_staging/` once nothing is left in it (after the build lock is released)."""
+    parent = join(root, STAGING_DIR)
     try:
         if fs.exists(parent) and not fs.ls(parent):
             fs.rmdir(parent)
     except OSError:
-        pass  # another build's staging is still there
+        pass  # another build's staging or lock is there: leave it
 
 
 def class_list(classes: list[str]) -> list[dict[str, Any]]:
@@ -71,6 +75,7 @@ def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, e
     tables = {
         "rejects": write_table(fs, root, "rejects", decisions.rejects),
         "duplicates": write_table(fs, root, "duplicates", decisions.duplicates),
+        "conflicts": write_table(fs, root, "conflicts", decisions.conflicts),
     }
     counts = counts_from_shards(entries, cfg.formats[0])
     build = {"tool_version": __version__, "fingerprint": fingerprint,

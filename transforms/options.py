@@ -10,6 +10,7 @@ ResizeMode = Literal["shorter", "longer", "center-crop", "none"]
 OutputFormat = Literal["jpeg", "webp", "png"]
 KeepOriginal = Literal["never", "if-fits"]
 LabelConflictPolicy = Literal["drop", "keep"]
+NearConflictPolicy = Literal["keep", "drop"]
 
 RESIZE_MODES = ("shorter", "longer", "center-crop", "none")
 OUTPUT_FORMATS = ("jpeg", "webp", "png")
@@ -59,8 +60,17 @@ class TransformOptions:
 
 @dataclass(frozen=True)
 class DedupOptions:
-    label_conflict: LabelConflictPolicy = "drop"  # copies under different synsets
+    label_conflict: LabelConflictPolicy = "drop"  # exact copies under different synsets
+    # Near duplicates: phash Hamming distance at most near_radius (None: off). 6 is the default
+    # measured in docs/phash.md: it catches re-saves, JPEG q30-q95, downscales, blur and +-10%
+    # brightness, while unrelated photographs were never closer than 14.
+    near_radius: int | None = 6
+    near_conflicts: NearConflictPolicy = "keep"  # near pairs across synsets: list, or drop
 
     def __post_init__(self) -> None:
         if self.label_conflict not in ("drop", "keep"):
             raise SynshardError(f"bad label_conflict {self.label_conflict!r}: drop or keep")
+        if self.near_conflicts not in ("keep", "drop"):
+            raise SynshardError(f"bad near_conflicts {self.near_conflicts!r}: keep or drop")
+        if self.near_radius is not None and not 0 <= self.near_radius <= 32:
+            raise SynshardError(f"bad near_radius {self.near_radius}: 0..32, or none to turn off")

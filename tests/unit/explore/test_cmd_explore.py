@@ -1,0 +1,55 @@
+"""`synshard get` through its own parsers (cli.py registers them with `add_parsers`)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import fsspec
+from shardgen import build_release
+
+from synshard import cmd_explore
+from synshard.shards.access import get_many
+from synshard.shards.release import open_release
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cmd_explore.add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_get_writes_image_folder_and_meta(tmp_path, capsysbinary) -> None:
+    root = str(tmp_path / "rel")
+    build_release(fsspec.filesystem("file"), root)
+    keys = [k for k in _keys(root)][:3]
+    expected = get_many(root, keys)
+    args = _parse(["get", root, keys[0], "-o", str(tmp_path / "one.img")])
+    assert args.func(args) == 0
+    assert (tmp_path / "one.img").read_bytes() == expected[keys[0]]
+    args = _parse(["get", root, *keys, "-o", str(tmp_path / "many")])
+    assert args.func(args) == 0
+    assert {p.stem: p.read_bytes() for p in (tmp_path / "many").iterdir()} == expected
+    args = _parse(["get", root, keys[1]])
+    assert args.func(args) == 0
+    assert capsysbinary.readouterr().out == expected[keys[1]]
+    args = _parse(["get", root, *keys, "--meta"])
+    assert args.func(args) == 0
+    lines = capsysbinary.readouterr().out.decode().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == keys
+
+
+def test_serve_defaults_to_loopback() -> None:
+    args = _parse(["serve", "some-release"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+def _keys(root: str) -> list[str]:
+    release = open_release(root)
+    return [k for e in release.shards(format="webdataset")
+            for k in cmd_explore_index_keys(release, e)]
+
+
+def cmd_explore_index_keys(release, entry) -> list[str]:
+    from synshard.shards.index import read_index
+
+    return read_index(release.fs, release.root, entry)["key"].to_pylist()

@@ -17,7 +17,8 @@ run build $PY bench/bench_build.py
 run fetch $PY bench/bench_fetch.py
 run neardup $PY bench/bench_neardup.py
 run consensus $PY bench/bench_consensus.py
-[ -f bench/bench_loader.py ] && run loader $PY bench/bench_loader.py
+run loader $PY bench/bench_loader.py
+run get $PY bench/bench_get.py
 echo
 if [ ${#failed[@]} -gt 0 ]; then echo "bench: failed: ${failed[*]}"; exit 1; fi
 echo "bench: all benchmarks ran"

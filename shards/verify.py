@@ -73,6 +73,7 @@ class _Expected:
 def _listing(release: Release) -> dict[str, int]:
     """Release-relative path -> size of every file under the shard folders."""
     sizes: dict[str, int] = {}
+    release.fs.invalidate_cache(release.root)  # a long-lived s3fs caches listings: look afresh
     prefix = release.root.rstrip("/") + "/"
     for folder in (WEBDATASET_DIR, PARQUET_DIR, INDEX_DIR):
         found = release.fs.find(join(release.root, folder), withdirs=False, detail=True)

@@ -116,10 +116,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(func=run_gc)
-    from synshard import cmd_release, cmd_synsets
+    from synshard import cmd_explore, cmd_release, cmd_synsets
 
     cmd_synsets.add_parsers(sub)
     cmd_release.add_parsers(sub)
+    cmd_explore.add_parsers(sub)
     return parser
 
 
@@ -149,6 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
     report = write_report(args.out, f"{args.out.rstrip('/')}/report.html")
     print(f"\nreport: {report}")
     print(f"next: synshard info {args.out}   synshard verify {args.out}")
+    print(f"browse it: synshard serve {args.out}   (then open http://127.0.0.1:8000/)")
     return 0
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from synshard.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
-from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
+from synshard.shards.layout import INDEX_DIR, MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
 from synshard.shards.release import open_release, release_fs
 
 STAGING_DIR = "_staging"
@@ -85,12 +85,13 @@ def _referenced(uri: str, storage_options: dict[str, Any] | None) -> tuple[set[s
     if not fs.exists(join(root, MANIFEST_NAME)):
         return set(), False
     release = open_release(uri, storage_options)  # ManifestError propagates: never guess
-    return {e.path for e in release.manifest.shards}, True
+    shards = release.manifest.shards
+    return {e.path for e in shards} | {e.index for e in shards if e.index}, True
 
 
 def _is_shard_debris(relpath: str, referenced: set[str]) -> bool:
     top = relpath.split("/", 1)[0]
-    if top in (WEBDATASET_DIR, PARQUET_DIR):
+    if top in (WEBDATASET_DIR, PARQUET_DIR, INDEX_DIR):
         return relpath not in referenced
     return "/" not in relpath and relpath.startswith(".manifest-") and relpath.endswith(".tmp")
 
@@ -143,7 +144,7 @@ def _prune_empty_dirs(fs: Any, root: str) -> None:
     if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return
     base = fs._strip_protocol(root)
-    for top in (WEBDATASET_DIR, PARQUET_DIR, STAGING_DIR):
+    for top in (WEBDATASET_DIR, PARQUET_DIR, INDEX_DIR, STAGING_DIR):
         for folder, _, _ in sorted(os.walk(os.path.join(base, top)), reverse=True):
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only succeeds when empty

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from synshard.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
-from synshard.shards.layout import INDEX_DIR, MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
+from synshard.shards.index import INDEX_DIR
+from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
 from synshard.shards.release import open_release, release_fs
 
 STAGING_DIR = "_staging"

@@ -78,10 +78,11 @@ def test_gc_is_refused_while_a_build_holds_the_lock(release):
 
 def test_without_a_manifest_every_shard_file_is_debris(release):
     (release / "manifest.json").unlink()
-    shard_files = {p for p in _snapshot(release) if p.startswith(("webdataset/", "parquet/"))}
+    shard_files = {p for p in _snapshot(release)
+                   if p.startswith(("webdataset/", "parquet/", "index/"))}
     report = collect_garbage(str(release))
     assert not report.committed and set(report.shards) == shard_files
-    assert not any(p.startswith(("webdataset/", "parquet/")) for p in _snapshot(release))
+    assert not any(p.startswith(("webdataset/", "parquet/", "index/")) for p in _snapshot(release))
 
 
 def test_an_unreadable_manifest_stops_gc(release):

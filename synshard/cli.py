@@ -83,6 +83,12 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--no-robots-txt", dest="fetch_respect_robots_txt", action="store_false", default=None)
     add("--no-x-robots-tag", dest="fetch_respect_x_robots_tag", action="store_false",
         default=None)
+    add("--base", help="an earlier release: build on it, reusing its unchanged shards")
+    add("--remove", help="takedown list (keys, source paths/URLs or sha256s, one per line)")
+    add("--remove-like", action="append", metavar="IMAGES",
+        help="also remove near duplicates of these images (folder or tar; repeatable)")
+    add("--dedup-against", action="append", metavar="URI",
+        help="drop new images that near-duplicate this release or eval set (repeatable)")
     add("--name", help="release name (default: the output folder's name)")
     add("--overwrite", action="store_true", default=None)
     add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")

@@ -26,8 +26,8 @@ class ConfigError(SynshardError):
 
 @dataclass(frozen=True)
 class BuildConfig:
-    sources: tuple[str, ...]
     out: str
+    sources: tuple[str, ...] = ()
     transform: TransformOptions = TransformOptions()
     dedup: DedupOptions = DedupOptions()
     splits: SplitOptions = SplitOptions()
@@ -45,6 +45,10 @@ class BuildConfig:
     vote_method: Literal["ds", "mv"] = "ds"
     min_confidence: float | None = None  # reject images whose label posterior is below this
     boxes: str | None = None  # PASCAL VOC XML folder <wnid>/<stem>.xml for folder/tar sources
+    base: str | None = None  # an earlier release: its samples carry over, its shards are reused
+    remove: str | None = None  # takedown list: keys, sources or sha256s, one per line
+    remove_like: tuple[str, ...] = ()  # images (folders/tars): remove their near duplicates
+    dedup_against: tuple[str, ...] = ()  # releases / eval sets: drop new near copies of them
     name: str | None = None
     # Run options: they do not change the release's content.
     overwrite: bool = False
@@ -56,7 +60,7 @@ class BuildConfig:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.sources:
+        if not self.sources and not self.base:
             raise ConfigError("no sources given")
         bad = [f for f in self.formats if f not in SHARD_FORMATS]
         if bad or not self.formats:
@@ -93,6 +97,10 @@ class BuildConfig:
             "votes": {"uri": self.votes, "method": self.vote_method,
                       "min_confidence": self.min_confidence},
             "boxes": self.boxes,
+            "base": self.base,
+            "remove": self.remove,
+            "remove_like": sorted(self.remove_like),
+            "dedup_against": sorted(self.dedup_against),
             "fetch": {"allow_private_network": self.fetch.allow_private_network,
                       "allowed_networks": sorted(self.fetch.allowed_networks),
                       "max_bytes": self.fetch.max_bytes,
@@ -173,7 +181,7 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
         splits = SplitOptions(**{k: opts.pop(k) for k in list(opts) if k in _SPLIT_KEYS})
         fetch = FetchOptions(**{k.removeprefix("fetch_"): _tuple_if_list(opts.pop(k))
                                 for k in list(opts) if k in _FETCH_KEYS})
-        for name in ("subtrees", "exclude_subtrees"):
+        for name in ("subtrees", "exclude_subtrees", "remove_like", "dedup_against"):
             if isinstance(opts.get(name), str):
                 opts[name] = (opts[name],)
             if name in opts:

@@ -37,14 +37,11 @@ from synshard.release_io import (
     fingerprint_build,
     staging_root,
 )
-from synshard.journal import (
-    finished_tasks,
-    read_synset_entries,
-    read_task_metas,
-    write_synset_entries,
-)
+from synshard.assembly import run_job, synset_jobs
+from synshard.incremental import BaseRelease, Takedown, load_base, load_takedown, reusable_synsets
+from synshard.journal import finished_tasks, read_synset_entries, read_task_metas
 from synshard.shards.release import release_fs
-from synshard.shards.staging import META_SCHEMA, read_staged
+from synshard.shards.staging import META_SCHEMA
 from synshard.stages import read_stats, run_task
 from synshard.transforms.errors import SynshardError
 from synshard.votes import build_votes
@@ -59,46 +56,81 @@ class BuildResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a build reads besides its sources' bytes, prepared before the no-op check."""
+
+    tasks: list
+    fingerprint: str  # of the release this build would write
+    base: BaseRelease | None
+    takedown: Takedown | None
+    external: pa.Table | None  # phashes of --dedup-against data
+
+
+def prepare(cfg: BuildConfig) -> Inputs:
+    tasks, sources_fp = plan_inputs(cfg)
+    parts = [sources_fp]
+    base = load_base(cfg.base, dict(cfg.storage_options)) if cfg.base else None
+    if base is not None:
+        parts.append(base.release.manifest.fingerprint)
+    takedown = None
+    if cfg.remove or cfg.remove_like:
+        like = external_hashes(cfg.remove_like, cfg) if cfg.remove_like else None
+        radius = cfg.dedup.near_radius if cfg.dedup.near_radius is not None else 0
+        takedown = load_takedown(cfg.remove, like, radius, dict(cfg.storage_options))
+        parts.append(takedown.fingerprint())
+    external = external_hashes(cfg.dedup_against, cfg) if cfg.dedup_against else None
+    if external is not None:
+        parts.append(repr(sorted(external["phash"].drop_null().to_pylist())))
+    fingerprint = fingerprint_build("+".join(parts), cfg.content(), __version__)
+    return Inputs(tasks, fingerprint, base, takedown, external)
+
+
+def external_hashes(uris: tuple[str, ...], cfg: BuildConfig) -> pa.Table:
+    from synshard.external import external_hashes as hashes
+
+    return hashes(list(uris), cfg.transform, dict(cfg.storage_options))
+
+
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
     fs, root = release_fs(cfg.out, dict(cfg.storage_options))
-    tasks, inputs_fingerprint = plan_inputs(cfg)
-    fingerprint = fingerprint_build(inputs_fingerprint, cfg.content(), __version__)
-    with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=fingerprint) as lock:
-        existing = check_existing(cfg, fingerprint)
+    inputs = prepare(cfg)
+    with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=inputs.fingerprint) as lock:
+        existing = check_existing(cfg, inputs.fingerprint)
         if existing is not None:
             log(f"release at {cfg.out} is already this build: nothing to do")
             return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
         cfg.synset_filter().validate()
-        staging = staging_root(root, fingerprint, cfg.files_per_task)
-        result = _build(cfg, tasks, fingerprint, staging, {"plan": time.perf_counter() - t0},
-                        lock, log)
+        staging = staging_root(root, inputs.fingerprint, cfg.files_per_task)
+        result = _build(cfg, inputs, staging, {"prepare": time.perf_counter() - t0}, lock, log)
         clear_staging(fs, staging)
     remove_empty_staging(fs, root)
     return result
 
 
-def _build(cfg: BuildConfig, tasks: list, fingerprint: str, staging: str,
-           timings: dict[str, float], lock, log) -> BuildResult:
+def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, float], lock,
+           log) -> BuildResult:
     fs, root = release_fs(cfg.out, dict(cfg.storage_options))
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
-        meta = _stage(tasks, cfg, staging, log)
+        meta = _stage(inputs.tasks, cfg, staging, log)
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
-        decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors)
+        decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
+                           base=inputs.base, takedown=inputs.takedown, external=inputs.external)
         timings["decide"] = time.perf_counter() - t
         t = time.perf_counter()
-        entries = _assemble(decisions, cfg, staging)
+        entries, assembly = _assemble(decisions, cfg, staging, inputs.base)
         timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
-    stats = {"timings_s": timings, "cluster": cluster, "tasks": len(tasks),
+    stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
              "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
-             **read_stats(fs, staging), "votes": votes.summary}
+             **read_stats(fs, staging), "votes": votes.summary, "assembly": assembly}
     lock.ensure_held()
-    manifest = commit_release(fs, root, cfg, decisions, entries, fingerprint, stats)
+    manifest = commit_release(fs, root, cfg, decisions, entries, inputs.fingerprint, stats)
     timings["commit"] = time.perf_counter() - t
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
@@ -165,49 +197,30 @@ def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
     return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
 
 
-def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str) -> list:
-    """One Ray task per synset: read its staged records once, write its shards (sorted by key).
-
-    A synset whose shards a killed run already wrote (journalled) is not written again.
-    """
+def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str,
+              base: BaseRelease | None) -> tuple[list, dict[str, int]]:
+    """One Ray task per synset (synshard/assembly.py); journalled synsets are not redone."""
     fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
-    kept = decisions.kept
-    paths_by_synset: dict[str, set[str]] = {}
-    for synset, path in zip(kept["synset"].to_pylist(), kept["staged_path"].to_pylist()):
-        paths_by_synset.setdefault(synset, set()).add(path)
-    job = remote(assemble_synset)
+    base_entries = list(base.release.manifest.shards) if base else []
+    reusable = set()
+    if base is not None:
+        reusable = reusable_synsets(base, decisions.base_kept,
+                                    set(decisions.kept["synset"].to_pylist()), cfg.formats)
+    jobs = synset_jobs(decisions, base_entries, reusable)
+    job = remote(run_job)
     entries, futures = [], []
-    for synset in sorted(paths_by_synset):
-        journalled = read_synset_entries(fs, staging, synset)
+    for j in jobs:
+        journalled = read_synset_entries(fs, staging, j.synset)
         if journalled is not None:
             entries.extend(journalled)
             continue
-        rows = kept.filter(pc.equal(kept["synset"], synset))
-        keep = rows.select(["source", "key", "split", "label", "confidence"])
-        futures.append(job.remote(cfg.out, dict(cfg.storage_options), staging, synset,
-                                  sorted(paths_by_synset[synset]), keep, cfg.formats,
-                                  cfg.shard_bytes))
+        futures.append(job.remote(j, cfg.out, dict(cfg.storage_options), staging,
+                                  base.uri if base else None, cfg.formats, cfg.shard_bytes))
     for result in ray.get(futures):
         entries.extend(result)
-    return sorted(entries, key=lambda e: e.path)
-
-
-def assemble_synset(out: str, storage_options: dict, staging: str, synset: str,
-                    paths: list[str], keep: pa.Table, formats: tuple[str, ...],
-                    shard_bytes: int) -> list:
-    from synshard.shards.parquet import write_parquet_shards
-    from synshard.shards.webdataset import write_webdataset_shards
-
-    writers = {"webdataset": write_webdataset_shards, "parquet": write_parquet_shards}
-    fs, root = release_fs(out, storage_options)
-    records = read_staged(fs, paths, keep)
-    entries = []
-    for split in sorted(set(records["split"].to_pylist())):
-        group = records.filter(pc.equal(records["split"], split))
-        for fmt in formats:
-            entries.extend(writers[fmt](fs, root, group, shard_bytes))
-    write_synset_entries(fs, staging, synset, entries)
-    return entries
+    stats = {"synsets_reused": sum(j.reuse for j in jobs),
+             "synsets_written": sum(not j.reuse for j in jobs)}
+    return sorted(entries, key=lambda e: e.path), stats
 
 
 class _progress:

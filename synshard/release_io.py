@@ -77,6 +77,8 @@ def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, e
         "duplicates": write_table(fs, root, "duplicates", decisions.duplicates),
         "conflicts": write_table(fs, root, "conflicts", decisions.conflicts),
     }
+    if cfg.base or cfg.remove or cfg.remove_like:
+        tables["removals"] = write_table(fs, root, "removals", decisions.removals)
     counts = counts_from_shards(entries, cfg.formats[0])
     build = {"tool_version": __version__, "fingerprint": fingerprint,
              "run_options": cfg.run_options(), "accounting": decisions.accounting,

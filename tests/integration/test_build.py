@@ -83,7 +83,9 @@ def test_accounting_identity_and_tables(folder_release):
     assert reasons["n02165456_26647.JPEG"].startswith("too small")
     assert reasons["n09332890_5066.JPEG"].startswith("label conflict")
     assert reasons["n09428293_14586.JPEG"].startswith("label conflict")
-    assert [d["kind"] for d in dups] == ["exact"]
+    kinds = {Path(d["source"]).name: (d["kind"], Path(d["kept_source"]).name) for d in dups}
+    assert kinds == {"n11939491_8640.JPEG": ("exact", "n11939491_18073.JPEG"),
+                     "n09332890_12494.JPEG": ("near", "n09332890_48725.JPEG")}
 
 
 def test_labels_match_source_synsets_in_both_formats(folder_release):

@@ -1,0 +1,108 @@
+"""Assembly: each synset's shards, written from its staged records (and its base samples).
+
+`synset_jobs` plans one job per synset of the release (pure); `run_job` does one job's I/O
+(it runs as a Ray task): either copy the base release's shards of that synset as they are, or
+merge the base's records (bytes untouched, labels updated) with the newly staged ones, sort by
+key and write the shards of each split. A finished job is journalled, so a resumed build skips it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synshard.decisions import Decisions
+from synshard.journal import write_synset_entries
+from synshard.shards.layout import ShardEntry, join
+from synshard.shards.parquet import read_parquet_shard, write_parquet_shards
+from synshard.shards.release import release_fs
+from synshard.shards.staging import read_staged
+from synshard.shards.webdataset import write_webdataset_shards
+from synshard.transforms.schema import RECORD_SCHEMA
+
+WRITERS = {"webdataset": write_webdataset_shards, "parquet": write_parquet_shards}
+
+
+@dataclass(frozen=True)
+class SynsetJob:
+    synset: str
+    staged_paths: tuple[str, ...]  # staging files holding its new records
+    keep: pa.Table  # new records to write: source, key, split, label, confidence
+    base_shards: tuple[ShardEntry, ...] = ()  # the base's entries of this synset (all formats)
+    base_keep: pa.Table | None = None  # base samples to carry: key, label
+    reuse: bool = False  # copy base_shards as they are
+
+
+def synset_jobs(decisions: Decisions, base_entries: list[ShardEntry],
+                reusable: set[str]) -> list[SynsetJob]:
+    kept, base = decisions.kept, decisions.base_kept
+    synsets = set(kept["synset"].to_pylist())
+    synsets |= set(base["synset"].to_pylist()) if base is not None else set()
+    jobs = []
+    for synset in sorted(synsets):
+        rows = kept.filter(pc.equal(kept["synset"], synset))
+        shards = tuple(e for e in base_entries if e.synset == synset)
+        base_keep = None
+        if base is not None:
+            base_keep = base.filter(pc.equal(base["synset"], synset)).select(["key", "label"])
+        jobs.append(SynsetJob(
+            synset, tuple(sorted(set(rows["staged_path"].to_pylist()))),
+            rows.select(["source", "key", "split", "label", "confidence"]),
+            shards, base_keep, synset in reusable))
+    return jobs
+
+
+def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
+            base_uri: str | None, formats: tuple[str, ...], shard_bytes: int) -> list:
+    fs, root = release_fs(out, storage_options)
+    if job.reuse:
+        entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
+    else:
+        records = read_staged(fs, job.staged_paths, job.keep)
+        if job.base_keep is not None and job.base_keep.num_rows:
+            records = _merge(records, _base_records(job, base_uri, storage_options))
+        entries = []
+        for split in sorted(set(records["split"].to_pylist())):
+            group = records.filter(pc.equal(records["split"], split))
+            for fmt in formats:
+                entries.extend(WRITERS[fmt](fs, root, group, shard_bytes))
+    write_synset_entries(fs, staging, job.synset, entries)
+    return entries
+
+
+def _copy_base(job: SynsetJob, fs: Any, root: str, base_uri: str, storage_options: dict,
+               formats: tuple[str, ...]) -> list[ShardEntry]:
+    base_fs, base_root = release_fs(base_uri, storage_options)
+    entries = [e for e in job.base_shards if e.format in formats]
+    for entry in entries:
+        for rel in filter(None, (entry.path, entry.index)):
+            src, dst = join(base_root, rel), join(root, rel)
+            fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+            if base_fs is fs or type(base_fs) is type(fs):
+                fs.cp_file(src, dst)  # object stores copy server-side
+            else:
+                fs.pipe_file(dst, base_fs.cat_file(src))
+    return entries
+
+
+def _base_records(job: SynsetJob, base_uri: str, storage_options: dict) -> pa.Table:
+    """The base's records of this synset that stay, with their new labels (bytes untouched)."""
+    base_fs, base_root = release_fs(base_uri, storage_options)
+    labels = dict(zip(job.base_keep["key"].to_pylist(), job.base_keep["label"].to_pylist()))
+    parts = []
+    for entry in job.base_shards:
+        if entry.format != "parquet":
+            continue
+        records = read_parquet_shard(base_fs, join(base_root, entry.path))
+        records = records.filter(pc.is_in(records["key"], value_set=job.base_keep["key"]))
+        new_labels = pa.array([labels[k] for k in records["key"].to_pylist()], pa.int32())
+        parts.append(records.set_column(records.schema.get_field_index("label"), "label",
+                                        new_labels))
+    return pa.concat_tables(parts) if parts else RECORD_SCHEMA.empty_table()
+
+
+def _merge(new: pa.Table, base: pa.Table) -> pa.Table:
+    merged = pa.concat_tables([base.cast(RECORD_SCHEMA), new.cast(RECORD_SCHEMA)])
+    return merged.sort_by([("key", "ascending"), ("source", "ascending")])

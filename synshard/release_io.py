@@ -97,4 +97,17 @@ def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, e
         fingerprint=fingerprint,
     )
     commit_manifest(fs, root, manifest)
+    write_datasheet(cfg)
     return manifest
+
+
+DATASHEET_NAME = "DATASHEET.md"
+
+
+def write_datasheet(cfg: BuildConfig) -> None:
+    """The human-readable datasheet beside the manifest (derived from it, so written after)."""
+    from synshard.datasheet import datasheet_markdown
+
+    release = open_release(cfg.out, dict(cfg.storage_options))
+    release.fs.pipe_file(join(release.root, DATASHEET_NAME),
+                         datasheet_markdown(release).encode())

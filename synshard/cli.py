@@ -122,11 +122,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(func=run_gc)
-    from synshard import cmd_explore, cmd_release, cmd_synsets
+    from synshard import cmd_explore, cmd_leakage, cmd_release, cmd_synsets
 
     cmd_synsets.add_parsers(sub)
     cmd_release.add_parsers(sub)
     cmd_explore.add_parsers(sub)
+    cmd_leakage.add_parsers(sub)
     return parser
 
 

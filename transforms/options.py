@@ -72,5 +72,7 @@ class DedupOptions:
             raise SynshardError(f"bad label_conflict {self.label_conflict!r}: drop or keep")
         if self.near_conflicts not in ("keep", "drop"):
             raise SynshardError(f"bad near_conflicts {self.near_conflicts!r}: keep or drop")
-        if self.near_radius is not None and not 0 <= self.near_radius <= 32:
-            raise SynshardError(f"bad near_radius {self.near_radius}: 0..32, or none to turn off")
+        if self.near_radius is not None and not 0 <= self.near_radius <= 12:
+            # Exact search cost grows as 2^radius (docs/phash.md); past 12 it is impractical,
+            # and unrelated photographs are already 14 bits apart.
+            raise SynshardError(f"bad near_radius {self.near_radius}: 0..12, or none to turn off")

@@ -54,7 +54,7 @@ def _parquet_records(uri) -> dict[str, dict]:
 def _all_release_bytes(root: Path) -> dict[str, bytes]:
     files = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name not in ("build.json",):
+        if p.is_file() and p.name not in ("build.json", "DATASHEET.md"):
             files[str(p.relative_to(root))] = p.read_bytes()
     manifest = json.loads(files.pop("manifest.json"))
     manifest.pop("created")

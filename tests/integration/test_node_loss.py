@@ -62,7 +62,7 @@ print("RESULT ok", flush=True)
 
 def _files(root: Path) -> dict[str, bytes]:
     files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name != "build.json"}
+             if p.is_file() and p.name not in ("build.json", "DATASHEET.md")}
     manifest = json.loads(files.pop("manifest.json"))
     manifest.pop("created")
     files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()

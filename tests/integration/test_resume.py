@@ -43,7 +43,7 @@ def _command(src: Path, out: Path) -> list[str]:
 
 def _release_bytes(root: Path) -> dict[str, bytes]:
     files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name != "build.json"}
+             if p.is_file() and p.name not in ("build.json", "DATASHEET.md")}
     manifest = json.loads(files.pop("manifest.json"))
     manifest.pop("created")
     files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()

@@ -52,7 +52,7 @@ def _release_files(fs, root: str) -> dict[str, bytes]:
     out = {}
     for path in sorted(fs.find(root)):
         rel = path[len(root) + 1:]
-        if rel != "build.json":
+        if rel not in ("build.json", "DATASHEET.md"):
             out[rel] = fs.cat_file(path)
     manifest = json.loads(out.pop("manifest.json"))
     manifest.pop("created")

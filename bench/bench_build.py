@@ -32,11 +32,14 @@ from synshard.transforms.schema import CANDIDATE_SCHEMA  # noqa: E402
 
 
 def layout(paths: list[Path], synsets: int, dest: Path) -> Path:
-    """An ImageNet folder of hard links: photo i goes to synset i % synsets."""
+    """An ImageNet folder of hard links: photo i goes to ILSVRC-2012 class i % synsets."""
+    from synshard.synsets.subsets import load_subset
+
+    wnids = load_subset("ilsvrc2012")[:synsets]
     if dest.exists():
         shutil.rmtree(dest)
     for i, p in enumerate(paths):
-        folder = dest / f"n{10_000_000 + i % synsets:08d}"
+        folder = dest / wnids[i % synsets]
         folder.mkdir(parents=True, exist_ok=True)
         os.link(p, folder / f"{folder.name}_{i}.JPEG")
     return dest
@@ -91,7 +94,9 @@ def main() -> None:
     print(f"whole build incl. Ray start-up: {whole:8.1f} img/s  "
           f"ratio {whole / (cores * per_core):.2f}")
     print(f"phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
+    print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count
+    assert result.accounting["accepted"] > 0.9 * args.count, "most inputs should be accepted"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ run transform $PY bench/bench_transform.py --repeats 3
 run build $PY bench/bench_build.py
 run fetch $PY bench/bench_fetch.py
 run neardup $PY bench/bench_neardup.py
+run incremental $PY bench/bench_incremental.py
 run consensus $PY bench/bench_consensus.py
 run loader $PY bench/bench_loader.py
 run get $PY bench/bench_get.py

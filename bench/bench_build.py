@@ -93,7 +93,7 @@ def main() -> None:
           f"ratio to cores x transform {phase / (cores * per_core):.2f} (goal >= 0.8)")
     print(f"whole build incl. Ray start-up: {whole:8.1f} img/s  "
           f"ratio {whole / (cores * per_core):.2f}")
-    print(f"phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
+    print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
     print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count
     assert result.accounting["accepted"] > 0.9 * args.count, "most inputs should be accepted"

@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from synshard import __version__
 from synshard.config import BuildConfig

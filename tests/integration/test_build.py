@@ -18,6 +18,7 @@ import synshard.sample
 import synshard.transforms.errors
 from synshard.shards.release import open_release
 from synshard.shards.parquet import records_from_parquet_table
+from releasefiles import release_bytes
 
 ROTATED = "n09332890_49973"  # landscape pixels stored with EXIF Orientation=6
 
@@ -49,17 +50,6 @@ def _parquet_records(uri) -> dict[str, dict]:
                            partition_base_dir=release.uri("parquet"))
     table = records_from_parquet_table(dataset.to_table())
     return {r["key"]: r for r in table.to_pylist()}
-
-
-def _all_release_bytes(root: Path) -> dict[str, bytes]:
-    files = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name not in ("build.json", "DATASHEET.md"):
-            files[str(p.relative_to(root))] = p.read_bytes()
-    manifest = json.loads(files.pop("manifest.json"))
-    manifest.pop("created")
-    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +113,8 @@ def test_rebuild_is_byte_identical_and_order_independent(ray_local, sample_dir, 
     a, b = tmp_path / "a", tmp_path / "b"
     _build([sample_dir, half], a, val_fraction=0.25, name="r")
     _build([half, sample_dir], b, val_fraction=0.25, name="r")
-    assert _all_release_bytes(a).keys() == _all_release_bytes(b).keys()
-    ba, bb = _all_release_bytes(a), _all_release_bytes(b)
+    assert release_bytes(a).keys() == release_bytes(b).keys()
+    ba, bb = release_bytes(a), release_bytes(b)
     assert ba == bb
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from releasefiles import release_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = r"""
@@ -60,15 +61,6 @@ print("RESULT ok", flush=True)
 """
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name not in ("build.json", "DATASHEET.md")}
-    manifest = json.loads(files.pop("manifest.json"))
-    manifest.pop("created")
-    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return files
-
-
 def _run(script: str, *args: str) -> str:
     # Every Ray process on loopback: without this Ray picks the host's outward address for the
     # driver and cannot reach a cluster bound to 127.0.0.1.
@@ -86,5 +78,5 @@ def test_worker_node_lost_mid_build(tmp_path, sample_dir):
     assert lost["removed"], "the worker node was never removed: the test proved nothing"
     assert lost["cluster"]["nodes"] >= 2
     _run(SINGLE, str(sample_dir), str(tmp_path / "one"))
-    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+    assert release_bytes(tmp_path / "two") == release_bytes(tmp_path / "one")
     assert lost["accounting"]["inputs"] == 42

@@ -3,7 +3,6 @@ release byte-identical to an uninterrupted build, redoing no finished read task.
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import shutil
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from synshard.synsets.subsets import load_subset
+from releasefiles import release_bytes
 
 N_SYNSETS, PER_SYNSET = 6, 24
 
@@ -39,15 +39,6 @@ def _command(src: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "synshard.cli", "build", str(src), "--out", str(out),
             "--files-per-task", "8", "--batch-size", "4", "--num-cpus", "2", "--no-progress",
             "--val-fraction", "0.2", "--name", "r", "--shard-size", "64KB"]
-
-
-def _release_bytes(root: Path) -> dict[str, bytes]:
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.name not in ("build.json", "DATASHEET.md")}
-    manifest = json.loads(files.pop("manifest.json"))
-    manifest.pop("created")
-    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return files
 
 
 def _reap_ray(ray_tmp: Path) -> None:
@@ -85,7 +76,7 @@ def test_kill_nine_then_rerun_gives_identical_release(tmp_path):
     src = _make_source(tmp_path / "src")
     reference = tmp_path / "reference"
     subprocess.run(_command(src, reference), check=True, capture_output=True, timeout=300)
-    expected = _release_bytes(reference)
+    expected = release_bytes(reference)
     points = {
         "first task journalled": lambda out: _count(out, "*/_tasks/task-*.parquet") >= 1,
         "half the tasks journalled": lambda out: _count(out, "*/_tasks/task-*.parquet") >= 9,
@@ -106,7 +97,7 @@ def test_kill_nine_then_rerun_gives_identical_release(tmp_path):
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         if done_before:  # tasks that finished as the kill landed may add to those counted
             assert "resuming: " in rerun.stdout, rerun.stdout
-        assert _release_bytes(out) == expected, name
+        assert release_bytes(out) == expected, name
         assert not (out / "_staging").exists()
         outcomes[name] = done_before
     assert len(outcomes) == len(points)

@@ -1,7 +1,6 @@
 """near_dedup: survivors within split/synset, eval beats train, cross-synset keep/drop."""
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pytest
 

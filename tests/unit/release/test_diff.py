@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import pytest
 from hypothesis import given

@@ -49,6 +49,14 @@ class Release:
         path = join(self.root, relpath)
         return path if isinstance(self.fs, LocalFileSystem) else self.fs.unstrip_protocol(path)
 
+    def read_table(self, name: str) -> pa.Table:
+        """A side table the manifest lists (`rejects`, `duplicates`, `conflicts`, `removals`)."""
+        entry = self.manifest.tables.get(name)
+        if entry is None:
+            raise SynshardError(f"release {self.root} has no {name} table")
+        with self.fs.open(join(self.root, entry["path"]), "rb") as f:
+            return pq.read_table(f)
+
     def files(self) -> list[str]:
         """The committed files, as full URIs: manifest, build.json if present, tables, shards
         (each followed by its index, where it has one).
@@ -150,8 +158,10 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any]:
-    """Write `<root>/<name>.parquet` deterministically; returns {path, rows, bytes, sha256}.
+    """Write `<root>/<name>-<hash8>.parquet` deterministically; returns {path, rows, bytes, sha256}.
 
+    The name carries a hash of the content, like a shard's: a rebuild writes its tables before it
+    commits its manifest, and must not change a file the committed manifest still lists.
     `rejects` and `duplicates` are conformed to their schemas (REJECT_SCHEMA, DUPLICATE_SCHEMA):
     absent nullable columns become nulls, extra columns are dropped.
     """
@@ -163,7 +173,7 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
         write_page_index=False,
     )  # fmt: skip
     data = buf.getvalue()
-    relpath = f"{name}.parquet"
+    relpath = f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.parquet"
     fs.makedirs(root, exist_ok=True)
     fs.pipe_file(join(root, relpath), data)
     return {

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -27,6 +28,7 @@ from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, j
 from synshard.shards.release import open_release, release_fs
 
 STAGING_DIR = "_staging"
+_TABLE = re.compile(r"^(rejects|duplicates|conflicts|removals)-[0-9a-f]{8}\.parquet$")
 _KEEP_IN_STAGING = {LOCK_RELPATH, LOCK_RELPATH + ".guard"}
 
 
@@ -87,14 +89,19 @@ def _referenced(uri: str, storage_options: dict[str, Any] | None) -> tuple[set[s
         return set(), False
     release = open_release(uri, storage_options)  # ManifestError propagates: never guess
     shards = release.manifest.shards
-    return {e.path for e in shards} | {e.index for e in shards if e.index}, True
+    tables = {t["path"] for t in release.manifest.tables.values()}
+    return {e.path for e in shards} | {e.index for e in shards if e.index} | tables, True
 
 
 def _is_shard_debris(relpath: str, referenced: set[str]) -> bool:
     top = relpath.split("/", 1)[0]
     if top in (WEBDATASET_DIR, PARQUET_DIR, INDEX_DIR):
         return relpath not in referenced
-    return "/" not in relpath and relpath.startswith(".manifest-") and relpath.endswith(".tmp")
+    if "/" in relpath:
+        return False
+    if _TABLE.match(relpath):  # side tables of earlier builds (content-hashed names)
+        return relpath not in referenced
+    return relpath.startswith(".manifest-") and relpath.endswith(".tmp")
 
 
 def _sizes(fs: Any, root: str) -> dict[str, int]:

@@ -4,9 +4,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from synshard.shards.layout import join
 
 
 def _accounting_line(acc: dict[str, int]) -> str:
@@ -32,9 +29,8 @@ def print_summary(result: Any, detail: bool = False) -> None:
 
 
 def _print_tables(release) -> None:
-    fs, root = release.fs, release.root
     for name, column in (("rejects", "reason"), ("duplicates", "kind")):
-        table = pq.read_table(fs.open(join(root, f"{name}.parquet"), "rb"))
+        table = release.read_table(name)
         print(f"  {name}: {table.num_rows}")
         for row in table.to_pylist():
             what = row[column] if name == "rejects" else f"{row['kind']} of {row['kept_source']}"

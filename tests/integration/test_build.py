@@ -8,7 +8,6 @@ import tarfile
 from pathlib import Path
 
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -65,8 +64,9 @@ def test_accounting_identity_and_tables(folder_release):
     assert acc["inputs"] == acc["accepted"] + acc["rejected"] + acc["duplicates"]
     n_files = sum(1 for p in Path(synshard.sample.sample_path()).rglob("*") if p.is_file())
     assert acc["inputs"] == n_files
-    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
-    dups = pq.read_table(out / "duplicates.parquet").to_pylist()
+    release = open_release(str(out))
+    rejects = release.read_table("rejects").to_pylist()
+    dups = release.read_table("duplicates").to_pylist()
     assert len(rejects) == acc["rejected"] and len(dups) == acc["duplicates"]
     reasons = {Path(r["source"]).name: r["reason"] for r in rejects}
     assert reasons["n11939491_7761.JPEG"] == "truncated"

@@ -58,9 +58,9 @@ def _outcomes(out: Path) -> tuple[dict[str, str | None], list[dict]]:
             for r in pq.read_table(release.uri(entry.path)).to_pylist():
                 accepted[r["source"]] = r
     outcomes = {src: None for src in accepted}
-    for r in pq.read_table(out / "rejects.parquet").to_pylist():
+    for r in release.read_table("rejects").to_pylist():
         outcomes[r["source"]] = r["reason"]
-    dups = pq.read_table(out / "duplicates.parquet").to_pylist()
+    dups = release.read_table("duplicates").to_pylist()
     return outcomes, dups
 
 

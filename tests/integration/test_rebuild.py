@@ -76,7 +76,7 @@ def test_takedown_removes_exactly_the_listed_images(ray_local, halves, tmp_path)
     assert result.accounting["inputs"] == 0
     removed = {seashore[0], daisy[0]}
     assert set(_records(after)) == set(before) - removed
-    removals = pq.read_table(after / "removals.parquet").to_pylist()
+    removals = open_release(str(after)).read_table("removals").to_pylist()
     assert {r["key"]: r["reason"] for r in removals} == {
         seashore[0]: "takedown: key listed", daisy[0]: "takedown: source listed"}
     diff = diff_releases(str(base), str(after))

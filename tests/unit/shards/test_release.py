@@ -24,7 +24,7 @@ def test_open_release_on_local_disk(tmp_path) -> None:
     assert release.manifest == manifest
     files = release.files()
     assert files[0] == str(tmp_path / "manifest.json")
-    assert str(tmp_path / "rejects.parquet") in files
+    assert str(tmp_path / manifest.tables["rejects"]["path"]) in files
     assert len(files) == 1 + 2 + 2 * len(manifest.shards)  # each shard and its index
     assert all(os.path.exists(f) for f in files)
 
@@ -72,8 +72,9 @@ def test_commit_is_atomic_on_local_disk(tmp_path, monkeypatch) -> None:
     with pytest.raises(OSError, match="disk went away"):
         commit_manifest(fs, str(tmp_path), new)
     assert (tmp_path / "manifest.json").read_bytes() == before  # old commit intact
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
-        "duplicates.parquet", "manifest.json", "rejects.parquet"]  # no temp file left  # fmt: skip
+    tables = sorted(t["path"] for t in new.tables.values())
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(
+        ["manifest.json", *tables])  # no temp file left  # fmt: skip
     monkeypatch.undo()
     commit_manifest(fs, str(tmp_path), new)
     assert open_release(str(tmp_path)).manifest.name == "replacement"
@@ -86,11 +87,13 @@ def test_write_table_is_deterministic_and_described(tmp_path) -> None:
     table = pa.Table.from_pylist(rows)  # loose schema: cast to REJECT_SCHEMA on write
     a = write_table(fs, str(tmp_path / "a"), "rejects", table)
     b = write_table(fs, str(tmp_path / "b"), "rejects", table)
-    data = (tmp_path / "a" / "rejects.parquet").read_bytes()
-    assert a == b == {"path": "rejects.parquet", "rows": 5, "bytes": len(data),
-                      "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
-    assert data == (tmp_path / "b" / "rejects.parquet").read_bytes()
-    back = pq.read_table(tmp_path / "a" / "rejects.parquet")
+    name = a["path"]
+    data = (tmp_path / "a" / name).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    assert a == b == {"path": f"rejects-{digest[:8]}.parquet", "rows": 5, "bytes": len(data),
+                      "sha256": digest}  # fmt: skip
+    assert data == (tmp_path / "b" / name).read_bytes()
+    back = pq.read_table(tmp_path / "a" / name)
     assert back.schema.equals(REJECT_SCHEMA, check_metadata=False)
     assert back["source"].to_pylist() == [r["source"] for r in rows]
 

@@ -41,11 +41,12 @@ def test_flipped_byte_is_altered_in_full_mode_only(release, fmt) -> None:
 
 
 def test_altered_table_is_found(release) -> None:
-    root, _ = release
-    data = bytearray((root / "rejects.parquet").read_bytes())
+    root, manifest = release
+    name = manifest.tables["rejects"]["path"]
+    data = bytearray((root / name).read_bytes())
     data[10] ^= 0xFF
-    (root / "rejects.parquet").write_bytes(bytes(data))
-    assert _kinds(verify_release(str(root))) == {("altered", "rejects.parquet")}
+    (root / name).write_bytes(bytes(data))
+    assert _kinds(verify_release(str(root))) == {("altered", name)}
 
 
 @pytest.mark.parametrize("quick", [False, True])
@@ -116,7 +117,7 @@ def test_table_row_count_mismatch(release) -> None:
     data = json.loads((root / "manifest.json").read_text())
     data["tables"]["rejects"]["rows"] = 2
     (root / "manifest.json").write_text(json.dumps(data))
-    assert _kinds(verify_release(str(root))) == {("count", "rejects.parquet")}
+    assert _kinds(verify_release(str(root))) == {("count", data["tables"]["rejects"]["path"])}
 
 
 def test_corrupt_tar_header_is_altered(release) -> None:

@@ -88,3 +88,29 @@ def test_takedown_removes_exactly_the_listed_images(ray_local, halves, tmp_path)
             assert old_shas.get(e.path) == e.sha256, e.path
     build = json.loads((after / "build.json").read_text())
     assert build["stats"]["assembly"]["synsets_written"] == 2
+
+
+def test_remove_like_and_exclude_subtree_on_a_base(ray_local, halves, tmp_path):
+    from PIL import Image
+
+    old, _ = halves
+    base, after = tmp_path / "base", tmp_path / "after"
+    _build([old], base, name="r")
+    before = _records(base)
+    lakeside = sorted(k for k, r in before.items() if r["synset"] == "n09332890")
+    target = before[lakeside[0]]["source"]
+    like = tmp_path / "complaint"
+    like.mkdir()
+    with Image.open(target) as im:  # a re-encoded, downscaled copy of one published image
+        im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(
+            like / "copy.jpg", quality=70)
+    _build([], after, base=str(base), remove_like=[str(like)],
+           exclude_subtrees=["n00017222"], name="r")  # plant: takes every daisy
+    removals = {r["key"]: r["reason"]
+                for r in open_release(str(after)).read_table("removals").to_pylist()}
+    daisies = {k for k, r in before.items() if r["synset"] == "n11939491"}
+    assert removals[lakeside[0]].startswith("takedown: like ")
+    assert {k for k, why in removals.items() if why.startswith("removed: excluded subtree")} \
+        == daisies
+    assert set(_records(after)) == set(before) - set(removals)
+    assert "n11939491" not in open_release(str(after)).manifest.counts["by_synset"]

@@ -18,6 +18,7 @@ Why it works this way:
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 READ_ERRORS = (ShardError, OSError, EOFError, tarfile.TarError, ValueError)
 IMAGE_EXTS = ("jpg", "webp", "png")
 _END = object()
+BATCH = 16  # samples per hand-over from a reader thread
 
 
 @dataclass
@@ -67,6 +69,7 @@ class _Stream(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.stop_event = threading.Event()
         self.failure: BaseException | None = None
+        self.ready: collections.deque = collections.deque()  # the consumer's side of a batch
 
     def _put(self, item: Any) -> bool:
         while not self.stop_event.is_set():
@@ -80,23 +83,36 @@ class _Stream(threading.Thread):
     def run(self) -> None:
         from .webdataset import iter_tar_samples
 
-        got = 0
+        got, batch = 0, []
         try:
             with self.fs.open(self.path, "rb", **self.open_kwargs) as f:
                 for i, sample in enumerate(iter_tar_samples(f, self.path)):
                     if i >= self.piece.stop or self.stop_event.is_set():
                         break
-                    if i >= self.piece.start and self._put(sample):
-                        got += 1
+                    if i >= self.piece.start:
+                        batch.append(sample)
+                    if len(batch) == BATCH:  # hand samples over in batches: fewer lock trips
+                        got += len(batch) if self._put(batch) else 0
+                        batch = []
+            if batch:
+                got += len(batch) if self._put(batch) else 0
+                batch = []
             if got < self.piece.size and not self.stop_event.is_set():
                 raise ShardError(f"{self.path}: ended after {self.piece.start + got} samples")
         except BaseException as exc:  # handed to the consumer, which re-raises unexpected ones
             self.failure = exc
+            if batch:  # the samples read before the failure still count
+                self._put(batch)
         self._put(_END)
 
     def next(self) -> dict[str, Any] | BaseException:
         """The next sample, or the exception that ended the stream early."""
+        if self.ready:
+            return self.ready.popleft()
         item = self.queue.get()
+        if isinstance(item, list):
+            self.ready.extend(item)
+            return self.ready.popleft()
         if item is _END:
             self.queue.put(_END)  # every later call sees the end too
             return self.failure or ShardError(f"{self.path}: read past the end of its piece")

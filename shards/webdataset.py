@@ -136,27 +136,73 @@ def iter_tar_samples(fileobj: Any, name: str) -> Iterator[dict[str, Any]]:
     Anything but flat regular files is refused: a shard is ours, and a link or folder means it
     is not. `name` only labels errors.
     """
-    try:
-        yield from _group_members(tarfile.open(fileobj=fileobj, mode="r|"), name)
-    except tarfile.TarError as exc:
-        raise ShardError(f"{name}: not a readable tar: {exc}") from None
+    yield from _group_members(_ustar_members(fileobj, name), name)
 
 
-def _group_members(tar: tarfile.TarFile, path: str) -> Iterator[dict[str, Any]]:
+def _group_members(members: Iterator[tuple[str, bytes]], path: str) -> Iterator[dict[str, Any]]:
     sample: dict[str, Any] = {}
-    for info in tar:
-        if not info.isreg() or "/" in info.name or "." not in info.name:
-            raise ShardError(f"{path}: unexpected member {info.name!r}")
-        key, ext = info.name.split(".", 1)
+    for member, data in members:
+        if "/" in member or "." not in member:
+            raise ShardError(f"{path}: unexpected member {member!r}")
+        key, ext = member.split(".", 1)
         if sample and sample["__key__"] != key:
             yield sample
             sample = {}
         if ext in sample:
-            raise ShardError(f"{path}: member {info.name!r} appears twice")
+            raise ShardError(f"{path}: member {member!r} appears twice")
         sample["__key__"] = key
-        sample[ext] = tar.extractfile(info).read()  # type: ignore[union-attr]
+        sample[ext] = data
     if sample:
         yield sample
+
+
+_READ_CHUNK = 1 << 20
+
+
+def _ustar_members(fileobj: Any, path: str) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of each member of a plain ustar stream, read in 1 MiB chunks.
+
+    Shards are plain ustar with regular files only (see `_tar_info`), so this reads them without
+    `tarfile`'s per-member objects: the loader's hot path. Headers are checksummed; anything but
+    a regular file, or a stream that ends inside a member, is a ShardError.
+    """
+    buf, pos = b"", 0
+    while True:
+        header, buf, pos = _take(fileobj, buf, pos, _BLOCK, path, allow_eof=True)
+        if header is None or header == bytes(_BLOCK):
+            return  # end of archive (two zero blocks; trailing padding is not read)
+        name, size = _parse_header(header, path)
+        padded = -(-size // _BLOCK) * _BLOCK
+        data, buf, pos = _take(fileobj, buf, pos, padded, path)
+        yield name, data[:size]
+
+
+def _take(fileobj: Any, buf: bytes, pos: int, n: int, path: str, allow_eof: bool = False):
+    while len(buf) - pos < n:
+        chunk = fileobj.read(max(_READ_CHUNK, n))
+        if not chunk:
+            if allow_eof and len(buf) == pos:
+                return None, buf, pos
+            raise ShardError(f"{path}: not a readable tar: unexpected end of data")
+        buf = buf[pos:] + chunk
+        pos = 0
+    return buf[pos:pos + n], buf, pos + n
+
+
+def _parse_header(header: bytes, path: str) -> tuple[str, int]:
+    try:
+        stored = int(header[148:156].split(b"\0", 1)[0].strip() or b"0", 8)
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        raise ShardError(f"{path}: not a readable tar: bad header") from None
+    if stored != sum(header[:148]) + 256 + sum(header[156:]):
+        raise ShardError(f"{path}: not a readable tar: bad header checksum")
+    if header[156:157] not in (b"0", b"\0"):
+        raise ShardError(f"{path}: unexpected member type {header[156:157]!r}")
+    name = header[:100].split(b"\0", 1)[0]
+    prefix = header[345:500].split(b"\0", 1)[0]
+    full = (prefix + b"/" + name if prefix else name).decode("utf-8", "replace")
+    return full, size
 
 
 def records_from_webdataset(fs: Any, path: str) -> pa.Table:

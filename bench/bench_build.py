@@ -78,7 +78,7 @@ def main() -> None:
     work = Path(args.work)
     source = layout(paths, args.synsets, work / "src")
     cores = os.cpu_count() or 1
-    per_core = transform_rate(paths[: min(600, len(paths))])
+    per_core = transform_rate(paths[::4])  # a quarter of the same photos, spread over all
     out = work / "release"
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()

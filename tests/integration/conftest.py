@@ -15,3 +15,15 @@ def ray_local():
                           logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
+
+
+
+@pytest.fixture(scope="session")
+def sample_release(tmp_path_factory, sample_dir, ray_local):
+    """The bundled sample built once (20% val), for tests that only read a release."""
+    import synshard
+
+    out = tmp_path_factory.mktemp("sample-release") / "rel"
+    synshard.build([str(sample_dir)], str(out), val_fraction=0.2, progress=False,
+                   log=lambda m: None)
+    return out

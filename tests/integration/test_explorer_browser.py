@@ -6,28 +6,21 @@ errors and no request to anything but the explorer. Screenshots go under the tes
 """
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-import synshard
 from synshard.explorer import create_app
 from synshard.shards.release import open_release
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from browser import CHROMIUM, CHROMIUM_ARGS as LAUNCH_ARGS
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory, sample_dir, ray_local) -> Path:
-    out = tmp_path_factory.mktemp("explore") / "rel"
-    synshard.build([str(sample_dir)], str(out), val_fraction=0.2, progress=False,
-                   log=lambda m: None)
-    return out
+def release(sample_release) -> Path:
+    return sample_release
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,18 @@ A screenshot is written under the test's tmp dir for a person to look at.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-import synshard
 from synshard.report import write_report
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from browser import CHROMIUM, CHROMIUM_ARGS as LAUNCH_ARGS
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory, sample_dir, ray_local) -> Path:
-    out = tmp_path_factory.mktemp("report") / "rel"
-    synshard.build([str(sample_dir)], str(out), val_fraction=0.2, progress=False,
-                   log=lambda m: None)
-    return out
+def release(sample_release) -> Path:
+    return sample_release
 
 
 def _browser(playwright, user_data: Path):

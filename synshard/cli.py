@@ -151,6 +151,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"building the bundled sample {source} into {args.out}")
     result = api.build([str(source)], args.out, resize="shorter:256", val_fraction=0.2,
                        shard_bytes=4 << 20, overwrite=True)
+    from synshard.gc import collect_garbage
+
+    collected = collect_garbage(args.out)  # files of an earlier demo that this one replaced
+    if collected.shards or collected.staging:
+        print(collected.summary())
     print_summary(result, detail=True)
     from synshard.report import write_report
 

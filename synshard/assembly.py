@@ -61,8 +61,11 @@ def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
         entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
     else:
         records = read_staged(fs, job.staged_paths, job.keep)
+        _check_found(job.synset, "staged", records.num_rows, job.keep.num_rows)
         if job.base_keep is not None and job.base_keep.num_rows:
-            records = _merge(records, _base_records(job, base_uri, storage_options))
+            base = _base_records(job, base_uri, storage_options)
+            _check_found(job.synset, "base", base.num_rows, job.base_keep.num_rows)
+            records = _merge(records, base)
         entries = []
         for split in sorted(set(records["split"].to_pylist())):
             group = records.filter(pc.equal(records["split"], split))
@@ -70,6 +73,13 @@ def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
                 entries.extend(WRITERS[fmt](fs, root, group, shard_bytes))
     write_synset_entries(fs, staging, job.synset, entries)
     return entries
+
+
+def _check_found(synset: str, where: str, found: int, decided: int) -> None:
+    """Every sample the decisions kept must reach a shard: never drop one silently."""
+    if found != decided:
+        raise RuntimeError(f"{synset}: {decided} {where} samples were kept but {found} found "
+                           "(staging or base release changed during the build?)")
 
 
 def _copy_base(job: SynsetJob, fs: Any, root: str, base_uri: str, storage_options: dict,

@@ -18,7 +18,7 @@ from synshard.decide_base import REMOVAL_SCHEMA, against_base, settle_base
 from synshard.incremental import BaseRelease, Takedown
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
-from synshard.transforms.neardup import find_pairs_between
+from synshard.transforms.neardup_between import find_pairs_between
 from synshard.transforms.neardup_policy import CONFLICT_SCHEMA, near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 

@@ -15,7 +15,6 @@ bounded. The server binds 127.0.0.1 unless told otherwise.
 """
 from __future__ import annotations
 
-import io
 import mimetypes
 import threading
 from collections import OrderedDict
@@ -32,6 +31,7 @@ from synshard.shards.access import KeyNotFound
 from synshard.shards.layout import ShardError, join
 from synshard.shards.release import Release, open_release
 from synshard.synsets.hierarchy import load_hierarchy
+from synshard.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
 
 THUMB_SIDE = 160
 THUMB_CACHE = 4096  # thumbnails kept in memory (about 8 KB each)
@@ -205,18 +205,10 @@ class ThumbnailCache:
 
 def make_thumbnail(data: bytes, side: int = THUMB_SIDE) -> bytes:
     """A JPEG whose longer side is at most `side`; ExploreError 422 when it cannot be decoded."""
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.draft("RGB", (side, side))
-            im = im.convert("RGB")
-            im.thumbnail((side, side))
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=80)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return jpeg_thumbnail(data, side, quality=80)
+    except THUMBNAIL_ERRORS as exc:
         raise ExploreError(422, f"the stored image cannot be decoded: {exc}") from None
-    return buf.getvalue()
 
 
 def serve(uri: str, host: str = "127.0.0.1", port: int = 8000,

@@ -38,7 +38,8 @@ from synshard.shards.manifest import Manifest
 from synshard.shards.parquet import parquet_dataset
 from synshard.shards.release import Release, open_release, release_fs
 from synshard.transforms.errors import SynshardError
-from synshard.transforms.neardup import find_pairs_between, popcount64
+from synshard.transforms.neardup import popcount64
+from synshard.transforms.neardup_between import find_pairs_between
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
 from synshard.transforms.process import transform_batch
 

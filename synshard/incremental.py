@@ -103,7 +103,7 @@ class Takedown:
         return np.array([r is not None for r in reasons], dtype=bool), reasons
 
     def _like(self, meta: pa.Table, reasons: list[str | None]) -> list[str | None]:
-        from synshard.transforms.neardup import find_pairs_between
+        from synshard.transforms.neardup_between import find_pairs_between
 
         ours = meta["phash"].to_numpy(zero_copy_only=False)
         valid = ~pc.is_null(meta["phash"]).to_numpy(zero_copy_only=False)

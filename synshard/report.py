@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import tarfile
 from collections import Counter
@@ -36,6 +35,7 @@ from synshard.shards.layout import join
 from synshard.shards.release import Release, open_release
 from synshard.synsets.hierarchy import ROOT, Hierarchy, load_hierarchy
 from synshard.synsets.tree import counts_from_manifest
+from synshard.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
 
 THUMB_SIDE = 96  # longer side of a thumbnail, pixels
 THUMB_QUALITY = 70
@@ -129,20 +129,13 @@ def _tar_images(f: Any, n: int) -> list[tuple[str, bytes]]:
 
 def thumbnail_uri(data: bytes | None) -> str | None:
     """A small JPEG data URI of an image, or None when it cannot be decoded."""
-    from PIL import Image
-
     if not data:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_SIDE, THUMB_SIDE))
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=THUMB_QUALITY)
-    except (OSError, ValueError, Image.DecompressionBombError):
+        thumb = jpeg_thumbnail(data, THUMB_SIDE, THUMB_QUALITY)
+    except THUMBNAIL_ERRORS:
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")
 
 
 def treemap_nodes(hierarchy: Hierarchy, counts: Mapping[str, int]) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ bench/bench_neardup.py for the measured comparison).
 Each pair is emitted exactly once, with no global de-duplication: a pair is reported only by the
 *first* table (in lexicographic combination order) whose blocks it agrees on, found through a
 lookup from its block-equality bitmask. So every (table, key range) is an independent pure task
-(`SearchTask`, `run_task`), which synshard/neardup_ray.py runs as Ray tasks.
+(`SearchTask`, `run_task`), which synshard/neardup_ray.py runs as Ray tasks. The search between
+two sets (a release against an evaluation set) is in neardup_between.py.
 
 Bounds on huge buckets (flat or near-blank images):
 - identical hashes are collapsed first (`collapse`); their distance-0 pairs are enumerated from
@@ -315,74 +316,14 @@ def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
     return Pairs.concat([run_task(h, t, max_bucket, depth) for t in tasks])
 
 
-def _verify_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                    a: np.ndarray, b: np.ndarray) -> Pairs:
-    """`_verify` for pairs (a from ha, b from hb); i indexes ha, j indexes hb."""
-    x = ha[a] ^ hb[b]
-    d = popcount64(x)
-    ok = d <= layout.radius
-    a, b, x, d = a[ok], b[ok], x[ok], d[ok]
-    mine = layout.first_table[layout.equal_mask(x)] == table
-    return Pairs(a[mine], b[mine], d[mine])
-
-
-def _table_pairs_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                         max_bucket: int, depth: int) -> Pairs:
-    """One table of the bipartite search: each b looks up its bucket in a's sorted keys."""
-    ka = layout.key(ha, table)
-    oa = np.argsort(ka)
-    ska, kb = ka[oa], layout.key(hb, table)
-    lo = np.searchsorted(ska, kb, "left").astype(np.int64)
-    hi = np.searchsorted(ska, kb, "right").astype(np.int64)
-    big = (hi - lo) > max_bucket
-    out, d = [], 0
-    active = np.flatnonzero(~big & (hi > lo))
-    while active.size:
-        out.append(_verify_between(ha, hb, layout, table, oa[lo[active] + d], active))
-        d += 1
-        active = active[lo[active] + d < hi[active]]
-    big_b = np.flatnonzero(big)
-    for key in np.unique(kb[big_b]):
-        mb = big_b[kb[big_b] == key]
-        ma = oa[lo[mb[0]]:hi[mb[0]]]
-        out.append(_big_bucket_between(ha, hb, layout, table, ma, mb, max_bucket, depth))
-    return Pairs.concat(out)
-
-
-def _big_bucket_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                        ma: np.ndarray, mb: np.ndarray, max_bucket: int, depth: int) -> Pairs:
-    """Recurse on the bits outside the key, as `_big_bucket` does for the self search."""
-    rest_width = layout.width - layout.key_bits(table)
-    if depth >= MAX_DEPTH or rest_width < 2 * (layout.radius + 1):
-        a, b = np.repeat(ma, mb.size), np.tile(mb, ma.size)
-        return _verify_between(ha, hb, layout, table, a, b)
-    sub = search_between_distinct(layout.rest(ha[ma], table), layout.rest(hb[mb], table),
-                                  layout.radius, rest_width, max_bucket, depth + 1)
-    a, b = ma[sub.i], mb[sub.j]
-    mine = layout.first_table[layout.equal_mask(ha[a] ^ hb[b])] == table
-    return Pairs(a[mine], b[mine], sub.dist[mine])
-
-
-def search_between_distinct(ha: np.ndarray, hb: np.ndarray, radius: int, width: int = 64,
-                            max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
-    """Pairs (i into ha, j into hb) within radius; each side's hashes distinct."""
-    ha, hb = np.asarray(ha, dtype=U64), np.asarray(hb, dtype=U64)
-    if ha.size == 0 or hb.size == 0:
-        return Pairs.empty()
-    layout = layout_for(width, radius, choose_match_blocks(max(ha.size, hb.size), radius, width))
-    parts = [_table_pairs_between(ha, hb, layout, t, max_bucket, depth)
-             for t in range(len(layout.tables))]
-    return Pairs.concat(parts)
-
-
-def _groups(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def groups_of(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Members of each group, contiguous: (order, start, count)."""
     order = np.argsort(inverse, kind="stable")
     count = np.bincount(inverse, minlength=n_groups).astype(np.int64)
     return order, np.cumsum(count) - count, count
 
 
-def _cross(ga: tuple, gb: tuple, ui: np.ndarray, uj: np.ndarray, ud: np.ndarray) -> Pairs:
+def cross_pairs(ga: tuple, gb: tuple, ui: np.ndarray, uj: np.ndarray, ud: np.ndarray) -> Pairs:
     """Every (member of group ui, member of group uj) for each group pair: the output size."""
     (oa, sa, ca), (ob, sb, cb) = ga, gb
     ci, cj = ca[ui], cb[uj]
@@ -409,8 +350,8 @@ def _within(groups: tuple) -> Pairs:
 
 def expand_pairs(inverse: np.ndarray, n_distinct: int, distinct_pairs: Pairs) -> Pairs:
     """Pairs of items from pairs of distinct hashes (+ the distance-0 pairs inside each group)."""
-    groups = _groups(np.asarray(inverse), n_distinct)
-    cross = _cross(groups, groups, distinct_pairs.i, distinct_pairs.j, distinct_pairs.dist)
+    groups = groups_of(np.asarray(inverse), n_distinct)
+    cross = cross_pairs(groups, groups, distinct_pairs.i, distinct_pairs.j, distinct_pairs.dist)
     cross = Pairs(np.minimum(cross.i, cross.j), np.maximum(cross.i, cross.j), cross.dist)
     return Pairs.concat([cross, _within(groups)])
 
@@ -426,15 +367,3 @@ def find_pairs(hashes: np.ndarray, radius: int,
     uniq, inverse = collapse(hashes)
     distinct = search_distinct(uniq, radius, 64, max_bucket) if radius > 0 else Pairs.empty()
     return expand_pairs(inverse, uniq.size, distinct).sorted().as_tuple()
-
-
-def find_pairs_between(a: np.ndarray, b: np.ndarray, radius: int,
-                       max_bucket: int = DEFAULT_MAX_BUCKET
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (i into a, j into b, dist) within radius, each once, sorted: a release vs an eval set."""
-    ua, inv_a = collapse(a)
-    ub, inv_b = collapse(b)
-    distinct = search_between_distinct(ua, ub, radius, 64, max_bucket)
-    pairs = _cross(_groups(inv_a, ua.size), _groups(inv_b, ub.size),
-                   distinct.i, distinct.j, distinct.dist)
-    return pairs.sorted().as_tuple()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -44,10 +45,17 @@ def halves(sample_dir, tmp_path_factory):
     return old, new
 
 
-def test_incremental_build_equals_full_build_of_the_union(ray_local, halves, tmp_path):
+@pytest.fixture(scope="module")
+def base(ray_local, halves, tmp_path_factory) -> Path:
+    """The release of old/ that every rebuild here starts from (only read by the tests)."""
+    out = tmp_path_factory.mktemp("base") / "base"
+    _build([halves[0]], out, name="r")
+    return out
+
+
+def test_incremental_build_equals_full_build_of_the_union(ray_local, halves, base, tmp_path):
     old, new = halves
-    base, incremental, full = tmp_path / "base", tmp_path / "inc", tmp_path / "full"
-    _build([old], base, name="r")
+    incremental, full = tmp_path / "inc", tmp_path / "full"
     result = _build([new], incremental, base=str(base), name="r")
     _build([old, new], full, name="r")
     assert result.accounting["inputs"] == sum(1 for p in new.rglob("*") if p.is_file())
@@ -62,10 +70,8 @@ def test_incremental_build_equals_full_build_of_the_union(ray_local, halves, tmp
            {e.path: e.sha256 for e in manifest_full.shards}
 
 
-def test_takedown_removes_exactly_the_listed_images(ray_local, halves, tmp_path):
-    old, _ = halves
-    base, after = tmp_path / "base", tmp_path / "after"
-    _build([old], base, name="r")
+def test_takedown_removes_exactly_the_listed_images(ray_local, base, tmp_path):
+    after = tmp_path / "after"
     before = _records(base)
     seashore = sorted(k for k, r in before.items() if r["synset"] == "n09428293")
     daisy = sorted(k for k, r in before.items() if r["synset"] == "n11939491")
@@ -90,12 +96,10 @@ def test_takedown_removes_exactly_the_listed_images(ray_local, halves, tmp_path)
     assert build["stats"]["assembly"]["synsets_written"] == 2
 
 
-def test_remove_like_and_exclude_subtree_on_a_base(ray_local, halves, tmp_path):
+def test_remove_like_and_exclude_subtree_on_a_base(ray_local, base, tmp_path):
     from PIL import Image
 
-    old, _ = halves
-    base, after = tmp_path / "base", tmp_path / "after"
-    _build([old], base, name="r")
+    after = tmp_path / "after"
     before = _records(base)
     lakeside = sorted(k for k, r in before.items() if r["synset"] == "n09332890")
     target = before[lakeside[0]]["source"]

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synshard.transforms import neardup as nd
+from synshard.transforms.neardup_between import find_pairs_between
 
 
 def brute(h: np.ndarray, r: int):
@@ -99,7 +100,7 @@ def test_find_pairs_between_equals_brute_force(kind, radius, max_bucket):
     a = GENERATORS[kind](rng, 250)
     b = np.concatenate([a[:40] ^ (np.uint64(1) << rng.integers(0, 64, 40).astype(np.uint64)),
                         GENERATORS[kind](rng, 60)])
-    assert_same(nd.find_pairs_between(a, b, radius, max_bucket=max_bucket),
+    assert_same(find_pairs_between(a, b, radius, max_bucket=max_bucket),
                 brute_between(a, b, radius))
 
 
@@ -148,4 +149,4 @@ def test_property_exact_and_once(base, flips, radius):
 def test_property_between(a, b, radius):
     b = np.array(b + a[:10], dtype=np.uint64) ^ np.uint64(0b101)
     a = np.array(a + a[:5], dtype=np.uint64)
-    assert_same(nd.find_pairs_between(a, b, radius, max_bucket=8), brute_between(a, b, radius))
+    assert_same(find_pairs_between(a, b, radius, max_bucket=8), brute_between(a, b, radius))

@@ -60,7 +60,8 @@ class Manifest:
 
     def to_json(self) -> str:
         """Stable text: sorted keys, indent 1, trailing newline."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1, ensure_ascii=False,
+                          allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any) -> "Manifest":

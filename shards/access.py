@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 from .index import read_index
 from .layout import ShardEntry, ShardError, check_name, join

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 from .layout import ShardEntry, ShardError, check_relpath
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping
 from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
 
 ShardFormat = Literal["webdataset", "parquet"]

@@ -12,7 +12,7 @@ from synshard.builder.decide.steps import Decisions
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 STAGING_DIR = "_staging"
 

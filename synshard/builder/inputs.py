@@ -19,7 +19,7 @@ from synshard.builder.decide.incremental import BaseRelease, Takedown, load_base
 from synshard.ingest.sources import plan_sources
 from synshard.ingest.urltasks import is_url_list, plan_url_lists
 from synshard.builder.commit import fingerprint_build
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 @dataclass(frozen=True)

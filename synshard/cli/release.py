@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from synshard.release.diff import Diff, diff_manifests, render_diff, shards_to_read
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import Release, open_release
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 def add_parsers(subparsers: Any) -> None:

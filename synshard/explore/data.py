@@ -22,7 +22,7 @@ from synshard.shards.layout import ShardError, check_name
 from synshard.shards.release import Release
 from synshard.synsets.hierarchy import ROOT, Hierarchy
 from synshard.synsets.tree import counts_from_manifest, subtree_totals
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 MAX_PER_PAGE = 200
 MAX_TABLE_ROWS = 500

@@ -37,7 +37,7 @@ from synshard.shards.layout import MANIFEST_NAME, ShardEntry, ShardError, join
 from synshard.shards.manifest import Manifest
 from synshard.shards.parquet import parquet_dataset
 from synshard.shards.release import Release, open_release, release_fs
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.neardup import popcount64
 from synshard.transforms.neardup_between import find_pairs_between
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions

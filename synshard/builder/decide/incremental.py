@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import Release, open_release
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 # What the decisions need of a base sample (no image bytes).
 BASE_COLUMNS = ["key", "synset", "split", "label", "sha256", "phash", "source", "width",

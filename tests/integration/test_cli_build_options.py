@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from synshard.cli import main
 from synshard.shards.release import open_release

@@ -19,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synshard.transforms.schema import RECORD_SCHEMA
+
 from .index import read_index
 from .layout import ShardEntry, ShardError, join
 from .release import Release
@@ -65,8 +67,11 @@ def shard_columns(release: Release, columns: list[str],
                             ("shard", entry.path)):
             table = table.append_column(name, pa.array([value] * n, pa.string()))
         parts.append(table)
-    if not parts:
-        return pa.table({c: pa.array([], pa.string()) for c in ("split", "synset", "shard")})
+    if not parts:  # no shards: the same columns, empty
+        fields = [RECORD_SCHEMA.field(c) if c in RECORD_SCHEMA.names else pa.field(c, pa.string())
+                  for c in stored]
+        names = ("split", "synset", "shard")
+        return pa.schema(fields + [pa.field(n, pa.string()) for n in names]).empty_table()
     return pa.concat_tables(parts)
 
 

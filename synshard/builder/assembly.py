@@ -14,11 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.builder.decide.steps import Decisions
-from synshard.builder.journal import write_synset_entries
+from synshard.builder.staging import Staging
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.parquet import read_parquet_shard, write_parquet_shards
 from synshard.shards.release import release_fs
-from synshard.shards.staging import read_staged
 from synshard.shards.webdataset import write_webdataset_shards
 from synshard.transforms.schema import RECORD_SCHEMA
 
@@ -54,13 +53,13 @@ def synset_jobs(decisions: Decisions, base_entries: list[ShardEntry],
     return jobs
 
 
-def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
-            base_uri: str | None, formats: tuple[str, ...], shard_bytes: int) -> list:
-    fs, root = release_fs(out, storage_options)
+def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: str | None,
+            formats: tuple[str, ...], shard_bytes: int) -> list:
+    fs, root = staging.fs, staging.root
     if job.reuse:
         entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
     else:
-        records = read_staged(fs, job.staged_paths, job.keep)
+        records = staging.read_staged(job.staged_paths, job.keep)
         _check_found(job.synset, "staged", records.num_rows, job.keep.num_rows)
         if job.base_keep is not None and job.base_keep.num_rows:
             base = _base_records(job, base_uri, storage_options)
@@ -71,7 +70,7 @@ def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
             group = records.filter(pc.equal(records["split"], split))
             for fmt in formats:
                 entries.extend(WRITERS[fmt](fs, root, group, shard_bytes))
-    write_synset_entries(fs, staging, job.synset, entries)
+    staging.write_synset_entries(job.synset, entries)
     return entries
 
 

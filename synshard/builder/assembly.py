@@ -57,11 +57,12 @@ def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: s
             formats: tuple[str, ...], shard_bytes: int) -> list:
     fs, root = staging.fs, staging.root
     if job.reuse:
+        assert base_uri is not None  # only base synsets are reused
         entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
     else:
         records = staging.read_staged(job.staged_paths, job.keep)
         _check_found(job.synset, "staged", records.num_rows, job.keep.num_rows)
-        if job.base_keep is not None and job.base_keep.num_rows:
+        if job.base_keep is not None and job.base_keep.num_rows and base_uri is not None:
             base = _base_records(job, base_uri, storage_options)
             _check_found(job.synset, "base", base.num_rows, job.base_keep.num_rows)
             records = _merge(records, base)
@@ -99,6 +100,7 @@ def _copy_base(job: SynsetJob, fs: Any, root: str, base_uri: str, storage_option
 def _base_records(job: SynsetJob, base_uri: str, storage_options: dict) -> pa.Table:
     """The base's records of this synset that stay, with their new labels (bytes untouched)."""
     base_fs, base_root = release_fs(base_uri, storage_options)
+    assert job.base_keep is not None
     labels = dict(zip(job.base_keep["key"].to_pylist(), job.base_keep["label"].to_pylist()))
     parts = []
     for entry in job.base_shards:

@@ -101,7 +101,8 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log) -> pa.Table:
 
     if todo:
         ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(run, batch_size=1, batch_format="numpy", num_cpus=1)
+        ds = ds.map_batches(run, batch_size=1, batch_format="numpy",  # type: ignore[assignment]
+                            num_cpus=1)
         with _progress(cfg) as bar:
             for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar(int(block["rows"].sum()))

@@ -101,7 +101,7 @@ def filter_synsets_batch(batch: pa.Table, cfg: BuildConfig) -> tuple[pa.Table, n
 
 def read_stats(staging: Staging) -> dict[str, Any]:
     """Merge the per-task statistics files (fetch, boxes) written during the read stage."""
-    fetch, boxes = FetchStats(), Counter()
+    fetch, boxes = FetchStats(), Counter[str]()
     for data in staging.read_stats():
         if "fetch" in data:
             fetch = fetch.merge(FetchStats.from_json(json.dumps(data["fetch"])))

@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transform-photos", type=int, default=600)
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "peers.json")
     args = ap.parse_args(argv)
+    if args.runs < 2:
+        ap.error("--runs must be >= 2 (the sides alternate)")
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
     unknown = sorted(set(jobs) - set(JOBS))
     if unknown:

@@ -7,7 +7,8 @@ writes a small JSON manifest of what it made, so both tools of a job read the sa
   truth, numpy only (the crowd-kit venv reads it too). classes=2 is yes/no (truth True with
   probability 0.3); classes>2 is one label out of `classes` (uniform truth). Workers come in
   blocks: 60% reliable (right with probability 0.85, otherwise a uniform wrong label), 20%
-  spammers that always answer the same (yes; label 0), 10% random clickers, 10% adversarial
+  spammers that always answer the same (yes; label 0) or, with spammers="random", answer at
+  random, 10% random clickers, 10% adversarial
   (wrong with probability 0.85). The same mix as synshard.synsets.simulate.CrowdSpec's defaults.
 - `plant_copies(photos, out, copies, seed)`: the distinct photos plus `copies` planted near
   copies, each made by one of COPY_KINDS from a distinct source photo.
@@ -41,8 +42,14 @@ def _other_label(rng: np.random.Generator, truth: np.ndarray, classes: int) -> n
 
 
 def simulate_votes(images: int, votes_per_image: int, workers: int, classes: int = 2,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """`image`, `worker`, `label` per vote (int arrays) and `truth` per image."""
+                   seed: int = 0, spammers: str = "constant") -> dict[str, np.ndarray]:
+    """`image`, `worker`, `label` per vote (int arrays) and `truth` per image.
+
+    spammers="constant": the spammers always give the same answer (yes; label 0);
+    "random": they answer uniformly at random (like the random clickers).
+    """
+    if spammers not in ("constant", "random"):
+        raise ValueError(f"spammers must be constant or random, not {spammers!r}")
     if classes < 2:
         raise ValueError("classes must be >= 2")
     rng = np.random.default_rng(seed)
@@ -55,6 +62,8 @@ def simulate_votes(images: int, votes_per_image: int, workers: int, classes: int
     right = rng.random(image.size) < ACCURACY
     wrong = _other_label(rng, true, classes)
     spam = np.ones_like(true) if classes == 2 else np.zeros_like(true)
+    if spammers == "random":
+        spam = rng.integers(0, classes, image.size)
     label = np.select([kind == 0, kind == 1, kind == 2],
                       [np.where(right, true, wrong), spam, rng.integers(0, classes, image.size)],
                       default=np.where(right, wrong, true))

@@ -93,12 +93,14 @@ def job_consensus(args) -> list[dict]:
     python = peer_venv("crowdkit")
     peer = f"crowd-kit {version(python, 'crowd-kit')} DawidSkene"
     rows = []
-    for classes, title in ((2, "yes/no"), (10, "10-class")):
-        path = CACHE / f"votes-{classes}c-{args.votes}v-{args.workers}w.npz"
+    for classes, spammers, title in ((2, "constant", "yes/no"),
+                                     (10, "constant", "10-class, constant-answer spammers"),
+                                     (10, "random", "10-class, random spammers")):
+        path = CACHE / f"votes-{classes}c-{spammers}-{args.votes}v-{args.workers}w.npz"
         if not path.exists():
             images = args.votes // 5
             peer_inputs.save_votes(peer_inputs.simulate_votes(images, 5, args.workers, classes,
-                                                              seed=0), path)
+                                                              seed=0, spammers=spammers), path)
         say(f"consensus {title}: {path.name}")
         res = alternate({"synshard": lambda: side(PY, "consensus.py", "synshard", path),
                          "peer": lambda: side(python, "consensus.py", "crowdkit", path)},
@@ -125,7 +127,17 @@ def pip_no_deps(python: Path, *what: str) -> None:
         raise JobError(f"pip install --no-deps {' '.join(what)}: {err[-1]}")
 
 
+def synshard_plain() -> Path:
+    """The python of .venv-peers/synshard-plain: synshard (--no-deps) on plain Pillow."""
+    python = peer_venv("synshard-plain")
+    if not getattr(synshard_plain, "installed", False):
+        pip_no_deps(python, str(ROOT))
+        synshard_plain.installed = True  # type: ignore[attr-defined]
+    return python
+
+
 def job_neardup(args) -> list[dict]:
+    plain = synshard_plain()
     python = peer_venv("imagededup")
     pip_no_deps(python, "-r", str(HERE / "requirements" / "imagededup-nodeps.txt"))
     peer = f"imagededup {version(python, 'imagededup')} PHash (no CNN extras)"
@@ -135,7 +147,9 @@ def job_neardup(args) -> list[dict]:
     say(f"neardup: {folder.name}, radius {args.radius}")
     res = alternate({"synshard": lambda: side(PY, "neardup.py", "synshard", folder, args.radius),
                      "peer": lambda: side(python, "neardup.py", "imagededup", folder,
-                                          args.radius)}, args.runs)
+                                          args.radius),
+                     "plain": lambda: side(plain, "neardup.py", "synshard", folder, args.radius)},
+                    args.runs)
     job = f"near dups, {args.distinct:,} photos + {args.copies} planted copies, radius {args.radius}"
     ours, theirs = res["synshard"][-1], res["peer"][-1]
     best = (lambda label, key: peer_table.best([r[key] for r in res[label]], False))
@@ -148,8 +162,12 @@ def job_neardup(args) -> list[dict]:
             f"all pairs reported: {ours['pairs']} vs {theirs['pairs']}"),
         row(job + ": search", peer, best("peer", "search_s"), best("synshard", "search_s"), "s",
             False, f"wall, best of {args.runs}; imagededup brute force on its default pool"),
-        row(job + ": hashing", peer, best("peer", "hash_s"), best("synshard", "hash_s"), "s",
-            False, f"wall, best of {args.runs}; imagededup on a process pool, synshard 1 process"),
+        row(job + ": hashing (synshard on Pillow-SIMD)", peer, best("peer", "hash_s"),
+            best("synshard", "hash_s"), "s", False,
+            f"wall, best of {args.runs}; imagededup on a process pool, synshard 1 process"),
+        row(job + ": hashing (synshard on plain Pillow)", peer, best("peer", "hash_s"),
+            best("plain", "hash_s"), "s", False,
+            f"wall, best of {args.runs}; both on plain Pillow 13.0.0"),
     ]
 
 
@@ -181,8 +199,7 @@ def job_crawl(args) -> list[dict]:
 def job_transform(args) -> list[dict]:
     subprocess.run(["bash", str(ROOT / "bench" / "venv_bench.sh")], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
-    plain = peer_venv("synshard-plain")
-    pip_no_deps(plain, str(ROOT))
+    plain = synshard_plain()
     folder = photos(args.transform_photos)[0].parent
     subset = CACHE / f"transform-{args.transform_photos}"
     subset.mkdir(parents=True, exist_ok=True)
@@ -201,7 +218,7 @@ def job_transform(args) -> list[dict]:
     for label, pil in (("simd", "Pillow-SIMD " + simd_pil.split()[-1]),
                        ("plain", "plain Pillow " + plain_pil.split()[-1])):
         for peer_key, peer in (("pillow", "plain Pillow (LANCZOS)"), ("opencv", "OpenCV (INTER_AREA)")):
-            rows.append(row(f"{job} (synshard on {pil.split()[0]})", peer, b("simd", peer_key),
+            rows.append(row(f"{job} (synshard on {pil.rsplit(' ', 1)[0]})", peer, b("simd", peer_key),
                             b(label, "transform"), "img/CPU-s", True, note.format(pil)))
     return rows
 

@@ -147,3 +147,13 @@ def test_url_lists_hold_the_same_urls(tmp_path):
     assert urls == ["http://127.0.0.1:1/0.jpg", "http://127.0.0.1:1/1.jpg"]
     assert lines[0] == "url,synset"
     assert [line.split(",")[0] for line in lines[1:]] == urls
+
+
+def test_random_spammers_answer_at_random():
+    v = pi.simulate_votes(20_000, 5, 100, classes=10, seed=0, spammers="random")
+    kind = pi.worker_kinds(100)[v["worker"]]
+    spam = v["label"][kind == 1]
+    assert len(np.unique(spam)) == 10
+    assert abs((spam == v["truth"][v["image"]][kind == 1]).mean() - 0.1) < 0.02
+    with pytest.raises(ValueError, match="spammers"):
+        pi.simulate_votes(10, 1, 10, spammers="sometimes")

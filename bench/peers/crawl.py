@@ -65,7 +65,10 @@ class Server:
 def _timed(cmd: list[str], log: Path) -> float:
     t0 = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{Path(cmd[0]).name} ran over 1200 s (see {log})") from None
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]

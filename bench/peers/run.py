@@ -32,6 +32,7 @@ from peer_table import not_run, row  # noqa: E402
 
 PY = ROOT / ".venv" / "bin" / "python"
 CACHE = ROOT / ".cache" / "bench-peers"
+SIDE_TIMEOUT = 1200  # seconds for one run of one side: a hung peer fails its job, not the bench
 JOBS = ("crawl", "consensus", "neardup", "transform", "loader")
 
 
@@ -57,8 +58,11 @@ def version(python: Path, dist: str) -> str:
 
 def side(python: Path, script: str, *args: str) -> dict:
     """Run one side in its own process; its last stdout line is its JSON result."""
-    done = subprocess.run([str(python), str(HERE / script), *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT)
+    cmd = [str(python), str(HERE / script), *map(str, args)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=SIDE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise JobError(f"{script} {' '.join(map(str, args))} ran over {SIDE_TIMEOUT} s") from None
     if done.returncode != 0:
         err = done.stderr.strip().splitlines() or ["(no output)"]
         raise JobError(f"{python.parent.parent.name} {script} {' '.join(map(str, args))} "
@@ -270,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in jobs:
         try:
             rows += globals()[f"job_{name}"](args)
-        except (JobError, RuntimeError, subprocess.CalledProcessError, OSError) as exc:
-            rows.append(not_run(name, PEERS[name], str(exc)))
+        except Exception as exc:  # noqa: BLE001  (one broken job must not hide the others)
+            rows.append(not_run(name, PEERS[name], str(exc) or type(exc).__name__))
             say(f"{name}: NOT RUN: {exc}")
     load["end"] = os.getloadavg()
     table = peer_table.render(rows)

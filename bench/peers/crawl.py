@@ -7,7 +7,9 @@ and runs each tool's CLI as a new process, timed in wall seconds from start to e
 included: that is what a user waits for). Settings matched on both sides:
 - img2dataset: `--processes_count 2 --thread_count 32` (the issue's setting),
   `--resize_mode keep_ratio --image_size 256` (shorter side to 256), `--encode_quality 90`,
-  `--output_format webdataset`; the rest on its defaults.
+  `--output_format webdataset`, `--number_sample_per_shard N/2` (a shard is one process's unit
+  of work: with the default 10,000 a 3,000-URL list is one shard and one process works); the
+  rest on its defaults.
 - synshard: `build URLS.csv --resize shorter:256 --quality 90 --format webdataset
   --allow-private-network --fetch-per-host 32 --num-cpus 2` (per host per fetching worker:
   32 x 2 like img2dataset's threads, instead of the default 8; loopback allowed, the SSRF guard
@@ -84,7 +86,8 @@ def run_img2dataset(python: Path, urls_txt: Path, out: Path, n: int) -> dict:
     wall = _timed([str(exe), "--url_list", str(urls_txt), "--input_format", "txt",
                    "--output_folder", str(out), "--processes_count", "2", "--thread_count", "32",
                    "--resize_mode", "keep_ratio", "--image_size", "256", "--encode_quality", "90",
-                   "--output_format", "webdataset"], out.with_suffix(".log"))
+                   "--output_format", "webdataset",
+                   "--number_sample_per_shard", str(-(-n // 2))], out.with_suffix(".log"))
     stats = [json.loads(p.read_text()) for p in sorted(out.glob("*_stats.json"))]
     count = sum(s["count"] for s in stats)
     ok = sum(s["successes"] for s in stats)

@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo lint test test-unit test-integration bench clean
+.PHONY: setup demo lint test test-unit test-integration bench bench-peers clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,11 @@ test-integration: setup
 
 bench: setup
 	@bash bench/run.sh
+
+# synshard beside img2dataset, crowd-kit, imagededup, plain Pillow/OpenCV and the loader peers,
+# each peer in its own pinned venv (.venv-peers/), same inputs, alternating runs; up to ~30 min.
+bench-peers: setup
+	$(PY) bench/peers/run.py
 
 clean:
 	rm -rf demo-release bench/out .pytest_cache .hypothesis

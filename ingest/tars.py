@@ -7,13 +7,16 @@ with ranged reads. Compressed tars cannot be entered in the middle: one streamed
 nested tars are opened as streams within the stream.
 
 Hostile members become rows with a reason: `unsafe path`, `link member`, `special file`,
-`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row.
+`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row. In an
+uncompressed tar, the stretch from an invalid header to the next valid one is one `bad tar` row
+with its byte range and the members after it are read (a compressed stream still ends there).
 """
 
 from __future__ import annotations
 
 import io
 import lzma
+import re
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -85,28 +88,84 @@ class Entry:
     size: int
 
 
-def scan_entries(f: IO[bytes]) -> tuple[list[Entry], int | None] | None:
-    """(inputs in archive order, offset where the archive breaks or None), from headers only;
-    None when `f` is not a tar at all.
+@dataclass(frozen=True)
+class Gap:
+    """Bytes `[start, stop)` of a tar lost to an invalid header: from it to the next valid one."""
 
-    `tarfile` ends iteration quietly at an invalid header after the first; the scan notes where,
-    so the plan can turn the unreadable rest into a `bad tar` row instead of dropping it.
+    start: int
+    stop: int
+
+
+def scan_entries(f: IO[bytes]) -> tuple[list[Entry], list[Gap]] | None:
+    """(inputs in archive order, stretches lost to invalid headers), from headers only; None when
+    `f` is not a tar at all.
+
+    `tarfile` ends iteration quietly at an invalid header after the first. Like GNU tar
+    ("skipping to next header"), the scan then looks for the next valid header at 512-byte steps
+    and reads on from there; the lost stretch is one `Gap`, so nothing after it is dropped.
     """
-    try:
-        tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below; `f` stays open)
-    except TAR_ERRORS:
-        return None
+    entries: list[Entry] = []
+    gaps: list[Gap] = []
+    start = 0
+    while True:
+        f.seek(start)
+        try:
+            tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below; `f` stays open)
+        except TAR_ERRORS:
+            if start == 0:
+                return None
+            stop = start  # a valid first block whose follow-up header (a long name) is not
+        else:
+            with tf:
+                entries += _scan(tf)
+                stop = tf.offset
+        f.seek(stop)
+        if not f.read(tarfile.BLOCKSIZE).strip(b"\0"):
+            return entries, gaps  # end-of-archive zeros, or the end of the file: intact
+        start = next_header(f, stop)
+        gaps.append(Gap(stop, start if start is not None else f.seek(0, io.SEEK_END)))
+        if start is None:
+            return entries, gaps
+
+
+def _scan(tf: tarfile.TarFile) -> list[Entry]:
     entries = []
-    with tf:
-        for info in _members(tf):
-            if isinstance(info, Exception):
-                break  # a truncated tar ends here too: only bytes that follow make it broken
-            if is_input(info):
-                inner = is_inner_tar(info)
-                entries.append(Entry(info.offset, info.name, inner, info.offset_data, info.size))
-        f.seek(tf.offset)
-        after = f.read(tarfile.BLOCKSIZE)  # end-of-archive zeros, or nothing, when intact
-    return entries, (tf.offset if after.strip(b"\0") else None)
+    for info in _members(tf):
+        if isinstance(info, Exception):
+            break  # a truncated tar ends here too: only bytes that follow make it broken
+        if is_input(info):
+            inner = is_inner_tar(info)
+            entries.append(Entry(info.offset, info.name, inner, info.offset_data, info.size))
+    return entries
+
+
+_CHKSUM = re.compile(rb"[0-7 \0]{8}")  # a header's checksum field: octal digits, space, NUL
+_SCAN_CHUNK = 1 << 20
+
+
+def next_header(f: IO[bytes], offset: int) -> int | None:
+    """Offset of the first valid tar header after the block at `offset`, at 512-byte steps; None
+    when the file ends first."""
+    pos = offset + tarfile.BLOCKSIZE
+    f.seek(pos)
+    while len(chunk := f.read(_SCAN_CHUNK)) >= tarfile.BLOCKSIZE:
+        for i in range(0, len(chunk) - tarfile.BLOCKSIZE + 1, tarfile.BLOCKSIZE):
+            if is_header(chunk[i:i + tarfile.BLOCKSIZE]):
+                return pos + i
+        pos += len(chunk) - len(chunk) % tarfile.BLOCKSIZE
+        f.seek(pos)
+    return None
+
+
+def is_header(block: bytes) -> bool:
+    """Whether a 512-byte block is a tar header with a correct checksum."""
+    if not _CHKSUM.fullmatch(block[148:156]) or not block.strip(b"\0"):
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
@@ -254,6 +313,10 @@ def read_tar(
 ) -> Iterator[pa.Table]:
     """Candidate batches of one tar task, from an open seekable file of its `uri`."""
     scope = task_scope(task)
+    if task.gap:
+        end = task.start + (task.length or 0)
+        reason = f"bad tar: invalid header, bytes {task.start}-{end} unreadable (read on after them)"
+        return rows_to_tables(iter([(scope.source, scope.folders + ("",), None, reason)]), None, 1)
     if task.inner is not None:
         src: IO[bytes] = Window(f, task.start, task.length or 0)  # type: ignore[assignment]
     else:

@@ -150,7 +150,7 @@ def _plan_folder(planner: _Planner, uri: str, fs, path: str, skip: frozenset) ->
         if planner.remaining == 0:
             break
         planner.note(f"{uri}/{item.rel}", item.size, item.stamp)
-        if tar_kind(item.rel)[0]:
+        if tar_kind(item.rel)[0] and item.reason is None:
             _flush_files(planner, uri, run)
             full = f"{path.rstrip('/')}/{item.rel}"
             _plan_tar(planner, f"{uri}/{item.rel}", fs, full, tar_stem(item.rel))

@@ -26,6 +26,7 @@ from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
 from .manifest import Manifest, ManifestError
+from .pyfiles import read_parquet
 
 TABLE_SCHEMAS = {"rejects": REJECT_SCHEMA, "duplicates": DUPLICATE_SCHEMA}
 
@@ -55,7 +56,7 @@ class Release:
         if entry is None:
             raise SynshardError(f"release {self.root} has no {name} table")
         with self.fs.open(join(self.root, entry["path"]), "rb") as f:
-            return pq.read_table(f)
+            return read_parquet(f)
 
     def files(self) -> list[str]:
         """The committed files, as full URIs: manifest, build.json if present, tables, shards

@@ -13,12 +13,12 @@ import tarfile
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synshard.diff import Diff, diff_manifests, render_diff, shards_to_read
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import Release, open_release
 from synshard.transforms.errors import SynshardError
+from synshard.shards.pyfiles import read_parquet
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -52,7 +52,7 @@ def read_keys(release: Release, entries: Iterable[ShardEntry]) -> list[str]:
 
 
 def _parquet_keys(f: Any) -> list[str]:
-    return pq.read_table(f, columns=["key"])["key"].to_pylist()
+    return read_parquet(f, columns=["key"])["key"].to_pylist()
 
 
 def _tar_keys(f: Any) -> list[str]:

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.release import TABLE_SCHEMAS, Release
+from synshard.shards.pyfiles import read_parquet
 
 # Reject stages (and side tables) that mean "taken down on purpose", not "bad input".
 REMOVAL_STAGES = ("takedown", "removal", "remove", "exclude")
@@ -69,7 +69,7 @@ def read_side_table(release: Release, name: str) -> pa.Table | None:
     if entry is None:
         return None
     with release.fs.open(join(release.root, entry["path"]), "rb") as f:
-        table = pq.read_table(f)
+        table = read_parquet(f)
     schema = TABLE_SCHEMAS.get(name)
     if schema is None:
         return table
@@ -90,7 +90,7 @@ def column_counts(release: Release, column: str) -> Counter:
     counts: Counter = Counter()
     for entry in release.shards(format="parquet"):
         with release.fs.open(join(release.root, entry.path), "rb") as f:
-            values = pq.read_table(f, columns=[column])[column]
+            values = read_parquet(f, columns=[column])[column]
         counts.update(values.to_pylist())
     return counts
 

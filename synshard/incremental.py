@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import Release, open_release
 from synshard.transforms.errors import SynshardError
+from synshard.shards.pyfiles import read_parquet
 
 # What the decisions need of a base sample (no image bytes).
 BASE_COLUMNS = ["key", "synset", "split", "label", "sha256", "phash", "source", "width",
@@ -44,8 +45,6 @@ class BaseRelease:
 
 def load_base(uri: str, storage_options: dict[str, Any] | None = None) -> BaseRelease:
     """The base release's sample metadata, read from its Parquet shards (columns only)."""
-    import pyarrow.parquet as pq
-
     release = open_release(uri, storage_options)
     shards = release.shards(format="parquet")
     if not shards and release.manifest.shards:
@@ -55,7 +54,7 @@ def load_base(uri: str, storage_options: dict[str, Any] | None = None) -> BaseRe
     parts = []
     for entry in shards:
         with release.fs.open(_path(release, entry), "rb") as f:
-            table = pq.read_table(f, columns=columns)
+            table = read_parquet(f, columns=columns)
         n = table.num_rows
         table = table.append_column("split", pa.array([entry.split] * n, pa.string()))
         table = table.append_column("synset", pa.array([entry.synset] * n, pa.string()))

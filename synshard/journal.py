@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synshard.shards.layout import ShardEntry, join
+from synshard.shards.pyfiles import read_parquet
 
 TASKS_DIR = "_tasks"
 SHARDS_DIR = "_shards"
@@ -49,7 +50,7 @@ def read_task_metas(fs: Any, staging: str, count: int) -> list[pa.Table]:
     out = []
     for i in range(count):
         with fs.open(task_path(staging, i), "rb") as f:
-            out.append(pq.read_table(f))
+            out.append(read_parquet(f))
     return out
 
 

@@ -1,8 +1,8 @@
 """Parquet from open Python files (fsspec, BytesIO) without handing the file to `pyarrow.dataset`.
 
-`pq.read_table` on a file object scans `f` through `pyarrow.dataset`, which wraps it in a `PyReadableFile` held
-by the scan's fragments; their last reference can be dropped on an Arrow pool thread after the
-interpreter began to finalize, where taking the GIL ends the thread and the process aborts
+`pq.read_table` on a file object scans it through `pyarrow.dataset`, which wraps it in a
+`PyReadableFile` held by the scan's fragments; their last reference can be dropped on an Arrow
+pool thread after the interpreter began to finalize, where taking the GIL ends the thread and the process aborts
 ("terminate called without an active exception", exit 134; seen in `synshard get`).
 `pq.ParquetFile` reads on the calling thread's behalf and drops the file with its Python object.
 """

@@ -75,7 +75,7 @@ class FetchOptions:
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
-                raise SynshardError(f"bad allowed network {cidr!r}: {exc}") from None
+                raise SynshardError(f"bad allowed_networks entry {cidr!r}: {exc}") from None
 
 
 @dataclass

@@ -6,10 +6,12 @@ dataclasses (`TransformOptions`, `DedupOptions`, `SplitOptions`) from this confi
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from synshard.config_types import ConfigTypeError, check_value, field_types
 from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
@@ -64,7 +66,7 @@ class BuildConfig:
             raise ConfigError("no sources given")
         bad = [f for f in self.formats if f not in SHARD_FORMATS]
         if bad or not self.formats:
-            raise ConfigError(f"bad format {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
+            raise ConfigError(f"bad formats {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
         if self.shard_bytes < 1024:
             raise ConfigError(f"shard_bytes {self.shard_bytes} is too small (at least 1024)")
         if self.vote_method not in ("ds", "mv"):
@@ -131,6 +133,26 @@ _SECTIONS = {"transform": _TRANSFORM_KEYS, "dedup": _DEDUP_KEYS, "splits": _SPLI
              "fetch": {k.removeprefix("fetch_") for k in _FETCH_KEYS}}
 
 
+def option_types() -> dict[str, Any]:
+    """{flat option name: its declared type}, for every option a file or a flag can set."""
+    if not _TYPES:
+        _TYPES.update(field_types({"": BuildConfig}, skip=frozenset(_NESTED)))
+        for cls in (TransformOptions, DedupOptions, SplitOptions):
+            _TYPES.update(field_types({"": cls}))
+        _TYPES.update(field_types({"fetch_": FetchOptions}))
+    return _TYPES
+
+
+_TYPES: dict[str, Any] = {}
+
+
+def _checked(name: str, value: Any, shown: str, where: str | None) -> Any:
+    try:
+        return check_value(name, value, option_types()[name], shown)
+    except ConfigTypeError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+
 def load_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
@@ -152,50 +174,47 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
                 sub = sub.replace("-", "_")
                 if sub not in _SECTIONS[key]:
                     raise ConfigError(f"{where}: unknown option {key}.{sub}")
-                flat[f"fetch_{sub}" if key == "fetch" else sub] = subvalue
+                name = f"fetch_{sub}" if key == "fetch" else sub
+                flat[name] = _checked(name, subvalue, f"{key}.{sub}", where)
         elif key in _TOP_KEYS or key in _FETCH_KEYS or any(
                 key in keys for name, keys in _SECTIONS.items() if name != "fetch"):
-            flat[key] = value
+            flat[key] = _checked(key, value, key, where)
         else:
             raise ConfigError(f"{where}: unknown option {key}")
     return flat
 
 
 def build_config(options: Mapping[str, Any]) -> BuildConfig:
-    """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value."""
-    opts = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
+    """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value:
+    its type first (every option, before anything else), then ranges and combinations."""
+    opts = {k.replace("-", "_"): _path_text(v) for k, v in options.items() if v is not None}
     unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS - _FETCH_KEYS
     if unknown:
         raise ConfigError(f"unknown option {sorted(unknown)[0]}")
-    if isinstance(opts.get("near_radius"), str) and opts["near_radius"].lower() in ("none", "off"):
+    opts = {name: _checked(name, value, name, None) for name, value in opts.items()}
+    if isinstance(opts.get("near_radius"), str):  # `none` / `off`, as checked
         opts["near_radius"] = None
     if isinstance(opts.get("resize"), str):
         opts["resize"] = ResizeSpec.parse(opts["resize"])
-    if isinstance(opts.get("sources"), str):
-        opts["sources"] = (opts["sources"],)
-    if isinstance(opts.get("formats"), str):
-        opts["formats"] = tuple(s.strip() for s in opts["formats"].split(","))
     try:
         transform = TransformOptions(**{k: opts.pop(k) for k in list(opts) if k in _TRANSFORM_KEYS})
         dedup = DedupOptions(**{k: opts.pop(k) for k in list(opts) if k in _DEDUP_KEYS})
         splits = SplitOptions(**{k: opts.pop(k) for k in list(opts) if k in _SPLIT_KEYS})
-        fetch = FetchOptions(**{k.removeprefix("fetch_"): _tuple_if_list(opts.pop(k))
+        fetch = FetchOptions(**{k.removeprefix("fetch_"): opts.pop(k)
                                 for k in list(opts) if k in _FETCH_KEYS})
-        for name in ("subtrees", "exclude_subtrees", "remove_like", "dedup_against"):
-            if isinstance(opts.get(name), str):
-                opts[name] = (opts[name],)
-            if name in opts:
-                opts[name] = tuple(opts[name])
-        if "sources" in opts:
-            opts["sources"] = tuple(str(s) for s in opts["sources"])
-        if "formats" in opts:
-            opts["formats"] = tuple(opts["formats"])
         if "out" not in opts:
             raise ConfigError("no output given (--out URI)")
         return BuildConfig(transform=transform, dedup=dedup, splits=splits, fetch=fetch, **opts)
-    except TypeError as e:  # a value of the wrong type in a TOML file
-        raise ConfigError(f"bad option value: {e}") from None
+    except ConfigError:
+        raise
+    except SynshardError as e:  # a range or combination the option dataclasses refuse
+        raise ConfigError(str(e)) from None
 
 
-def _tuple_if_list(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _path_text(value: Any) -> Any:
+    """Paths given to the API (`pathlib.Path`) as the strings the options declare."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+    return value

@@ -197,7 +197,10 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_gc(args: argparse.Namespace) -> int:
     from synshard.gc import collect_garbage
 
-    print(collect_garbage(args.uri, dry_run=args.dry_run).summary())
+    report = collect_garbage(args.uri, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(report.listing()) or "(nothing to remove)")
+    print(report.summary())
     return 0
 
 

@@ -29,7 +29,7 @@ def make_config(sources: Sequence[str], out: str, config: str | None = None,
 def build(sources: Sequence[str] = (), out: str = "", config: str | None = None,
           log: Callable[[str], None] = print, **options: Any):
     """Build a release; returns a BuildResult (uri, noop, accounting, counts, stats)."""
-    from synshard.pipeline import run_build  # Ray is imported only when a build runs
+    from synshard.builder.pipeline import run_build  # Ray is imported only when a build runs
 
     return run_build(make_config(sources, out, config, **options), log=log)
 

@@ -12,7 +12,7 @@ bench/bench_neardup.py for the measured comparison).
 Each pair is emitted exactly once, with no global de-duplication: a pair is reported only by the
 *first* table (in lexicographic combination order) whose blocks it agrees on, found through a
 lookup from its block-equality bitmask. So every (table, key range) is an independent pure task
-(`SearchTask`, `run_task`), which synshard/neardup_ray.py runs as Ray tasks. The search between
+(`SearchTask`, `run_task`), which synshard/builder/neardup_ray.py runs as Ray tasks. The search between
 two sets (a release against an evaluation set) is in neardup_between.py.
 
 Bounds on huge buckets (flat or near-blank images):

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_local():
-    from synshard.raysession import loopback_ray_init, ray
+    from synshard.builder.raysession import loopback_ray_init, ray
 
     if not ray.is_initialized():
         loopback_ray_init(num_cpus=2, include_dashboard=False, log_to_driver=False,

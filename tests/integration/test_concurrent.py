@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from synshard.gc import collect_garbage
+from synshard.release.gc import collect_garbage
 from synshard.shards.release import open_release
 from synshard.shards.verify import verify_release
 from synshard.transforms.errors import SynshardError

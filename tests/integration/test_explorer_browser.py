@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from synshard.explorer import create_app
+from synshard.explore.server import create_app
 from synshard.shards.release import open_release
 
 from browser import CHROMIUM, CHROMIUM_ARGS as LAUNCH_ARGS

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 import synshard
-from synshard import cmd_leakage
-from synshard.external import (
+from synshard.cli import leakage as cmd_leakage
+from synshard.release.external import (
     external_hashes,
     find_leakage,
     leakage,

@@ -9,7 +9,7 @@ import pytest
 
 from synshard.transforms.neardup import find_pairs
 
-neardup_ray = pytest.importorskip("synshard.neardup_ray")
+neardup_ray = pytest.importorskip("synshard.builder.neardup_ray")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 

@@ -14,7 +14,7 @@ import pytest
 CHECK = r"""
 import json, os, subprocess, sys
 from synshard.config import build_config
-from synshard.raysession import ray, ray_session
+from synshard.builder.raysession import ray, ray_session
 
 cfg = build_config({"sources": ["x"], "out": sys.argv[1], "num_cpus": 1})
 with ray_session(cfg) as cluster:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import synshard
-from synshard.cmd_release import diff_releases
+from synshard.cli.release import diff_releases
 from synshard.shards.release import open_release
 
 MOVED_FILES = ("n11939491/n11939491_15048.JPEG", "n11939491/n11939491_30352.JPEG")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synshard.report import write_report
+from synshard.release.report import write_report
 
 from browser import CHROMIUM, CHROMIUM_ARGS as LAUNCH_ARGS
 

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from faultproxy import FaultProxy  # noqa: E402
 from s3 import ACCESS_KEY, S3Endpoint, s3, upload_folder  # noqa: E402,F401  (s3: a fixture)
 
-from synshard.gc import collect_garbage  # noqa: E402
-from synshard.lock import BuildLock, LockHeld  # noqa: E402
+from synshard.release.gc import collect_garbage  # noqa: E402
+from synshard.release.lock import BuildLock, LockHeld  # noqa: E402
 from synshard.shards.release import open_release  # noqa: E402
 from synshard.shards.verify import verify_release  # noqa: E402
 
@@ -145,7 +145,7 @@ def test_lock_on_s3_uses_conditional_puts(s3):
 
     taker = BuildLock(s3.uri("locked"), so, heartbeat=False, clock=lambda: time.time() + 6)
     taker.acquire()  # the first lease expired: If-Match on its ETag takes it over
-    from synshard.lock import LockLost
+    from synshard.release.lock import LockLost
 
     with pytest.raises(LockLost):
         later.ensure_held()

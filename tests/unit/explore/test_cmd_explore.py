@@ -7,7 +7,7 @@ import json
 import fsspec
 from shardgen import build_release
 
-from synshard import cmd_explore
+from synshard.cli import explore as cmd_explore
 from synshard.shards.access import get_many
 from synshard.shards.release import open_release
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from shardgen import make_record
 
-from synshard.explorer import create_app
+from synshard.explore.server import create_app
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.parquet import write_parquet_shards
 from synshard.shards.release import commit_manifest, open_release, write_table

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from synshard.datasheet import datasheet_markdown, redact_config, redact_uri
-from synshard.report import render_report, gather, treemap_nodes
+from synshard.release.datasheet import datasheet_markdown, redact_config, redact_uri
+from synshard.release.report import render_report, gather, treemap_nodes
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.parquet import write_parquet_shards
 from synshard.shards.release import commit_manifest, open_release, write_table

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import synshard
-from synshard.cmd_release import add_parsers, diff_releases, read_keys
-from synshard.diff import diff_manifests, render_diff, shard_changes, shards_to_read
+from synshard.cli.release import add_parsers, diff_releases, read_keys
+from synshard.release.diff import diff_manifests, render_diff, shard_changes, shards_to_read
 from synshard.shards.layout import ShardEntry
 from synshard.shards.manifest import Manifest
 from synshard.shards.release import open_release

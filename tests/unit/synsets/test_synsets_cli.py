@@ -1,4 +1,4 @@
-"""The CLI handlers of synshard/cmd_synsets.py, through a real argparse parser."""
+"""The CLI handlers of synshard/cli/synsets.py, through a real argparse parser."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from synshard.cmd_synsets import add_parsers
+from synshard.cli.synsets import add_parsers
 from synshard.synsets.simulate import CrowdSpec, simulate_crowd
 from synshard.transforms.errors import SynshardError
 

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
-from synshard.lockstore import LockStore, store_for
+from synshard.release.lockstore import LockStore, store_for
 from synshard.shards.layout import join
 from synshard.shards.release import release_fs
 from synshard.transforms.errors import SynshardError

@@ -122,7 +122,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(func=run_gc)
-    from synshard import cmd_explore, cmd_leakage, cmd_release, cmd_synsets
+    from synshard.cli import explore as cmd_explore
+    from synshard.cli import leakage as cmd_leakage
+    from synshard.cli import release as cmd_release
+    from synshard.cli import synsets as cmd_synsets
 
     cmd_synsets.add_parsers(sub)
     cmd_release.add_parsers(sub)
@@ -133,7 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run_build(args: argparse.Namespace) -> int:
     from synshard import api
-    from synshard.report_text import print_summary
+    from synshard.cli.summary import print_summary
 
     options = {k: v for k, v in vars(args).items()
                if k not in ("command", "func", "sources", "out", "config")}
@@ -144,20 +147,20 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from synshard import api
-    from synshard.report_text import print_summary
+    from synshard.cli.summary import print_summary
     from synshard.sample import sample_path
 
     source = sample_path()
     print(f"building the bundled sample {source} into {args.out}")
     result = api.build([str(source)], args.out, resize="shorter:256", val_fraction=0.2,
                        shard_bytes=4 << 20, overwrite=True)
-    from synshard.gc import collect_garbage
+    from synshard.release.gc import collect_garbage
 
     collected = collect_garbage(args.out)  # files of an earlier demo that this one replaced
     if collected.shards or collected.staging:
         print(collected.summary())
     print_summary(result, detail=True)
-    from synshard.report import write_report
+    from synshard.release.report import write_report
 
     report = write_report(args.out, f"{args.out.rstrip('/')}/report.html")
     print(f"\nreport: {report}")
@@ -168,7 +171,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from synshard import api
-    from synshard.report_text import print_info
+    from synshard.cli.summary import print_info
 
     release = api.info(args.uri)
     if args.files:
@@ -195,7 +198,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from synshard.gc import collect_garbage
+    from synshard.release.gc import collect_garbage
 
     report = collect_garbage(args.uri, dry_run=args.dry_run)
     if args.dry_run:

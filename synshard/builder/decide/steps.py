@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.config import BuildConfig
-from synshard.decide_base import REMOVAL_SCHEMA, against_base, settle_base
-from synshard.incremental import BaseRelease, Takedown
+from synshard.builder.decide.base import REMOVAL_SCHEMA, against_base, settle_base
+from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
 from synshard.transforms.neardup_between import find_pairs_between
@@ -101,7 +101,7 @@ def _confidence_step(accepted: pa.Table, cfg: BuildConfig, posteriors: pa.Table 
                      ledger: _Ledger) -> pa.Table:
     if posteriors is None:
         return accepted
-    from synshard.votes import confidence_column
+    from synshard.builder.decide.votes import confidence_column
 
     column = confidence_column(accepted, posteriors)
     accepted = accepted.set_column(accepted.schema.get_field_index("confidence"), "confidence",

@@ -27,7 +27,7 @@ from synshard.ingest.sources import read_task
 from synshard.ingest.urltasks import UrlTask
 from synshard.shards.layout import join
 from synshard.shards.release import release_fs
-from synshard.journal import write_task_meta
+from synshard.builder.journal import write_task_meta
 from synshard.shards.staging import META_SCHEMA, stage_batch
 from synshard.transforms.process import transform_batch
 from synshard.transforms.schema import CANDIDATE_SCHEMA

@@ -8,7 +8,7 @@ Three kinds of debris collect at a release path (DESIGN.md §4):
 - unfinished S3 multipart uploads under the release prefix (invisible in listings, but billed).
 
 A build writes its new shards next to the committed ones before its manifest commits, so gc must
-never run beside a live build: it takes the build lock (synshard.lock) for its whole run, and is
+never run beside a live build: it takes the build lock (synshard.release.lock) for its whole run, and is
 refused while a build holds it. `dry_run` takes no lock and changes nothing; it is still refused
 while a live build holds the lock, since its list would include that build's new shards.
 A manifest that exists but cannot be read stops gc: it never guesses what is referenced.
@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from synshard.journal import SHARDS_DIR
-from synshard.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
+from synshard.builder.journal import SHARDS_DIR
+from synshard.release.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
 from synshard.shards.index import INDEX_DIR
 from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, ShardEntry, join
 from synshard.shards.manifest import Manifest, ManifestError

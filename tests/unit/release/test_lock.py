@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from synshard.lock import LOCK_RELPATH, BuildLock, Lease, LockHeld, LockLost, build_lock, read_lease
+from synshard.release.lock import LOCK_RELPATH, BuildLock, Lease, LockHeld, LockLost, build_lock, read_lease
 
 HOLD_SCRIPT = """
 import sys, time
-from synshard.lock import BuildLock
+from synshard.release.lock import BuildLock
 lock = BuildLock(sys.argv[1], ttl=3600, heartbeat=False, fingerprint="f00").acquire()
 print("held", flush=True)
 time.sleep(3600)

@@ -7,7 +7,7 @@ from typing import Any
 
 from synshard import __version__
 from synshard.config import BuildConfig
-from synshard.decisions import Decisions
+from synshard.builder.decide.steps import Decisions
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
@@ -106,7 +106,7 @@ DATASHEET_NAME = "DATASHEET.md"
 
 def write_datasheet(cfg: BuildConfig) -> None:
     """The human-readable datasheet beside the manifest (derived from it, so written after)."""
-    from synshard.datasheet import datasheet_markdown
+    from synshard.release.datasheet import datasheet_markdown
 
     release = open_release(cfg.out, dict(cfg.storage_options))
     release.fs.pipe_file(join(release.root, DATASHEET_NAME),

@@ -25,13 +25,13 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from jinja2 import DictLoader
 from werkzeug.exceptions import HTTPException
 
-from synshard.explorer_data import ExploreError, ReleaseView, check_key
-from synshard.explorer_pages import TEMPLATES
+from synshard.explore.data import ExploreError, ReleaseView, check_key
+from synshard.explore.pages import TEMPLATES
 from synshard.shards.access import KeyNotFound
 from synshard.shards.layout import ShardError, join
 from synshard.shards.release import Release, open_release
 from synshard.synsets.hierarchy import load_hierarchy
-from synshard.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
+from synshard.release.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
 
 THUMB_SIDE = 160
 THUMB_CACHE = 4096  # thumbnails kept in memory (about 8 KB each)

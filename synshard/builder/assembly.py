@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.decisions import Decisions
-from synshard.journal import write_synset_entries
+from synshard.builder.decide.steps import Decisions
+from synshard.builder.journal import write_synset_entries
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.parquet import read_parquet_shard, write_parquet_shards
 from synshard.shards.release import release_fs

@@ -1,6 +1,6 @@
 """What the explorer shows, as plain JSON-ready dicts: the tree, a synset, an image, a search.
 
-The web layer (synshard/explorer.py) only routes and renders; every page's data comes from here,
+The web layer (synshard/explore/server.py) only routes and renders; every page's data comes from here,
 and the same dicts are the JSON API. Everything is read through the manifest: images by key with
 ranged reads (shards/access.py), side tables once per process, counts from the manifest. Inputs
 are checked here too: a bad wnid or key is an ExploreError with an HTTP status, never a path.
@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.datasheet import read_side_table
-from synshard.report import treemap_nodes
+from synshard.release.datasheet import read_side_table
+from synshard.release.report import treemap_nodes
 from synshard.shards.access import KeyReader, synset_of
 from synshard.shards.layout import ShardError, check_name
 from synshard.shards.release import Release

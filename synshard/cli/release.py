@@ -2,8 +2,8 @@
 
 `add_parsers(subparsers)` registers both on the app's argparse subparsers; each sets `func` to a
 handler `run_x(args) -> int`. The Python API is `diff_releases(old_uri, new_uri)` and
-`synshard.report.write_report(uri, out)`. Shard reading (keys) lives here, in the app, so that
-`synshard.diff` stays pure.
+`synshard.release.report.write_report(uri, out)`. Shard reading (keys) lives here, in the app, so that
+`synshard.release.diff` stays pure.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from synshard.diff import Diff, diff_manifests, render_diff, shards_to_read
+from synshard.release.diff import Diff, diff_manifests, render_diff, shards_to_read
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import Release, open_release
 from synshard.transforms.errors import SynshardError
@@ -82,7 +82,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from synshard.report import write_report
+    from synshard.release.report import write_report
 
     if args.thumbnails < 0:
         raise SynshardError(f"bad --thumbnails {args.thumbnails}: use 0 or more")

@@ -62,7 +62,7 @@ def _write_images(reader: Any, images: dict[str, bytes], output: str) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from synshard.explorer import serve
+    from synshard.explore.server import serve
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"synshard: serving on {args.host}: anyone who can reach it can read the release",

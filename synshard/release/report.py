@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synshard.datasheet import (
+from synshard.release.datasheet import (
     read_build,
     read_side_table,
     redact_config,
@@ -35,7 +35,7 @@ from synshard.shards.layout import join
 from synshard.shards.release import Release, open_release
 from synshard.synsets.hierarchy import ROOT, Hierarchy, load_hierarchy
 from synshard.synsets.tree import counts_from_manifest
-from synshard.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
+from synshard.release.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
 
 THUMB_SIDE = 96  # longer side of a thumbnail, pixels
 THUMB_QUALITY = 70

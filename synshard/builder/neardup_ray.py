@@ -1,5 +1,5 @@
 """Near-duplicate search on Ray: the pure (table, key range) tasks of transforms.neardup as Ray
-tasks, merged on the driver. The caller owns the Ray session (synshard.raysession)."""
+tasks, merged on the driver. The caller owns the Ray session (synshard.builder.raysession)."""
 from __future__ import annotations
 
 import numpy as np

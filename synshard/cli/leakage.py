@@ -4,7 +4,7 @@ Reports, without building anything, which images of an evaluation set (a folder,
 ImageNet layout, a tar, or a committed release; any fsspec URI) have near copies (perceptual hash
 within the radius) in a release: a table and a summary line, or JSON. Exit status 0 whatever is
 found: leakage is a finding, not an error. `add_parsers(subparsers)` registers the subcommand;
-the work is `synshard.external.find_leakage`.
+the work is `synshard.release.external.find_leakage`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from synshard.external import Leakage, find_leakage
+from synshard.release.external import Leakage, find_leakage
 
 COLUMNS = ("distance", "eval_source", "release_key", "release_split", "release_source")
 

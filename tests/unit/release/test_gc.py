@@ -8,8 +8,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from synshard.gc import NotARelease, collect_garbage
-from synshard.lock import BuildLock, LockHeld
+from synshard.release.gc import NotARelease, collect_garbage
+from synshard.release.lock import BuildLock, LockHeld
 from synshard.shards.manifest import ManifestError
 from synshard.shards.verify import verify_release
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.config import BuildConfig
-from synshard.incremental import BaseRelease, Takedown
+from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.transforms.neardup_between import find_pairs_between
 from synshard.transforms.neardup_policy import CONFLICT_SCHEMA
 from synshard.transforms.schema import DUPLICATE_SCHEMA

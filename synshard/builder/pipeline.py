@@ -10,7 +10,7 @@ module only schedules them. The driver holds metadata (well under 100 bytes an i
 lists, never images. An image's bytes are read by its read task, which also transforms them and
 writes the result once to staging (the original bytes never enter Ray's object store); the
 assembly task of its synset reads them back once and writes them once into their shard(s). A
-killed build resumes from the journal (synshard/journal.py): same command, same fingerprint.
+killed build resumes from the journal (synshard/builder/journal.py): same command, same fingerprint.
 """
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from synshard.assembly import run_job, synset_jobs
+from synshard.builder.assembly import run_job, synset_jobs
 from synshard.config import BuildConfig
-from synshard.decisions import Decisions, decide
-from synshard.incremental import BaseRelease, reusable_synsets
-from synshard.inputs import Inputs, pinned_classes, prepare
-from synshard.journal import finished_tasks, read_synset_entries, read_task_metas
-from synshard.lock import build_lock
-from synshard.raysession import ray, ray_session, remote
-from synshard.release_io import (
+from synshard.builder.decide.steps import Decisions, decide
+from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
+from synshard.builder.inputs import Inputs, pinned_classes, prepare
+from synshard.builder.journal import finished_tasks, read_synset_entries, read_task_metas
+from synshard.release.lock import build_lock
+from synshard.builder.raysession import ray, ray_session, remote
+from synshard.builder.commit import (
     check_existing,
     clear_staging,
     commit_release,
@@ -38,8 +38,8 @@ from synshard.release_io import (
 )
 from synshard.shards.release import release_fs
 from synshard.shards.staging import META_SCHEMA
-from synshard.stages import read_stats, run_task
-from synshard.votes import build_votes
+from synshard.builder.stages import read_stats, run_task
+from synshard.builder.decide.votes import build_votes
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str,
               base: BaseRelease | None) -> tuple[list, dict[str, int]]:
-    """One Ray task per synset (synshard/assembly.py); journalled synsets are not redone."""
+    """One Ray task per synset (synshard/builder/assembly.py); journalled synsets are not redone."""
     fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()

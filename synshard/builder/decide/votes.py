@@ -20,7 +20,7 @@ class BuildVotes:
 def build_votes(cfg: BuildConfig) -> BuildVotes:
     if cfg.votes is None:
         return BuildVotes()
-    from synshard.cmd_synsets import read_votes
+    from synshard.cli.synsets import read_votes
     from synshard.synsets.consensus import consensus
 
     result = consensus(read_votes(cfg.votes), method=cfg.vote_method)

@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from synshard.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
+from synshard.release.thumbnails import THUMBNAIL_ERRORS, jpeg_thumbnail
 
 
 def test_thumbnail_is_bounded_jpeg():

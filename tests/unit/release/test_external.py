@@ -20,9 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from synshard import cmd_leakage, external
+from synshard.cli import leakage as cmd_leakage
+
+from synshard.release import external
 from synshard.config import build_config
-from synshard.external import (
+from synshard.release.external import (
     HASH_SCHEMA,
     LEAKAGE_SCHEMA,
     external_hashes,

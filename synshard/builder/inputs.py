@@ -11,10 +11,10 @@ import pyarrow as pa
 
 from synshard import __version__
 from synshard.config import BuildConfig
-from synshard.incremental import BaseRelease, Takedown, load_base, load_takedown
+from synshard.builder.decide.incremental import BaseRelease, Takedown, load_base, load_takedown
 from synshard.ingest.sources import plan_sources
 from synshard.ingest.urltasks import is_url_list, plan_url_lists
-from synshard.release_io import fingerprint_build
+from synshard.builder.commit import fingerprint_build
 from synshard.transforms.errors import SynshardError
 
 
@@ -49,7 +49,7 @@ def prepare(cfg: BuildConfig) -> Inputs:
 
 
 def external_hashes(uris: tuple[str, ...], cfg: BuildConfig) -> pa.Table:
-    from synshard.external import external_hashes as hashes
+    from synshard.release.external import external_hashes as hashes
 
     return hashes(list(uris), cfg.transform, dict(cfg.storage_options))
 

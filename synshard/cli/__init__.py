@@ -1,0 +1,23 @@
+"""The command line. `app` parses and runs (one clear line per failure); each command group has
+its module: `synsets` (synsets, tree, votes), `release` (diff, report), `explore` (get, serve),
+`leakage`; `summary` prints a finished build and a committed release for the terminal.
+"""
+from typing import Any, Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from synshard.cli.app import main as run
+
+    return run(argv)
+
+
+__all__ = ["main"]
+
+
+def __getattr__(name: str) -> Any:  # `synshard.cli.make_parser` etc., as before the move
+    import importlib
+
+    app = importlib.import_module("synshard.cli.app")
+    if name.startswith("_") or not hasattr(app, name):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(app, name)

@@ -1,0 +1,3 @@
+"""`synshard serve`: the read-only web explorer of a release. `server` (Flask routes),
+`data` (what each page shows, as JSON-ready dicts), `pages` (the Jinja templates).
+"""

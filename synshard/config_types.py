@@ -47,11 +47,12 @@ def check_value(name: str, value: Any, declared: Any, shown: str | None = None) 
     """`value` as the option `name` wants it (arrays as tuples...), or ConfigTypeError naming
     the option (`shown`, as the user spelled it), the value and what was expected."""
     value = _toml_form(name, value, declared)
-    if isinstance(value, str) and (name == "resize" or (
-            name == "near_radius" and value.lower() in NO_NEAR_DEDUP)):
-        return value  # parsed by the config builder
-    if name == "resize" and not isinstance(value, ResizeSpec):
-        declared = str
+    if name == "resize" and isinstance(value, (str, ResizeSpec)):
+        return value  # a string is parsed by the config builder
+    if name == "near_radius" and isinstance(value, str) and value.lower() in NO_NEAR_DEDUP:
+        return value  # the config builder turns it into None
+    if name == "resize":
+        declared = str  # what a file or a flag should have given
     try:
         return _adapter(declared).validate_python(value)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
@@ -24,6 +25,21 @@ SHARD_FORMATS = ("webdataset", "parquet")
 
 class ConfigError(SynshardError):
     """A bad option in a config file or on the command line."""
+
+
+# Release names: printed raw in DATASHEET.md's heading, the report and terminal summaries.
+RELEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def check_release_name(name: str, derived: bool = False) -> str:
+    """`name` if it is a valid release name (a letter or digit, then letters, digits, `.`, `_`,
+    `+`, `-`; at most 100), else ConfigError (for a name `derived` from the output folder, with
+    the advice to give --name)."""
+    if RELEASE_NAME.fullmatch(name):
+        return name
+    origin = " (the output folder's name; give --name NAME)" if derived else ""
+    raise ConfigError(f"bad release name {name[:60]!r}{origin}: use letters, digits, '.', '_', "
+                      "'+' and '-' (starting with a letter or digit, at most 100)")
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if not self.sources and not self.base:
             raise ConfigError("no sources given")
+        if self.name is not None:
+            check_release_name(self.name)
         bad = [f for f in self.formats if f not in SHARD_FORMATS]
         if bad or not self.formats:
             raise ConfigError(f"bad formats {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
@@ -109,6 +127,12 @@ class BuildConfig:
                       "respect_robots_txt": self.fetch.respect_robots_txt,
                       "respect_x_robots_tag": self.fetch.respect_x_robots_tag},
         }
+
+    def release_name(self, root: str) -> str:
+        """The release's name: `name`, else the name of the output folder `root`, checked."""
+        if self.name is not None:
+            return self.name
+        return check_release_name(root.rstrip("/").rsplit("/", 1)[-1], derived=True)
 
     def synset_filter(self) -> SynsetFilter:
         return SynsetFilter(self.subset, tuple(self.subtrees), tuple(self.exclude_subtrees))

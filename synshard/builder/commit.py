@@ -86,7 +86,7 @@ def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, e
     fs.pipe_file(join(root, BUILD_NAME), (json.dumps(build, indent=1, sort_keys=True,
                                                      default=str) + "\n").encode())
     manifest = Manifest(
-        name=cfg.name or root.rstrip("/").rsplit("/", 1)[-1],
+        name=cfg.release_name(root),
         tool_version=__version__,
         config=cfg.content(),
         classes=class_list(decisions.classes),

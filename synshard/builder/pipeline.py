@@ -54,6 +54,7 @@ class BuildResult:
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
     fs, root = release_fs(cfg.out, dict(cfg.storage_options))
+    cfg.release_name(root)  # a bad name derived from the output folder: refused before any work
     inputs = prepare(cfg)
     with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=inputs.fingerprint) as lock:
         existing = check_existing(cfg, inputs.fingerprint)

@@ -7,9 +7,10 @@ with ranged reads. Compressed tars cannot be entered in the middle: one streamed
 nested tars are opened as streams within the stream.
 
 Hostile members become rows with a reason: `unsafe path`, `link member`, `special file`,
-`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row. In an
-uncompressed tar, the stretch from an invalid header to the next valid one is one `bad tar` row
-with its byte range and the members after it are read (a compressed stream still ends there).
+`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row. The
+stretch from an invalid header to the next valid one (found at 512-byte steps, as GNU tar's
+"skipping to next header") is one `bad tar` row with its byte range, and the members after it are
+read: planned around in an uncompressed tar, read on in a stream or an inner tar.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, Literal
 
@@ -182,11 +183,43 @@ def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
         yield info
 
 
+class _Probe(tarfile.TarInfo):
+    """A TarInfo that notes on its archive where an invalid header (not the end-of-archive zeros)
+    stopped it: `tarfile` ends iteration quietly at both."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        offset = tarfile_.offset
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.InvalidHeaderError:
+            tarfile_.invalid_at = offset  # type: ignore[attr-defined]
+            raise
+
+
+class _Chain(io.RawIOBase):
+    """One header block found by a resynchronising scan, then the rest of a stream."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._first, self._rest = first, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self._first:
+            return self._rest.read(size)
+        size = len(self._first) if size is None or size < 0 else size
+        out, self._first = self._first[:size], self._first[size:]
+        return out
+
+
 def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: int) -> Iterator[Row]:
     """Rows of the archive at `f`'s position: seekable when uncompressed, else streamed."""
     mode = "r:" if compression is None else "r|*"
     try:
-        tf = tarfile.open(fileobj=f, mode=mode)  # noqa: SIM115 (closed below; `f` stays open)
+        tf = tarfile.open(fileobj=f, mode=mode, tarinfo=_Probe)  # noqa: SIM115 (closed below)
     except TAR_ERRORS as exc:
         yield _bad(scope, exc)
         return
@@ -194,24 +227,66 @@ def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: in
         yield from tar_rows(tf, scope, max_bytes)
 
 
-def tar_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int) -> Iterator[Row]:
-    """One row per input member of `tf`, in archive order; directories are not inputs."""
+def tar_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int, base: int = 0) -> Iterator[Row]:
+    """One row per input member of `tf`, in archive order; directories are not inputs. After an
+    invalid header the archive is read on from the next valid one (`base`: where `tf` starts)."""
+    ended = yield from _member_rows(tf, scope, max_bytes)
+    invalid_at = getattr(tf, "invalid_at", None)
+    if ended and invalid_at is not None:
+        yield from _read_on(tf, scope, max_bytes, base, invalid_at)
+
+
+def _read_on(tf: tarfile.TarFile, scope: Scope, max_bytes: int, base: int, invalid_at: int
+             ) -> Iterator[Row]:
+    """The stretch from the invalid header to the next valid one as one row, then the rest, read
+    forward from where `tarfile` stopped (this works on streams too)."""
+    stop, block = invalid_at + tarfile.BLOCKSIZE, None
+    try:
+        while len(chunk := tf.fileobj.read(tarfile.BLOCKSIZE)) == tarfile.BLOCKSIZE:
+            if is_header(chunk):
+                block = chunk
+                break
+            stop += tarfile.BLOCKSIZE
+    except TAR_ERRORS as exc:
+        yield _bad(scope, exc)
+        return
+    yield (scope.source, scope.folders + ("",), None, lost_reason(base + invalid_at, base + stop))
+    if block is None:
+        return
+    try:
+        rest = tarfile.open(fileobj=_Chain(block, tf.fileobj), mode="r|", tarinfo=_Probe)
+    except TAR_ERRORS as exc:
+        yield _bad(scope, exc)
+        return
+    with rest:
+        yield from tar_rows(rest, replace(scope, streamed=True), max_bytes, base + stop)
+
+
+def lost_reason(start: int, stop: int) -> str:
+    """The reason of the row standing for bytes lost to an invalid tar header."""
+    return f"bad tar: invalid header, bytes {start}-{stop} unreadable (read on after them)"
+
+
+def _member_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int):
+    """Rows of the members `tarfile` finds; returns whether it ended at a header (the end of the
+    archive, or an invalid header), not inside a member or on a read error."""
     for info in _members(tf):
         if isinstance(info, Exception):
             yield _bad(scope, info)
-            return
+            return False
         if not is_input(info):
             continue
         if is_inner_tar(info) and scope.nested != "plain":
             if scope.nested == "skip":
                 continue  # planned as its own ranged read task
             if not (yield from _nested_rows(tf, info, scope, max_bytes)):
-                return
+                return False
             continue
         row, intact = _member_row(tf, info, scope, max_bytes)
         yield row
         if not intact:
-            return  # the stream ended inside this member: nothing follows
+            return False  # the stream ended inside this member: nothing follows
+    return True
 
 
 def _member_row(
@@ -315,8 +390,8 @@ def read_tar(
     scope = task_scope(task)
     if task.gap:
         end = task.start + (task.length or 0)
-        reason = f"bad tar: invalid header, bytes {task.start}-{end} unreadable (read on after them)"
-        return rows_to_tables(iter([(scope.source, scope.folders + ("",), None, reason)]), None, 1)
+        row = (scope.source, scope.folders + ("",), None, lost_reason(task.start, end))
+        return rows_to_tables(iter([row]), None, 1)
     if task.inner is not None:
         src: IO[bytes] = Window(f, task.start, task.length or 0)  # type: ignore[assignment]
     else:

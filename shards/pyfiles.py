@@ -4,7 +4,10 @@
 `PyReadableFile` held by the scan's fragments; their last reference can be dropped on an Arrow
 pool thread after the interpreter began to finalize, where taking the GIL ends the thread and the process aborts
 ("terminate called without an active exception", exit 134; seen in `synshard get`).
-`pq.ParquetFile` reads on the calling thread's behalf and drops the file with its Python object.
+Threaded column reads have the same flaw one level down: a column reader holding a Python-owned
+buffer (`pa.BufferReader(bytes)`) can be released on a pool thread after the read returned. So
+the file is read with `pq.ParquetFile` on the calling thread (`use_threads=False`): every Arrow
+object that refers to a Python one is released there, with the `ParquetFile`.
 """
 from __future__ import annotations
 
@@ -18,4 +21,4 @@ def read_parquet(f: IO[bytes] | pa.NativeFile | Any, columns: Sequence[str] | No
                  read_dictionary: Sequence[str] | None = None) -> pa.Table:
     """The whole Parquet file open as `f` (or the given `columns`) as a table."""
     with pq.ParquetFile(f, read_dictionary=read_dictionary) as parquet:
-        return parquet.read(columns=columns)
+        return parquet.read(columns=columns, use_threads=False)

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 ShardFormat = Literal["webdataset", "parquet"]
 SHARD_FORMATS: tuple[str, ...] = ("webdataset", "parquet")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 from .layout import ShardEntry, ShardError, check_relpath
 
@@ -60,7 +60,8 @@ class Manifest:
 
     def to_json(self) -> str:
         """Stable text: sorted keys, indent 1, trailing newline."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1, ensure_ascii=False,
+                          allow_nan=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: Any) -> "Manifest":

@@ -28,7 +28,7 @@ def image_extension(fmt: str) -> str:
     try:
         return IMAGE_EXTENSIONS[fmt]
     except KeyError:
-        raise ShardError(f"unknown image format {fmt!r}: use one of {sorted(IMAGE_EXTENSIONS)}")
+        raise ShardError(f"unknown image format {fmt!r}: use one of {sorted(IMAGE_EXTENSIONS)}") from None
 
 
 def metadata_json(record: dict[str, Any]) -> bytes:

@@ -21,14 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from synshard.transforms.errors import SynshardError
-from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
+from synshard.errors import SynshardError
 
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
 from .manifest import Manifest, ManifestError
+from .tables import TABLES
 from .pyfiles import read_parquet
-
-TABLE_SCHEMAS = {"rejects": REJECT_SCHEMA, "duplicates": DUPLICATE_SCHEMA}
 
 
 def release_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
@@ -163,11 +161,11 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
 
     The name carries a hash of the content, like a shard's: a rebuild writes its tables before it
     commits its manifest, and must not change a file the committed manifest still lists.
-    `rejects` and `duplicates` are conformed to their schemas (REJECT_SCHEMA, DUPLICATE_SCHEMA):
-    absent nullable columns become nulls, extra columns are dropped.
+    A table of the registry (shards/tables.py) is conformed to its schema: absent nullable
+    columns become nulls, extra columns are dropped.
     """
-    if name in TABLE_SCHEMAS:
-        table = conform(table, TABLE_SCHEMAS[name])
+    if name in TABLES:
+        table = conform(table, TABLES[name])
     buf = io.BytesIO()
     pq.write_table(
         table, buf, compression="zstd", compression_level=3, row_group_size=1 << 20,

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 from .planner import plan_votes  # noqa: F401  (re-exported: part of this module's API)
 from .votes import EncodedVotes, encode_votes

@@ -23,7 +23,7 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 from .hierarchy import Hierarchy, data_path, load_hierarchy
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 REQUIRED = ("image", "synset", "worker", "vote")
 YES = ["yes", "y", "true", "t", "1"]

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 from synshard.config import BuildConfig, build_config, load_toml
@@ -23,7 +24,10 @@ def make_config(sources: Sequence[str], out: str, config: str | None = None,
     if out:
         merged["out"] = out
     merged.update({k: v for k, v in options.items() if v is not None})
-    return build_config(merged)
+    cfg = build_config(merged)
+    from synshard.builder.inputs import absolute_uri  # sources by one spelling (votes match them)
+
+    return dataclasses.replace(cfg, sources=tuple(absolute_uri(s) for s in cfg.sources))
 
 
 def build(sources: Sequence[str] = (), out: str = "", config: str | None = None,

@@ -16,7 +16,7 @@ from synshard.config_types import ConfigTypeError, check_value, field_types
 from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
 
 ShardFormat = Literal["webdataset", "parquet"]

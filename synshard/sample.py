@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 def sample_path() -> Path:

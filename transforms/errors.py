@@ -1,5 +1,5 @@
-"""The one exception type the CLI turns into a one-line message (the parts below it subclass it)."""
+"""The error base class lives at the root: `synshard.errors.SynshardError` (re-exported here for
+the modules that have always imported it from this place)."""
+from synshard.errors import SynshardError
 
-
-class SynshardError(Exception):
-    """A user-facing error: a bad option, a missing source, a release that cannot be written."""
+__all__ = ["SynshardError"]

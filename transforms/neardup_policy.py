@@ -33,20 +33,7 @@ NearConflictPolicy = Literal["keep", "drop"]
 EVAL_SPLITS = ("val", "test")
 META_COLUMNS = ("key", "synset", "split", "width", "height", "phash", "source")
 
-# conflicts.parquet: near pairs of survivors under different synsets (possible label conflicts).
-CONFLICT_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("synset", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("other_key", pa.string(), nullable=False),
-        pa.field("other_synset", pa.string()),
-        pa.field("other_split", pa.string()),
-        pa.field("other_source", pa.string(), nullable=False),
-        pa.field("distance", pa.int32(), nullable=False),
-    ]
-)
+from synshard.shards.tables import CONFLICT_SCHEMA  # noqa: E402,F401  (declared there)
 
 
 @dataclass(frozen=True)

@@ -57,32 +57,9 @@ TRANSFORMED_SCHEMA = pa.schema(
     + [pa.field("stage", pa.string()), pa.field("reason", pa.string())]
 )
 
-# rejects.parquet: every rejected input.
-REJECT_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("synset", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("key", pa.string()),  # null when the bytes were never read
-        pa.field("sha256", pa.string()),
-        pa.field("stage", pa.string(), nullable=False),  # ingest|decode|validate|dedup|subset|...
-        pa.field("reason", pa.string(), nullable=False),
-    ]
-)
-
-# duplicates.parquet: every dropped copy of a sample that was kept.
-DUPLICATE_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("synset", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("kept_key", pa.string(), nullable=False),
-        pa.field("kept_source", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # exact | near | cross-split | ...
-        pa.field("distance", pa.int32(), nullable=False),  # Hamming distance of phash (0: exact)
-    ]
-)
+# The side tables' schemas (rejects, duplicates, ...) are declared with the release format,
+# in shards/tables.py; re-exported here for the transforms that produce them.
+from synshard.shards.tables import DUPLICATE_SCHEMA, REJECT_SCHEMA  # noqa: E402,F401
 
 IMAGE_EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png"}
 SPLITS = ("train", "val", "test")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from synshard import __version__
@@ -11,7 +12,7 @@ from synshard.builder.decide.steps import Decisions
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 STAGING_DIR = "_staging"
 
@@ -58,6 +59,17 @@ def remove_empty_staging(fs: Any, root: str) -> None:
         pass  # another build's staging or lock is there: leave it
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None: strict JSON (build.json)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def class_list(classes: list[str]) -> list[dict[str, Any]]:
     """[{synset, label, lemmas}] in label order; lemmas from WordNet where the wnid is known."""
     from synshard.synsets.hierarchy import load_hierarchy
@@ -83,8 +95,8 @@ def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, e
     build = {"tool_version": __version__, "fingerprint": fingerprint,
              "run_options": cfg.run_options(), "accounting": decisions.accounting,
              "stats": stats}
-    fs.pipe_file(join(root, BUILD_NAME), (json.dumps(build, indent=1, sort_keys=True,
-                                                     default=str) + "\n").encode())
+    fs.pipe_file(join(root, BUILD_NAME), (json.dumps(finite(build), indent=1, sort_keys=True,
+                                                     default=str, allow_nan=False) + "\n").encode())
     manifest = Manifest(
         name=cfg.release_name(root),
         tool_version=__version__,

@@ -5,8 +5,12 @@ folder). No Ray here.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from typing import Any
 
+import fsspec
 import pyarrow as pa
 
 from synshard import __version__
@@ -15,7 +19,7 @@ from synshard.builder.decide.incremental import BaseRelease, Takedown, load_base
 from synshard.ingest.sources import plan_sources
 from synshard.ingest.urltasks import is_url_list, plan_url_lists
 from synshard.builder.commit import fingerprint_build
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,21 @@ class Inputs:
     external: pa.Table | None  # phashes of --dedup-against data
 
 
+def absolute_uri(uri: str) -> str:
+    """One spelling per input: a local path (relative, `~`, `file://`; a tar member after `::`)
+    becomes absolute, as sources are recorded; object-store and HTTP URIs stay as they are."""
+    head, sep, member = uri.partition("::")
+    if "://" in head and not head.startswith("file://"):
+        return uri
+    return os.path.abspath(os.path.expanduser(head.removeprefix("file://"))) + sep + member
+
+
 def prepare(cfg: BuildConfig) -> Inputs:
     tasks, sources_fp = plan_inputs(cfg)
     parts = [sources_fp]
+    files = stamp_input_files(cfg)
+    if files:  # a build without such inputs keeps the fingerprint it always had
+        parts.append(files)
     base = load_base(cfg.base, dict(cfg.storage_options)) if cfg.base else None
     if base is not None:
         parts.append(base.release.manifest.fingerprint)
@@ -46,6 +62,47 @@ def prepare(cfg: BuildConfig) -> Inputs:
         parts.append(repr(sorted(external["phash"].drop_null().to_pylist())))
     fingerprint = fingerprint_build("+".join(parts), cfg.content(), __version__)
     return Inputs(tasks, fingerprint, base, takedown, external)
+
+
+CONTENT_HASH_MAX = 64 << 20  # single input files up to this size enter by content
+
+
+def input_files(cfg: BuildConfig) -> list[tuple[str, str]]:
+    """(option, URI) of every file or folder a build reads besides its sources and labels."""
+    from synshard.synsets.subsets import SUBSETS
+
+    named = [("classes", cfg.classes if cfg.classes not in SUBSETS else None),
+             ("votes", cfg.votes), ("boxes", cfg.boxes), ("remove", cfg.remove)]
+    return ([(k, v) for k, v in named if v] + [("remove_like", u) for u in cfg.remove_like]
+            + [("dedup_against", u) for u in cfg.dedup_against])
+
+
+def stamp_input_files(cfg: BuildConfig) -> str:
+    """A digest of those inputs as they are now, so that an edit in place changes the
+    fingerprint: a single file by content (up to CONTENT_HASH_MAX), a folder by every file's
+    size and modification stamp (as sources are). A missing input is left to its reader's error."""
+    lines = []
+    for option, uri in input_files(cfg):
+        lines.append(f"{option}\t{uri}")
+        lines.extend(_stamp(uri, dict(cfg.storage_options)))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest() if lines else ""
+
+
+def _stamp(uri: str, options: dict[str, Any]) -> list[str]:
+    from synshard.ingest.folders import stamp
+
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **options)
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            found = fs.find(path, withdirs=False, detail=True)
+            return [f"{name[len(path):]}\t{i.get('size')}\t{stamp(i)}"
+                    for name, i in sorted(found.items())]
+        if (info.get("size") or 0) <= CONTENT_HASH_MAX:
+            return ["sha256:" + hashlib.sha256(fs.cat_file(path)).hexdigest()]
+        return [f"{info.get('size')}\t{stamp(info)}"]
+    except FileNotFoundError:
+        return ["missing"]
 
 
 def external_hashes(uris: tuple[str, ...], cfg: BuildConfig) -> pa.Table:

@@ -39,7 +39,7 @@ from synshard.builder.commit import (
 from synshard.shards.release import release_fs
 from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
-from synshard.builder.decide.votes import build_votes
+from synshard.builder.decide.votes import build_votes, with_unmatched
 
 
 @dataclass
@@ -77,6 +77,7 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, fl
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
         meta = _stage(inputs.tasks, cfg, staging, log)
+        votes = with_unmatched(votes, meta)
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
         decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,

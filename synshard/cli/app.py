@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from typing import Sequence
 
-from synshard.transforms.errors import SynshardError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +105,8 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="synshard", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of a failure (also: SYNSHARD_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("build", help="build a release from sources", epilog=BUILD_EXIT_STATUS)
     p.add_argument("sources", nargs="*", metavar="SOURCE")
@@ -144,7 +146,7 @@ def run_build(args: argparse.Namespace) -> int:
     from synshard.cli.summary import print_summary
 
     options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "func", "sources", "out", "config")}
+               if k not in ("command", "func", "sources", "out", "config", "debug")}
     result = api.build(args.sources, args.out, config=args.config, **options)
     print_summary(result)
     if result.accounting.get("accepted", 0) == 0:
@@ -242,20 +244,26 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    """Run one command; a failure is one line on stderr and exit status 1 (130 if interrupted).
+    `--debug` or SYNSHARD_DEBUG=1 prints the traceback too (see synshard/cli/failures.py)."""
+    from synshard.cli.failures import debug_wanted, failure_line
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # anywhere on the line: `synshard build ... --debug` too
+    args = make_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         return int(args.func(args) or 0)
-    except SynshardError as exc:
-        print(f"synshard: error: {exc}", file=sys.stderr)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"synshard: error: {exc.strerror or type(exc).__name__}: "
-              f"{exc.filename or exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("synshard: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `synshard ... | head`: the reader left, nothing more to say
         sys.stderr.close()
         return 0
+    except Exception as exc:  # every failure: one line (what, where, what to do)
+        if debug_wanted(args):
+            traceback.print_exc()
+        print(failure_line(exc, args), file=sys.stderr)
     return 1
 
 

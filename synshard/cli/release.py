@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
 from typing import Any, Iterable
 
-import pyarrow as pa
 
 from synshard.release.diff import Diff, diff_manifests, render_diff, shards_to_read
-from synshard.shards.layout import ShardEntry, join
+from synshard.shards.layout import ShardEntry, ShardError
+from synshard.shards.reader import shard_keys
 from synshard.shards.release import Release, open_release
-from synshard.transforms.errors import SynshardError
-from synshard.shards.pyfiles import read_parquet
+from synshard.errors import SynshardError
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -42,26 +40,11 @@ def read_keys(release: Release, entries: Iterable[ShardEntry]) -> list[str]:
     WebDataset: the tar member names, no image bytes decoded)."""
     keys: list[str] = []
     for entry in entries:
-        path = join(release.root, entry.path)
         try:
-            with release.fs.open(path, "rb") as f:
-                keys += _parquet_keys(f) if entry.format == "parquet" else _tar_keys(f)
-        except (pa.ArrowInvalid, OSError, tarfile.TarError) as exc:
-            raise SynshardError(f"cannot read keys from {release.uri(entry.path)}: {exc}") from None
+            keys += shard_keys(release, entry)
+        except ShardError as exc:
+            raise SynshardError(str(exc)) from None
     return keys
-
-
-def _parquet_keys(f: Any) -> list[str]:
-    return read_parquet(f, columns=["key"])["key"].to_pylist()
-
-
-def _tar_keys(f: Any) -> list[str]:
-    """One key per sample: member names are `<key>.<ext>` (keys have no dots)."""
-    seen: dict[str, None] = {}
-    with tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            seen.setdefault(member.name.rsplit("/", 1)[-1].split(".", 1)[0], None)
-    return list(seen)
 
 
 def diff_releases(old_uri: str, new_uri: str, keys: bool = True,

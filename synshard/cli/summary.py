@@ -22,6 +22,10 @@ def print_summary(result: Any, detail: bool = False) -> None:
     rate = result.stats.get("images_per_s")
     if rate:
         print(f"  throughput {rate:.0f} images/s (read+transform+stage)")
+    votes = result.stats.get("votes") or {}
+    if votes.get("votes_not_in_build"):
+        print(f"  {votes['votes_not_in_build']} votes for images not in this build "
+              f"({votes['images_not_in_build']} images; matched by key or source path)")
     if detail:
         from synshard.shards.release import open_release
 

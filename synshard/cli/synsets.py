@@ -21,7 +21,7 @@ from synshard.synsets.consensus import METHODS, consensus
 from synshard.synsets.hierarchy import load_hierarchy
 from synshard.synsets.subsets import SUBSETS, load_subset
 from synshard.synsets.tree import counts_from_manifest, release_tree, render_tree
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.shards.pyfiles import read_parquet
 
 VOTE_KEYS = ["image", "synset", "worker"]

@@ -15,14 +15,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.release.datasheet import read_side_table
 from synshard.release.report import treemap_nodes
 from synshard.shards.access import KeyReader, synset_of
+from synshard.shards.reader import side_table
 from synshard.shards.layout import ShardError, check_name
 from synshard.shards.release import Release
 from synshard.synsets.hierarchy import ROOT, Hierarchy
 from synshard.synsets.tree import counts_from_manifest, subtree_totals
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 MAX_PER_PAGE = 200
 MAX_TABLE_ROWS = 500
@@ -79,12 +79,12 @@ class ReleaseView:
     @cached_property
     def duplicates(self) -> pa.Table | None:
         with self._lock:
-            return read_side_table(self.release, "duplicates")
+            return side_table(self.release, "duplicates")
 
     @cached_property
     def rejects(self) -> pa.Table | None:
         with self._lock:
-            return read_side_table(self.release, "rejects")
+            return side_table(self.release, "rejects")
 
     def exists(self, wnid: str) -> bool:
         return wnid in self.hierarchy or wnid in self.counts

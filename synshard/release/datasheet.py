@@ -7,7 +7,7 @@ is pure, so the wording is tested without files. The lead writes the text as
 where the images came from, what is in the release, what was done to them, what was dropped and
 why, what it does not promise, and what was taken down.
 
-The readers here (`read_side_table`, `read_build`, `column_counts`) are shared with the HTML
+The readers here (`read_build`, `column_counts`; side tables from shards/reader.py) are shared with the HTML
 report. Source URIs are shown without credentials (user info, query strings) and removed images
 are listed by key and reason only: a takedown log must not republish what it took down.
 """
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow as pa
 
 from synshard.shards.layout import BUILD_NAME, join
-from synshard.shards.release import TABLE_SCHEMAS, Release
-from synshard.shards.pyfiles import read_parquet
+from synshard.shards.reader import shard_columns, side_table
+from synshard.shards.release import Release
 
 # Reject stages (and side tables) that mean "taken down on purpose", not "bad input".
 REMOVAL_STAGES = ("takedown", "removal", "remove", "exclude")
@@ -63,19 +63,6 @@ def redact_config(value: Any) -> Any:
     return redact_uri(value) if isinstance(value, str) else value
 
 
-def read_side_table(release: Release, name: str) -> pa.Table | None:
-    """A side table the manifest lists (`rejects`, `duplicates`, ...), or None when absent."""
-    entry = release.manifest.tables.get(name)
-    if entry is None:
-        return None
-    with release.fs.open(join(release.root, entry["path"]), "rb") as f:
-        table = read_parquet(f)
-    schema = TABLE_SCHEMAS.get(name)
-    if schema is None:
-        return table
-    return table.select([n for n in schema.names if n in table.column_names])
-
-
 def read_build(release: Release) -> dict[str, Any]:
     """build.json as a dict; {} when it is missing or unreadable (it is informative only)."""
     try:
@@ -87,19 +74,14 @@ def read_build(release: Release) -> dict[str, Any]:
 
 def column_counts(release: Release, column: str) -> Counter:
     """Value counts of one record column over the release's Parquet shards (that column only)."""
-    counts: Counter = Counter()
-    for entry in release.shards(format="parquet"):
-        with release.fs.open(join(release.root, entry.path), "rb") as f:
-            values = read_parquet(f, columns=[column])[column]
-        counts.update(values.to_pylist())
-    return counts
+    return Counter(shard_columns(release, [column])[column].to_pylist())
 
 
 def removal_log(release: Release, rejects: pa.Table | None) -> pa.Table | None:
     """The removal log: a side table the manifest lists, else rejects from a removal stage."""
     for name in REMOVAL_TABLES:
         if name in release.manifest.tables:
-            return read_side_table(release, name)
+            return side_table(release, name)
     if rejects is None or rejects.num_rows == 0:
         return None
     mask = pa.array([s in REMOVAL_STAGES for s in rejects["stage"].to_pylist()])
@@ -108,12 +90,12 @@ def removal_log(release: Release, rejects: pa.Table | None) -> pa.Table | None:
 
 
 def gather_facts(release: Release) -> Facts:
-    rejects = read_side_table(release, "rejects")
+    rejects = side_table(release, "rejects")
     return Facts(
         manifest=release.manifest,
         build=read_build(release),
         rejects=rejects,
-        duplicates=read_side_table(release, "duplicates"),
+        duplicates=side_table(release, "duplicates"),
         licences=column_counts(release, "license"),
         removals=removal_log(release, rejects),
     )

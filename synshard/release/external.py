@@ -21,9 +21,7 @@ Every input ends as a row: hashed (`phash` set) or not (`reason` says why).
 from __future__ import annotations
 
 import dataclasses
-import json
-import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.ingest.sources import plan_sources, read_task
-from synshard.shards.index import read_index
 from synshard.shards.layout import MANIFEST_NAME, ShardEntry, ShardError, join
 from synshard.shards.manifest import Manifest
 from synshard.shards.parquet import parquet_dataset
+from synshard.shards.reader import shard_json
 from synshard.shards.release import Release, open_release, release_fs
-from synshard.transforms.errors import SynshardError
+from synshard.shards.tables import HASH_SCHEMA, LEAKAGE_SCHEMA
+from synshard.errors import SynshardError
 from synshard.transforms.neardup import popcount64
 from synshard.transforms.neardup_between import find_pairs_between
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
@@ -53,29 +52,6 @@ PAIRWISE_PAIRS = 200_000_000  # about 2 s at 1.1e8 pairs/s
 MAX_INDEXED_RADIUS = 8
 PAIRWISE_CELLS = 1 << 23  # distances held at once (int32: 32 MiB)
 
-HASH_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string()),
-        pa.field("key", pa.string()),  # null for inputs without a synset (or unread bytes)
-        pa.field("synset", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("phash", pa.uint64()),  # null when the input could not be hashed
-        pa.field("reason", pa.string()),  # null when hashed; else `<stage>: <why>`
-    ]
-)
-
-LEAKAGE_SCHEMA = pa.schema(
-    [
-        pa.field("eval_source", pa.string()),
-        pa.field("eval_key", pa.string()),
-        pa.field("eval_synset", pa.string()),
-        pa.field("release_key", pa.string()),
-        pa.field("release_source", pa.string()),
-        pa.field("release_split", pa.string()),
-        pa.field("release_synset", pa.string()),
-        pa.field("distance", pa.int32()),
-    ]
-)
 
 Log = Callable[[str], None]
 
@@ -145,7 +121,7 @@ def release_hashes(release: Release) -> pa.Table:
         if parquet:
             return _parquet_hashes(release, parquet)
         return _webdataset_hashes(release, release.shards(format="webdataset"))
-    except (ShardError, OSError, ValueError, pa.ArrowInvalid, tarfile.TarError) as exc:
+    except (ShardError, OSError, ValueError, pa.ArrowInvalid) as exc:
         raise SynshardError(f"cannot read phashes of {release.uri('')}: {exc}") from None
 
 
@@ -165,28 +141,9 @@ def _webdataset_hashes(release: Release, entries: list[ShardEntry]) -> pa.Table:
     """The `.json` members of each tar shard (ranged reads where the shard has an index)."""
     rows: list[dict[str, Any]] = []
     for entry in entries:
-        metas = _indexed_json(release, entry) if entry.index else _streamed_json(release, entry)
-        for meta in metas:
+        for meta in shard_json(release, entry):
             rows.append({name: meta.get(name) for name in HASH_SCHEMA.names})
     return pa.Table.from_pylist(rows, schema=HASH_SCHEMA)
-
-
-def _indexed_json(release: Release, entry: ShardEntry) -> list[dict[str, Any]]:
-    index = read_index(release.fs, release.root, entry)
-    starts = index["json_offset"].to_pylist()
-    ends = [s + n for s, n in zip(starts, index["json_size"].to_pylist())]
-    path = join(release.root, entry.path)
-    blobs = release.fs.cat_ranges([path] * len(starts), starts, ends)
-    return [json.loads(blob) for blob in blobs]
-
-
-def _streamed_json(release: Release, entry: ShardEntry) -> Iterator[dict[str, Any]]:
-    """A shard without an index (an older release): stream it, decoding `.json` members only."""
-    with release.fs.open(join(release.root, entry.path), "rb") as raw:
-        with tarfile.open(fileobj=raw, mode="r|") as tar:
-            for member in tar:
-                if member.isreg() and member.name.endswith(".json"):
-                    yield json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
 
 
 # --- hashes of images (folders, tars) -----------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 from synshard.release.lockstore import LockStore, store_for
 from synshard.shards.layout import join
 from synshard.shards.release import release_fs
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 LOCK_RELPATH = "_staging/build.lock"
 DEFAULT_TTL = 120.0

@@ -16,22 +16,20 @@ from __future__ import annotations
 import base64
 import html
 import json
-import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synshard.release.datasheet import (
     read_build,
-    read_side_table,
     redact_config,
     redact_uri,
     removal_log,
 )
-from synshard.shards.layout import join
+from synshard.shards.layout import ShardError
+from synshard.shards.reader import first_images, side_table
 from synshard.shards.release import Release, open_release
 from synshard.synsets.hierarchy import ROOT, Hierarchy, load_hierarchy
 from synshard.synsets.tree import counts_from_manifest
@@ -73,12 +71,12 @@ def write_report(uri: str, out: str, thumbnails_per_synset: int = 6,
 
 
 def gather(release: Release, thumbnails_per_synset: int = 6) -> ReportData:
-    rejects = read_side_table(release, "rejects")
+    rejects = side_table(release, "rejects")
     return ReportData(
         release=release,
         build=read_build(release),
         rejects=rejects,
-        duplicates=read_side_table(release, "duplicates"),
+        duplicates=side_table(release, "duplicates"),
         removals=removal_log(release, rejects),
         thumbnails=read_thumbnails(release, thumbnails_per_synset),
     )
@@ -104,27 +102,10 @@ def read_thumbnails(release: Release, per_synset: int) -> dict[str, list[tuple[s
 
 
 def _first_images(release: Release, entry: Any, n: int) -> list[tuple[str, bytes]]:
-    path = join(release.root, entry.path)
     try:
-        with release.fs.open(path, "rb") as f:
-            if entry.format == "parquet":
-                batch = next(pq.ParquetFile(f).iter_batches(batch_size=n, columns=["key", "image"]))
-                return [(r["key"], r["image"]["bytes"]) for r in batch.to_pylist()]
-            return _tar_images(f, n)
-    except (StopIteration, OSError, pa.ArrowInvalid, tarfile.TarError):
+        return first_images(release, entry, n)
+    except ShardError:
         return []  # an unreadable shard shows no thumbnails; `synshard verify` reports it
-
-
-def _tar_images(f: Any, n: int) -> list[tuple[str, bytes]]:
-    images: list[tuple[str, bytes]] = []
-    with tarfile.open(fileobj=f, mode="r|") as tar:
-        for member in tar:
-            key, _, ext = member.name.rsplit("/", 1)[-1].partition(".")
-            if ext in ("jpg", "webp", "png") and member.isfile():
-                images.append((key, tar.extractfile(member).read()))
-                if len(images) >= n:
-                    break
-    return images
 
 
 def thumbnail_uri(data: bytes | None) -> str | None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 import synshard
 import synshard.sample
-import synshard.transforms.errors
+import synshard.errors
 from synshard.shards.release import open_release
 from synshard.shards.parquet import records_from_parquet_table
 from releasefiles import release_bytes
@@ -122,7 +122,7 @@ def test_identical_rebuild_is_noop_and_different_needs_overwrite(folder_release,
     out, _ = folder_release
     again = _build([sample_dir], out, val_fraction=0.25)
     assert again.noop
-    with pytest.raises(synshard.transforms.errors.SynshardError, match="--overwrite"):
+    with pytest.raises(synshard.errors.SynshardError, match="--overwrite"):
         _build([sample_dir], out, val_fraction=0.5)
 
 

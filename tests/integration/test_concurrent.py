@@ -14,7 +14,7 @@ import pytest
 from synshard.release.gc import collect_garbage
 from synshard.shards.release import open_release
 from synshard.shards.verify import verify_release
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 def _command(src: Path, out: Path, *extra: str) -> list[str]:

@@ -16,14 +16,8 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.transforms.neardup_between import find_pairs_between
-from synshard.transforms.neardup_policy import CONFLICT_SCHEMA
-from synshard.transforms.schema import DUPLICATE_SCHEMA
+from synshard.shards.tables import CONFLICT_SCHEMA, DUPLICATE_SCHEMA, REMOVAL_SCHEMA
 
-REMOVAL_SCHEMA = pa.schema([
-    pa.field("key", pa.string(), nullable=False), pa.field("synset", pa.string()),
-    pa.field("split", pa.string()), pa.field("sha256", pa.string()),
-    pa.field("reason", pa.string(), nullable=False),
-])
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synshard.shards.layout import ShardEntry, join
+from synshard.shards.reader import shard_columns
 from synshard.shards.release import Release, open_release
-from synshard.transforms.errors import SynshardError
-from synshard.shards.pyfiles import read_parquet
+from synshard.errors import SynshardError
 
 # What the decisions need of a base sample (no image bytes).
 BASE_COLUMNS = ["key", "synset", "split", "label", "sha256", "phash", "source", "width",
@@ -50,22 +49,10 @@ def load_base(uri: str, storage_options: dict[str, Any] | None = None) -> BaseRe
     if not shards and release.manifest.shards:
         raise SynshardError(f"base release {uri} has no Parquet shards: rebuild it with "
                             "--format webdataset,parquet to use it as a base")
-    columns = [c for c in BASE_COLUMNS if c not in ("split", "synset")]
-    parts = []
-    for entry in shards:
-        with release.fs.open(_path(release, entry), "rb") as f:
-            table = read_parquet(f, columns=columns)
-        n = table.num_rows
-        table = table.append_column("split", pa.array([entry.split] * n, pa.string()))
-        table = table.append_column("synset", pa.array([entry.synset] * n, pa.string()))
-        parts.append(table.append_column("shard", pa.array([entry.path] * n, pa.string())))
-    records = (pa.concat_tables(parts).select(BASE_COLUMNS + ["shard"]) if parts
+    records = shard_columns(release, BASE_COLUMNS, shards) if shards else None
+    records = (records.select(BASE_COLUMNS + ["shard"]) if records is not None and records.num_rows
                else _empty_base())
     return BaseRelease(release, uri, records)
-
-
-def _path(release: Release, entry: ShardEntry) -> str:
-    return join(release.root, entry.path)
 
 
 def _empty_base() -> pa.Table:

@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.config import BuildConfig
-from synshard.builder.decide.base import REMOVAL_SCHEMA, against_base, settle_base
+from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
 from synshard.transforms.neardup_between import find_pairs_between
-from synshard.transforms.neardup_policy import CONFLICT_SCHEMA, near_dedup
+from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
+from synshard.transforms.neardup_policy import near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names

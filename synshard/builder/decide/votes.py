@@ -1,10 +1,10 @@
 """Crowd votes in a build: consensus once on the driver, then confidences joined per sample."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -13,7 +13,7 @@ from synshard.config import BuildConfig
 
 @dataclass(frozen=True)
 class BuildVotes:
-    posteriors: pa.Table | None = None  # image, synset, posterior
+    posteriors: pa.Table | None = None  # image, synset, posterior, yes, no
     summary: dict[str, Any] = field(default_factory=dict)  # worker quality, for build.json
 
 
@@ -23,7 +23,7 @@ def build_votes(cfg: BuildConfig) -> BuildVotes:
     from synshard.cli.synsets import read_votes
     from synshard.synsets.consensus import consensus
 
-    result = consensus(read_votes(cfg.votes), method=cfg.vote_method)
+    result = consensus(_sources_spelled_once(read_votes(cfg.votes)), method=cfg.vote_method)
     workers = result.workers
     summary = {
         "method": cfg.vote_method, "votes_rejected": result.rejected.num_rows,
@@ -33,12 +33,43 @@ def build_votes(cfg: BuildConfig) -> BuildVotes:
         "mean_specificity": _mean(workers["specificity"]),
         "iterations": result.iterations, "converged": result.converged,
     }
-    return BuildVotes(result.posteriors.select(["image", "synset", "posterior"]), summary)
+    return BuildVotes(result.posteriors.select(["image", "synset", "posterior", "yes", "no"]),
+                      summary)
+
+
+def with_unmatched(votes: BuildVotes, meta: pa.Table) -> BuildVotes:
+    """Count the votes on images that are none of this build's inputs (by key or source), for
+    the summary and build.json: "N votes for images not in this build"."""
+    if votes.posteriors is None:
+        return votes
+    images = votes.posteriors["image"].cast(pa.string())
+    ours = pa.concat_arrays([meta["key"].combine_chunks().cast(pa.string()),
+                             meta["source"].combine_chunks().cast(pa.string())])
+    missing = votes.posteriors.filter(pc.invert(pc.is_in(images, value_set=ours)))
+    n_votes = int(pc.sum(pc.add(missing["yes"], missing["no"])).as_py() or 0)
+    n_images = len(set(missing["image"].cast(pa.string()).to_pylist()))
+    summary = {**votes.summary, "votes_not_in_build": n_votes, "images_not_in_build": n_images}
+    return BuildVotes(votes.posteriors, summary)
+
+
+def _sources_spelled_once(votes: pa.Table) -> pa.Table:
+    """Votes keyed by path, spelled as sources are recorded (absolute; `./a/b.jpg` and
+    `/here/a/b.jpg` are one image); keys (no `/`) and URLs stay as they are."""
+    from synshard.builder.inputs import absolute_uri
+
+    if "image" not in votes.column_names:
+        return votes  # the consensus reports the missing column
+    images = votes["image"].cast(pa.string())
+    distinct = pc.unique(images)
+    spelled = pa.array([v if v is None or ("/" not in v and "::" not in v) else absolute_uri(v)
+                        for v in distinct.to_pylist()], pa.string())
+    column = pc.take(spelled, pc.index_in(images, value_set=distinct)).dictionary_encode()
+    return votes.set_column(votes.column_names.index("image"), "image", column)
 
 
 def _mean(column: pa.ChunkedArray) -> float | None:
     value = pc.mean(column).as_py()
-    return None if value is None else round(float(value), 4)
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
 
 def confidence_column(meta: pa.Table, posteriors: pa.Table) -> pa.Array:
@@ -48,5 +79,5 @@ def confidence_column(meta: pa.Table, posteriors: pa.Table) -> pa.Array:
     images = posteriors.set_column(0, "image", posteriors["image"].cast(pa.string()))
     by_key = confidence_batch(meta["key"], meta["synset"], images)
     by_source = confidence_batch(meta["source"], meta["synset"], images)
-    merged = pc.coalesce(by_key, by_source).to_numpy(zero_copy_only=False)
-    return pa.array(np.asarray(merged, dtype=object).tolist(), pa.float32())
+    # null where nobody voted (never NaN: a record's JSON is strict)
+    return pc.cast(pc.coalesce(by_key, by_source), pa.float32())

@@ -40,7 +40,7 @@ from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.parquet import write_parquet_shards
 from synshard.shards.release import commit_manifest, open_release, release_fs
 from synshard.shards.webdataset import write_webdataset_shards
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.options import ResizeSpec, TransformOptions
 from synshard.transforms.process import transform_batch
 from synshard.transforms.schema import CANDIDATE_SCHEMA, RECORD_SCHEMA

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from synshard.shards.layout import ShardEntry
 from synshard.shards.manifest import Manifest, ManifestError, counts_from_shards, utc_now
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 def _entry(

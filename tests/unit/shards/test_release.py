@@ -14,7 +14,7 @@ from shardgen import build_release
 
 from synshard.shards.manifest import Manifest
 from synshard.shards.release import commit_manifest, open_release, write_table
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.schema import REJECT_SCHEMA
 
 

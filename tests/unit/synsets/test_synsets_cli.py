@@ -12,7 +12,7 @@ import pytest
 
 from synshard.cli.synsets import add_parsers
 from synshard.synsets.simulate import CrowdSpec, simulate_crowd
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 
 def main(argv: list[str]) -> int:

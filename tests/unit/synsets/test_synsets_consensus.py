@@ -12,7 +12,7 @@ from synshard.synsets.consensus import (
     Consensus, confidence_batch, consensus, min_confidence_batch, plan_votes,
 )
 from synshard.synsets.simulate import CrowdSpec, simulate_crowd
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 SPAMMY = CrowdSpec(images=3000, synsets=5, votes_per_image=5, workers=100, reliable=0.5,
                    always_yes=0.25, random=0.15, adversarial=0.1, accuracy=0.85)

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from synshard.synsets.subsets import SynsetFilter, load_subset
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 TENCH, DOG, CHIHUAHUA, PERSON = "n01440764", "n02084071", "n02085620", "n00007846"
 

@@ -19,12 +19,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synshard.transforms.schema import RECORD_SCHEMA
+
 from .index import read_index
 from .layout import ShardEntry, ShardError, join
+from .pyfiles import read_parquet
 from .release import Release
 from .tables import known_columns
 from .webdataset import iter_webdataset_shard
-from .pyfiles import read_parquet
 
 IMAGE_EXTENSIONS = ("jpg", "webp", "png")
 
@@ -66,8 +68,10 @@ def shard_columns(release: Release, columns: list[str],
                             ("shard", entry.path)):
             table = table.append_column(name, pa.array([value] * n, pa.string()))
         parts.append(table)
-    if not parts:
-        return pa.table({c: pa.array([], pa.string()) for c in ("split", "synset", "shard")})
+    if not parts:  # no Parquet shard (a release that accepted nothing): the columns, empty
+        types = {f.name: f.type for f in RECORD_SCHEMA}
+        return pa.table({**{c: pa.array([], types.get(c, pa.null())) for c in stored},
+                         **{c: pa.array([], pa.string()) for c in ("split", "synset", "shard")}})
     return pa.concat_tables(parts)
 
 

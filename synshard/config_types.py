@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 from synshard.transforms.options import ResizeSpec
 
 _STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=False)

@@ -35,7 +35,7 @@ from synshard.shards.index import INDEX_DIR
 from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, ShardEntry, join
 from synshard.shards.manifest import Manifest, ManifestError
 from synshard.shards.release import open_release, release_fs
-from synshard.transforms.errors import SynshardError
+from synshard.errors import SynshardError
 
 STAGING_DIR = "_staging"
 _TABLE = re.compile(r"^(rejects|duplicates|conflicts|removals)-[0-9a-f]{8}\.parquet$")

@@ -17,7 +17,7 @@ from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
 from synshard.errors import SynshardError
-from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
+from synshard.transforms.options import DedupOptions, TransformOptions
 
 ShardFormat = Literal["webdataset", "parquet"]
 SHARD_FORMATS = ("webdataset", "parquet")
@@ -218,8 +218,6 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
     opts = {name: _checked(name, value, name, None) for name, value in opts.items()}
     if isinstance(opts.get("near_radius"), str):  # `none` / `off`, as checked
         opts["near_radius"] = None
-    if isinstance(opts.get("resize"), str):
-        opts["resize"] = ResizeSpec.parse(opts["resize"])
     try:
         transform = TransformOptions(**{k: opts.pop(k) for k in list(opts) if k in _TRANSFORM_KEYS})
         dedup = DedupOptions(**{k: opts.pop(k) for k in list(opts) if k in _DEDUP_KEYS})

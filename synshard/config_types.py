@@ -47,8 +47,14 @@ def check_value(name: str, value: Any, declared: Any, shown: str | None = None) 
     """`value` as the option `name` wants it (arrays as tuples...), or ConfigTypeError naming
     the option (`shown`, as the user spelled it), the value and what was expected."""
     value = _toml_form(name, value, declared)
-    if name == "resize" and isinstance(value, (str, ResizeSpec)):
-        return value  # a string is parsed by the config builder
+    if name == "resize" and isinstance(value, ResizeSpec):
+        return value
+    if name == "resize" and isinstance(value, str):
+        try:
+            return ResizeSpec.parse(value)
+        except SynshardError:
+            raise ConfigTypeError(f"option {shown or name} = {_shown(value)}: expected "
+                                  "shorter:N, longer:N, center-crop:N or none") from None
     if name == "near_radius" and isinstance(value, str) and value.lower() in NO_NEAR_DEDUP:
         return value  # the config builder turns it into None
     if name == "resize":

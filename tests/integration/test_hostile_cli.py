@@ -96,7 +96,7 @@ def test_a_wrong_type_in_the_config_file_is_refused_before_any_work(small_releas
         one_line(run.stderr, 'build.toml: option overwrite = "false": expected true or false')
     run = shell("build", str(other), "--out", str(tmp_path / "x"), "--resize", "shorter:0")
     assert run.returncode == 1 and not (tmp_path / "x").exists()
-    one_line(run.stderr, "bad resize 'shorter:0'")
+    one_line(run.stderr, 'option resize = "shorter:0": expected shorter:N, longer:N')
     assert snapshot(small_release) == before  # the committed release was not replaced
     accounting(small_release, inputs=4, accepted=4)
 

@@ -31,6 +31,7 @@ FETCH = ("concurrency", "per_host", "rps_per_host", "total_timeout", "retries", 
     ('sources = ["a", 3]', 'option sources = ["a", 3]: expected a string (item 2)'),
     ("[fetch]\nallow_private_network = 1", "option fetch.allow_private_network = 1: expected true"),
     ("val_fraction = nan", "option val_fraction = NaN: expected a finite number"),
+    ('[transform]\nresize = "false"', 'option transform.resize = "false": expected shorter:N'),
 ])
 def test_a_wrong_type_in_the_file_names_key_value_and_expectation(
         tmp_path: Path, toml: str, message: str) -> None:
@@ -98,7 +99,7 @@ def _flat_name(section: str | None, key: str) -> str:
     return f"fetch_{key}" if section == "fetch" else key
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, min_size=1, max_size=6))
 def test_random_toml_loads_with_declared_types_or_names_the_key(tmp_path: Path, doc: dict) -> None:
     top = [f"{k} = {_toml_value(v)}" for (s, k), v in doc.items() if s is None]

@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo lint test test-unit test-integration bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -11,7 +11,12 @@ setup:
 demo: setup
 	$(VENV)/bin/synshard demo
 
-test: setup
+# Lint first (ruff check + mypy, configured in pyproject.toml): seconds, and a failure is cheap.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q tests
 
 test-unit: setup

@@ -68,10 +68,11 @@ def shard_columns(release: Release, columns: list[str],
                             ("shard", entry.path)):
             table = table.append_column(name, pa.array([value] * n, pa.string()))
         parts.append(table)
-    if not parts:  # no Parquet shard (a release that accepted nothing): the columns, empty
-        types = {f.name: f.type for f in RECORD_SCHEMA}
-        return pa.table({**{c: pa.array([], types.get(c, pa.null())) for c in stored},
-                         **{c: pa.array([], pa.string()) for c in ("split", "synset", "shard")}})
+    if not parts:  # no shards: the same columns, empty
+        fields = [RECORD_SCHEMA.field(c) if c in RECORD_SCHEMA.names else pa.field(c, pa.string())
+                  for c in stored]
+        names = ("split", "synset", "shard")
+        return pa.schema(fields + [pa.field(n, pa.string()) for n in names]).empty_table()
     return pa.concat_tables(parts)
 
 

@@ -44,7 +44,7 @@ def verify_release(
              for e in release.manifest.shards]  # fmt: skip
     files += [_Expected(t["path"], t["bytes"], t["sha256"], t["rows"], False)
               for _, t in sorted(release.manifest.tables.items())]  # fmt: skip
-    files += [_Expected(e.index, e.index_bytes, e.index_sha256, e.samples, False)
+    files += [_Expected(e.index, e.index_bytes, e.index_sha256, e.samples, False)  # type: ignore[arg-type]
               for e in release.manifest.shards if e.index is not None]  # fmt: skip
     problems = _count_problems(release.manifest)
     for expected in files:

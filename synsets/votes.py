@@ -106,7 +106,7 @@ def _ranked_codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Ar
 
 def _sorted_votes(
     image: np.ndarray, synset: np.ndarray, worker: np.ndarray, vote: np.ndarray, n: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, int, np.ndarray]:
     """Sort votes by (image, synset, worker, vote): (pair code per vote, synset bits, answer).
 
     The four codes are packed into one int64 (image | synset | worker | vote bit fields), sorted

@@ -50,7 +50,7 @@ class BuildConfig:
     dedup: DedupOptions = DedupOptions()
     splits: SplitOptions = SplitOptions()
     fetch: FetchOptions = FetchOptions()
-    formats: tuple[ShardFormat, ...] = SHARD_FORMATS
+    formats: tuple[ShardFormat, ...] = SHARD_FORMATS  # type: ignore[assignment]
     shard_bytes: int = 256 * 1024 * 1024
     max_per_synset: int | None = None
     limit: int | None = None

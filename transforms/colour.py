@@ -78,7 +78,7 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
         top = 1.0 if values.size and float(np.nanmax(values)) <= 1.0 else 255.0
         scaled = np.nan_to_num(values / top * 255.0)
     else:
-        scaled = np.clip(values.astype(np.int64), 0, 65535) * 255.0 / 65535.0
+        scaled = np.clip(values.astype(np.int64), 0, 65535) * 255.0 / 65535.0  # type: ignore[assignment]
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
@@ -86,7 +86,7 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     """Composite on white: transparent pixels become white, not whatever colour they stored."""
     base_mode = "L" if image.mode.startswith("L") else "RGB"
     image = image.convert(base_mode + "A")
-    background = Image.new(base_mode, image.size, WHITE[base_mode])
+    background = Image.new(base_mode, image.size, WHITE[base_mode])  # type: ignore[arg-type]
     background.paste(image, mask=image.getchannel("A"))
     return background
 
@@ -101,7 +101,7 @@ def _apply_icc(image: Image.Image, icc: bytes, ops: list[str]) -> Image.Image:
     if image.mode == "CMYK":
         ops.append("cmyk")
     ops.append("icc")
-    return ImageCms.applyTransform(image, transform)
+    return ImageCms.applyTransform(image, transform)  # type: ignore[return-value]  # not in place
 
 
 def is_srgb(icc: bytes) -> bool:

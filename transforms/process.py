@@ -65,7 +65,7 @@ def transform_batch(candidates: pa.Table, opts: TransformOptions) -> pa.Table:
 
 
 def _transform_row(row: dict[str, Any], opts: TransformOptions) -> dict[str, Any]:
-    out = {name: None for name in TRANSFORMED_SCHEMA.names}
+    out: dict[str, Any] = {name: None for name in TRANSFORMED_SCHEMA.names}
     for name in ("source", "synset", "split", "license", "attribution"):
         out[name] = row.get(name)
     data = row.get("data")

@@ -14,11 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.builder.decide.steps import Decisions
-from synshard.builder.journal import write_synset_entries
+from synshard.builder.staging import Staging
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.parquet import read_parquet_shard, write_parquet_shards
 from synshard.shards.release import release_fs
-from synshard.shards.staging import read_staged
 from synshard.shards.webdataset import write_webdataset_shards
 from synshard.transforms.schema import RECORD_SCHEMA
 
@@ -54,15 +53,16 @@ def synset_jobs(decisions: Decisions, base_entries: list[ShardEntry],
     return jobs
 
 
-def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
-            base_uri: str | None, formats: tuple[str, ...], shard_bytes: int) -> list:
-    fs, root = release_fs(out, storage_options)
+def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: str | None,
+            formats: tuple[str, ...], shard_bytes: int) -> list:
+    fs, root = staging.fs, staging.root
     if job.reuse:
+        assert base_uri is not None  # only base synsets are reused
         entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
     else:
-        records = read_staged(fs, job.staged_paths, job.keep)
+        records = staging.read_staged(job.staged_paths, job.keep)
         _check_found(job.synset, "staged", records.num_rows, job.keep.num_rows)
-        if job.base_keep is not None and job.base_keep.num_rows:
+        if job.base_keep is not None and job.base_keep.num_rows and base_uri is not None:
             base = _base_records(job, base_uri, storage_options)
             _check_found(job.synset, "base", base.num_rows, job.base_keep.num_rows)
             records = _merge(records, base)
@@ -71,7 +71,7 @@ def run_job(job: SynsetJob, out: str, storage_options: dict, staging: str,
             group = records.filter(pc.equal(records["split"], split))
             for fmt in formats:
                 entries.extend(WRITERS[fmt](fs, root, group, shard_bytes))
-    write_synset_entries(fs, staging, job.synset, entries)
+    staging.write_synset_entries(job.synset, entries)
     return entries
 
 
@@ -100,6 +100,7 @@ def _copy_base(job: SynsetJob, fs: Any, root: str, base_uri: str, storage_option
 def _base_records(job: SynsetJob, base_uri: str, storage_options: dict) -> pa.Table:
     """The base's records of this synset that stay, with their new labels (bytes untouched)."""
     base_fs, base_root = release_fs(base_uri, storage_options)
+    assert job.base_keep is not None
     labels = dict(zip(job.base_keep["key"].to_pylist(), job.base_keep["label"].to_pylist()))
     parts = []
     for entry in job.base_shards:

@@ -9,13 +9,11 @@ from typing import Any
 from synshard import __version__
 from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions
+from synshard.builder.staging import Staging
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
 from synshard.errors import SynshardError
-
-STAGING_DIR = "_staging"
-
 
 def fingerprint_build(inputs: str, content: dict[str, Any], tool_version: str) -> str:
     """Identifies a build by what it reads and every option that changes what it writes."""
@@ -36,27 +34,6 @@ def check_existing(cfg: BuildConfig, fingerprint: str) -> Manifest | None:
         raise SynshardError(f"a different release is already committed at {cfg.out}; "
                             "pass --overwrite to replace it")
     return None
-
-
-def staging_root(root: str, fingerprint: str, files_per_task: int) -> str:
-    """The build's staging folder: same inputs, options and task cut -> same folder (resume)."""
-    key = hashlib.sha256(f"{fingerprint}/{files_per_task}".encode()).hexdigest()
-    return join(root, f"{STAGING_DIR}/{key[:16]}")
-
-
-def clear_staging(fs: Any, staging: str) -> None:
-    if fs.exists(staging):
-        fs.rm(staging, recursive=True)
-
-
-def remove_empty_staging(fs: Any, root: str) -> None:
-    """Drop `_staging/` once nothing is left in it (after the build lock is released)."""
-    parent = join(root, STAGING_DIR)
-    try:
-        if fs.exists(parent) and not fs.ls(parent):
-            fs.rmdir(parent)
-    except OSError:
-        pass  # another build's staging or lock is there: leave it
 
 
 def finite(value: Any) -> Any:
@@ -82,8 +59,9 @@ def class_list(classes: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def commit_release(fs: Any, root: str, cfg: BuildConfig, decisions: Decisions, entries: list,
+def commit_release(staging: Staging, cfg: BuildConfig, decisions: Decisions, entries: list,
                    fingerprint: str, stats: dict[str, Any]) -> Manifest:
+    fs, root = staging.fs, staging.root
     tables = {
         "rejects": write_table(fs, root, "rejects", decisions.rejects),
         "duplicates": write_table(fs, root, "duplicates", decisions.duplicates),

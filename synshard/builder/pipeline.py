@@ -10,7 +10,7 @@ module only schedules them. The driver holds metadata (well under 100 bytes an i
 lists, never images. An image's bytes are read by its read task, which also transforms them and
 writes the result once to staging (the original bytes never enter Ray's object store); the
 assembly task of its synset reads them back once and writes them once into their shard(s). A
-killed build resumes from the journal (synshard/builder/journal.py): same command, same fingerprint.
+killed build resumes from the journal (synshard/builder/staging.py): same command, same fingerprint.
 """
 from __future__ import annotations
 
@@ -26,16 +26,10 @@ from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions, decide
 from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
-from synshard.builder.journal import finished_tasks, read_synset_entries, read_task_metas
 from synshard.release.lock import build_lock
 from synshard.builder.raysession import ray, ray_session, remote
-from synshard.builder.commit import (
-    check_existing,
-    clear_staging,
-    commit_release,
-    remove_empty_staging,
-    staging_root,
-)
+from synshard.builder.commit import check_existing, commit_release
+from synshard.builder.staging import Staging
 from synshard.shards.release import release_fs
 from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
@@ -53,25 +47,24 @@ class BuildResult:
 
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
-    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
-    cfg.release_name(root)  # a bad name derived from the output folder: refused before any work
+    cfg.release_name(release_fs(cfg.out, dict(cfg.storage_options))[1])  # before any work
     inputs = prepare(cfg)
+    staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
+                                cfg.files_per_task)
     with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=inputs.fingerprint) as lock:
         existing = check_existing(cfg, inputs.fingerprint)
         if existing is not None:
             log(f"release at {cfg.out} is already this build: nothing to do")
             return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
         cfg.synset_filter().validate()
-        staging = staging_root(root, inputs.fingerprint, cfg.files_per_task)
         result = _build(cfg, inputs, staging, {"prepare": time.perf_counter() - t0}, lock, log)
-        clear_staging(fs, staging)
-    remove_empty_staging(fs, root)
+        staging.clear()
+    staging.remove_empty_parent()
     return result
 
 
-def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, float], lock,
+def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float], lock,
            log) -> BuildResult:
-    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
     with ray_session(cfg) as cluster:
@@ -89,17 +82,16 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, fl
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
              "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
-             **read_stats(fs, staging), "votes": votes.summary, "assembly": assembly}
+             **read_stats(staging), "votes": votes.summary, "assembly": assembly}
     lock.ensure_held()
-    manifest = commit_release(fs, root, cfg, decisions, entries, inputs.fingerprint, stats)
+    manifest = commit_release(staging, cfg, decisions, entries, inputs.fingerprint, stats)
     timings["commit"] = time.perf_counter() - t
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
+def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log) -> pa.Table:
     """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal."""
-    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
-    done = finished_tasks(fs, staging)
+    done = staging.finished_tasks()
     todo = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
@@ -111,18 +103,18 @@ def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
 
     if todo:
         ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(run, batch_size=1, batch_format="numpy", num_cpus=1)
+        ds = ds.map_batches(run, batch_size=1, batch_format="numpy",  # type: ignore[assignment]
+                            num_cpus=1)
         with _progress(cfg) as bar:
             for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar(int(block["rows"].sum()))
-    metas = read_task_metas(fs, staging, len(tasks))
+    metas = staging.read_task_metas(len(tasks))
     return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
 
 
-def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str,
+def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
               base: BaseRelease | None) -> tuple[list, dict[str, int]]:
     """One Ray task per synset (synshard/builder/assembly.py); journalled synsets are not redone."""
-    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()
     if base is not None:
@@ -132,11 +124,11 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str,
     job = remote(run_job)
     entries, futures = [], []
     for j in jobs:
-        journalled = read_synset_entries(fs, staging, j.synset)
+        journalled = staging.read_synset_entries(j.synset)
         if journalled is not None:
             entries.extend(journalled)
             continue
-        futures.append(job.remote(j, cfg.out, dict(cfg.storage_options), staging,
+        futures.append(job.remote(j, staging, dict(cfg.storage_options),
                                   base.uri if base else None, cfg.formats, cfg.shard_bytes))
     for result in ray.get(futures):
         entries.extend(result)

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from functools import lru_cache
@@ -25,15 +24,10 @@ from synshard.ingest.fetch_options import FetchOptions, FetchStats
 from synshard.ingest.http import Fetcher
 from synshard.ingest.sources import read_task
 from synshard.ingest.urltasks import UrlTask
-from synshard.shards.layout import join
-from synshard.shards.release import release_fs
-from synshard.builder.journal import write_task_meta
-from synshard.shards.staging import META_SCHEMA, stage_batch
+from synshard.builder.staging import Staging
+from synshard.shards.staging import META_SCHEMA
 from synshard.transforms.process import transform_batch
 from synshard.transforms.schema import CANDIDATE_SCHEMA
-
-STATS_DIR = "_stats"
-
 
 @lru_cache(maxsize=4)
 def _fetcher(opts: FetchOptions) -> Fetcher:
@@ -41,7 +35,7 @@ def _fetcher(opts: FetchOptions) -> Fetcher:
     return Fetcher(opts)
 
 
-def run_task(index: int, task: Any, cfg: BuildConfig, staging: str) -> Iterator[int]:
+def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[int]:
     """Run read task `index`; yields rows settled so far (for progress), journals the metadata."""
     metas = []
     for candidates in read_candidates(task, cfg, staging):
@@ -49,17 +43,16 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: str) -> Iterator[
             meta = transform_and_stage(candidates.slice(start, cfg.batch_size), cfg, staging)
             metas.append(meta)
             yield meta.num_rows
-    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
     table = pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
-    write_task_meta(fs, staging, index, table.cast(META_SCHEMA))
+    staging.write_task_meta(index, table.cast(META_SCHEMA))
 
 
-def read_candidates(task: Any, cfg: BuildConfig, staging: str) -> Iterator[pa.Table]:
+def read_candidates(task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
         table = _fetcher(cfg.fetch).fetch_batch(task.urls)
         stats = FetchStats.from_table(table)
-        _write_stats(cfg, staging, f"fetch-{task.start:012d}", {"fetch": json.loads(stats.to_json())},
+        staging.write_stats(f"fetch-{task.start:012d}", {"fetch": json.loads(stats.to_json())},
                      task.uri)
         yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
         return
@@ -69,7 +62,7 @@ def read_candidates(task: Any, cfg: BuildConfig, staging: str) -> Iterator[pa.Ta
             batch = attach_boxes(batch, cfg.boxes, problems)
         yield batch
     if problems:
-        _write_stats(cfg, staging, f"boxes-{task.start:012d}", {"boxes": dict(problems)}, task.uri)
+        staging.write_stats(f"boxes-{task.start:012d}", {"boxes": dict(problems)}, task.uri)
 
 
 def attach_boxes(batch: pa.Table, boxes_dir: str, problems: Counter) -> pa.Table:
@@ -81,14 +74,7 @@ def attach_boxes(batch: pa.Table, boxes_dir: str, problems: Counter) -> pa.Table
     return batch.set_column(batch.schema.get_field_index("bboxes"), "bboxes", column)
 
 
-def _write_stats(cfg: BuildConfig, staging: str, name: str, stats: dict, uri: str) -> None:
-    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
-    tag = hashlib.sha256(uri.encode()).hexdigest()[:12]
-    fs.makedirs(join(staging, STATS_DIR), exist_ok=True)
-    fs.pipe_file(join(staging, f"{STATS_DIR}/{name}-{tag}.json"), json.dumps(stats).encode())
-
-
-def transform_and_stage(batch: pa.Table, cfg: BuildConfig, staging: str) -> pa.Table:
+def transform_and_stage(batch: pa.Table, cfg: BuildConfig, staging: Staging) -> pa.Table:
     """Filter synsets, transform, stage; returns metadata (TRANSFORMED_SCHEMA minus image, ...)."""
     batch, filtered = filter_synsets_batch(batch, cfg)
     out = transform_batch(batch, cfg.transform)
@@ -96,8 +82,7 @@ def transform_and_stage(batch: pa.Table, cfg: BuildConfig, staging: str) -> pa.T
         stage = np.where(filtered, "synsets", out["stage"].to_numpy(zero_copy_only=False))
         out = out.set_column(out.schema.get_field_index("stage"), "stage",
                              pa.array(stage.tolist(), pa.string()))
-    fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
-    return stage_batch(out, fs, staging)
+    return staging.stage(out)
 
 
 def filter_synsets_batch(batch: pa.Table, cfg: BuildConfig) -> tuple[pa.Table, np.ndarray]:
@@ -114,14 +99,11 @@ def filter_synsets_batch(batch: pa.Table, cfg: BuildConfig) -> tuple[pa.Table, n
     return batch.set_column(batch.schema.get_field_index("reason"), "reason", column), filtered
 
 
-def read_stats(fs: Any, staging: str) -> dict[str, Any]:
+def read_stats(staging: Staging) -> dict[str, Any]:
     """Merge the per-task statistics files (fetch, boxes) written during the read stage."""
-    folder = join(staging, STATS_DIR)
-    fetch, boxes = FetchStats(), Counter()
-    if fs.exists(folder):
-        for path in sorted(fs.ls(folder, detail=False)):
-            data = json.loads(fs.cat_file(path))
-            if "fetch" in data:
-                fetch = fetch.merge(FetchStats.from_json(json.dumps(data["fetch"])))
-            boxes.update(data.get("boxes", {}))
+    fetch, boxes = FetchStats(), Counter[str]()
+    for data in staging.read_stats():
+        if "fetch" in data:
+            fetch = fetch.merge(FetchStats.from_json(json.dumps(data["fetch"])))
+        boxes.update(data.get("boxes", {}))
     return {"fetch": json.loads(fetch.to_json()), "boxes": dict(boxes)}

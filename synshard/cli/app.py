@@ -5,12 +5,12 @@ import argparse
 import json
 import sys
 import traceback
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one readable line, not usage + error
+    def error(self, message: str) -> NoReturn:  # one readable line, not usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

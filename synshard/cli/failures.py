@@ -16,6 +16,11 @@ from synshard.errors import SynshardError
 
 DEBUG_ENV = "SYNSHARD_DEBUG"
 DEBUG_HINT = "run again with --debug (or SYNSHARD_DEBUG=1) for the traceback"
+# Modules of the optional extras (pyproject.toml) -> the extra that brings them. The core install
+# (numpy, pyarrow, fsspec, a PIL) reads releases; building, reports and the explorer need more.
+EXTRA_OF_MODULE = {"simplejpeg": "build", "ray": "build", "tqdm": "build", "aiohttp": "build",
+                   "protego": "build", "flask": "build", "plotly": "build", "yarl": "build",
+                   "s3fs": "s3", "torch": "torch", "PIL": "pillow"}
 
 
 def debug_wanted(args: argparse.Namespace | None = None) -> bool:
@@ -55,6 +60,12 @@ def failure_line(exc: BaseException, args: Any = None) -> str:
         if command in ("build", "demo") else "run the same command again"
     if isinstance(exc, SynshardError):
         return f"synshard: error: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        extra = EXTRA_OF_MODULE.get(exc.name.split(".")[0])
+        if extra is not None:
+            what = f"synshard {command}" if command else "this"
+            return (f"synshard: error: {what} needs the {extra} extra: "
+                    f"pip install 'synshard[{extra}]' (missing module {exc.name})")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         where = _where(exc, args)
         at = f" writing under {where}" if where else ""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synshard.release.external import Leakage, find_leakage
+if TYPE_CHECKING:  # the work needs the build extra (decoders): imported when it runs
+    from synshard.release.external import Leakage
 
 COLUMNS = ("distance", "eval_source", "release_key", "release_split", "release_source")
 
@@ -41,6 +42,8 @@ def _radius(text: str) -> int:
 
 
 def run_leakage(args: argparse.Namespace) -> int:
+    from synshard.release.external import find_leakage
+
     def progress(message: str) -> None:
         if not args.json:
             print(message, file=sys.stderr)

@@ -21,10 +21,8 @@ from synshard.synsets.consensus import METHODS, consensus
 from synshard.synsets.hierarchy import load_hierarchy
 from synshard.synsets.subsets import SUBSETS, load_subset
 from synshard.synsets.tree import counts_from_manifest, release_tree, render_tree
+from synshard.builder.decide.votes import read_votes
 from synshard.errors import SynshardError
-from synshard.shards.pyfiles import read_parquet
-
-VOTE_KEYS = ["image", "synset", "worker"]
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -116,27 +114,6 @@ def run_tree(args: argparse.Namespace) -> int:
     tree = release_tree(h, counts, root=args.wnid, depth=args.depth)
     print(json.dumps(tree, indent=1) if args.json else render_tree(tree))
     return 0
-
-
-def read_votes(uri: str) -> pa.Table:
-    """A votes table from Parquet or CSV; the key columns come dictionary-encoded (faster EM)."""
-    import fsspec
-
-    try:
-        with fsspec.open(uri, "rb") as f:
-            if uri.endswith(".csv") or uri.endswith(".csv.gz"):
-                types = {k: pa.dictionary(pa.int32(), pa.string()) for k in VOTE_KEYS}
-                opts = pacsv.ConvertOptions(column_types={**types, "vote": pa.string()})
-                return pacsv.read_csv(pa.BufferReader(f.read()), convert_options=opts,
-                                      read_options=pacsv.ReadOptions(use_threads=True))
-            schema_names = pq.read_schema(f).names
-            f.seek(0)
-            keys = [k for k in VOTE_KEYS if k in schema_names]
-            return read_parquet(f, read_dictionary=keys)
-    except FileNotFoundError as exc:
-        raise SynshardError(f"no votes table at {uri}") from exc
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SynshardError(f"unreadable votes table {uri}: {exc}") from exc
 
 
 def write_table(table: pa.Table, uri: str) -> None:

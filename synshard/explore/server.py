@@ -43,7 +43,7 @@ def create_app(release: Release) -> Flask:
     """The explorer's Flask app over an open release."""
     app = Flask(__name__)
     app.jinja_loader = DictLoader(TEMPLATES)
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's
     view = ReleaseView(release, load_hierarchy())
     thumbs = ThumbnailCache(view, THUMB_CACHE)
     app.extensions["synshard_view"] = view

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -124,7 +124,7 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
-def _table(header: list[str], rows: list[list[Any]], total: int | None = None) -> str:
+def _table(header: list[str], rows: Sequence[Sequence[Any]], total: int | None = None) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows[:MAX_ROWS]]
     n = len(rows) if total is None else total

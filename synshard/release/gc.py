@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from synshard.builder.journal import SHARDS_DIR
+from synshard.builder.staging import SHARDS_DIR
 from synshard.release.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
 from synshard.shards.index import INDEX_DIR
 from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, ShardEntry, join

@@ -16,7 +16,7 @@ def jpeg_thumbnail(data: bytes, side: int, quality: int = 80) -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.draft("RGB", (side, side))
-            im = im.convert("RGB")
+            im = im.convert("RGB")  # type: ignore[assignment]  # an Image, no longer a file
             im.thumbnail((side, side))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=quality)

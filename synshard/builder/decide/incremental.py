@@ -91,6 +91,7 @@ class Takedown:
     def _like(self, meta: pa.Table, reasons: list[str | None]) -> list[str | None]:
         from synshard.transforms.neardup_between import find_pairs_between
 
+        assert self.like is not None
         ours = meta["phash"].to_numpy(zero_copy_only=False)
         valid = ~pc.is_null(meta["phash"]).to_numpy(zero_copy_only=False)
         theirs = self.like["phash"].drop_null().to_numpy().astype(np.uint64)

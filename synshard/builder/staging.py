@@ -1,0 +1,128 @@
+"""The staging area of one build: its layout, its filesystem (held once), and the journal of
+what a killed build has already finished. Stages, assembly and commit are handed a `Staging`.
+
+    <release>/_staging/<sha256(fingerprint/files_per_task)[:16]>/
+        <wnid>/<hash>.parquet            staged records (image bytes), written by read tasks
+        _tasks/task-<NNNNNNNN>.parquet   a finished read task's metadata (the task's commit point)
+        _shards/<wnid>.json              a finished synset's shard entries
+        _stats/*.json                    fetch and boxes statistics
+
+A read task writes its staged files first and its metadata file last, in one PUT; a task with a
+metadata file is done and is never redone. Re-running a killed build (same inputs and options,
+so the same fingerprint and staging folder) redoes only tasks and synsets without a record, and
+since every file name is derived from content, redone work rewrites identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synshard.shards.layout import ShardEntry, join
+from synshard.shards.release import release_fs
+from synshard.shards.staging import read_staged, stage_batch
+from synshard.shards.pyfiles import read_parquet
+
+STAGING_DIR = "_staging"
+TASKS_DIR = "_tasks"
+SHARDS_DIR = "_shards"
+STATS_DIR = "_stats"
+
+
+@dataclass(frozen=True)
+class Staging:
+    """`path` (under the release `root`) on `fs`; picklable, so Ray tasks get it as it is."""
+
+    fs: Any
+    root: str  # the release's root, as `fs` names it
+    path: str  # this build's staging folder
+
+    @classmethod
+    def for_build(cls, out: str, storage_options: dict[str, Any], fingerprint: str,
+                  files_per_task: int) -> "Staging":
+        """Same inputs, options and task cut -> same folder (what a resumed build finds)."""
+        fs, root = release_fs(out, storage_options)
+        key = hashlib.sha256(f"{fingerprint}/{files_per_task}".encode()).hexdigest()
+        return cls(fs, root, join(root, f"{STAGING_DIR}/{key[:16]}"))
+
+    # --- staged records --------------------------------------------------------------------
+
+    def stage(self, transformed: pa.Table) -> pa.Table:
+        """Write a transformed batch's accepted records; returns every row's metadata."""
+        return stage_batch(transformed, self.fs, self.path)
+
+    def read_staged(self, paths: tuple[str, ...], keep: pa.Table) -> pa.Table:
+        return read_staged(self.fs, paths, keep)
+
+    # --- the journal -----------------------------------------------------------------------
+
+    def task_path(self, index: int) -> str:
+        return join(self.path, f"{TASKS_DIR}/task-{index:08d}.parquet")
+
+    def write_task_meta(self, index: int, meta: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(meta, buf, compression="zstd")
+        self.fs.makedirs(join(self.path, TASKS_DIR), exist_ok=True)
+        self.fs.pipe_file(self.task_path(index), buf.getvalue())
+
+    def finished_tasks(self) -> set[int]:
+        folder = join(self.path, TASKS_DIR)
+        if not self.fs.exists(folder):
+            return set()
+        names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
+        return {int(n[5:13]) for n in names if n.startswith("task-") and n.endswith(".parquet")}
+
+    def read_task_metas(self, count: int) -> list[pa.Table]:
+        out = []
+        for i in range(count):
+            with self.fs.open(self.task_path(i), "rb") as f:
+                out.append(read_parquet(f))
+        return out
+
+    def synset_path(self, synset: str) -> str:
+        return join(self.path, f"{SHARDS_DIR}/{synset}.json")
+
+    def write_synset_entries(self, synset: str, entries: list[ShardEntry]) -> None:
+        self.fs.makedirs(join(self.path, SHARDS_DIR), exist_ok=True)
+        data = json.dumps([e.to_dict() for e in entries], sort_keys=True).encode()
+        self.fs.pipe_file(self.synset_path(synset), data)
+
+    def read_synset_entries(self, synset: str) -> list[ShardEntry] | None:
+        path = self.synset_path(synset)
+        if not self.fs.exists(path):
+            return None
+        return [ShardEntry.from_dict(d) for d in json.loads(self.fs.cat_file(path))]
+
+    # --- statistics of the read stage ------------------------------------------------------
+
+    def write_stats(self, name: str, stats: dict[str, Any], uri: str) -> None:
+        tag = hashlib.sha256(uri.encode()).hexdigest()[:12]
+        self.fs.makedirs(join(self.path, STATS_DIR), exist_ok=True)
+        self.fs.pipe_file(join(self.path, f"{STATS_DIR}/{name}-{tag}.json"),
+                          json.dumps(stats).encode())
+
+    def read_stats(self) -> list[dict[str, Any]]:
+        folder = join(self.path, STATS_DIR)
+        if not self.fs.exists(folder):
+            return []
+        return [json.loads(self.fs.cat_file(p)) for p in sorted(self.fs.ls(folder, detail=False))]
+
+    # --- the end of a build ----------------------------------------------------------------
+
+    def clear(self) -> None:
+        if self.fs.exists(self.path):
+            self.fs.rm(self.path, recursive=True)
+
+    def remove_empty_parent(self) -> None:
+        """Drop `_staging/` once nothing is left in it (after the build lock is released)."""
+        parent = join(self.root, STAGING_DIR)
+        try:
+            if self.fs.exists(parent) and not self.fs.ls(parent):
+                self.fs.rmdir(parent)
+        except OSError:
+            pass  # another build's staging or lock is there: leave it

@@ -189,7 +189,8 @@ def load_toml(path: str) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
-    """`{"transform": {"quality": 85}, "out": ...}` -> `{"quality": 85, "out": ...}`, strictly."""
+    """`{"transform": {"quality": 85}, "out": ...}` -> `{"quality": 85, "out": ...}`, strictly:
+    unknown keys and values of the wrong type (checked now, as the file spells them) are errors."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = key.replace("-", "_")
@@ -199,10 +200,12 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
                 if sub not in _SECTIONS[key]:
                     raise ConfigError(f"{where}: unknown option {key}.{sub}")
                 name = f"fetch_{sub}" if key == "fetch" else sub
-                flat[name] = _checked(name, subvalue, f"{key}.{sub}", where)
+                _checked(name, subvalue, f"{key}.{sub}", where)  # the file's own value, now
+                flat[name] = subvalue
         elif key in _TOP_KEYS or key in _FETCH_KEYS or any(
                 key in keys for name, keys in _SECTIONS.items() if name != "fetch"):
-            flat[key] = _checked(key, value, key, where)
+            _checked(key, value, key, where)
+            flat[key] = value
         else:
             raise ConfigError(f"{where}: unknown option {key}")
     return flat

@@ -5,7 +5,9 @@ checked strictly with pydantic's `TypeAdapter` (strict mode: `"false"` is not a 
 an int, `true` not a number), so a TOML value of the wrong type is refused by name before any
 other check or work, instead of counting as true (`overwrite = "false"`) or failing later inside
 a Ray task. pydantic (already in the environment through Ray) is used for the checking itself:
-it covers `Literal`s, unions and tuples with exact, tested rules and messages.
+it covers `Literal`s, unions and tuples with exact, tested rules and messages. It is in the
+`build` extra and imported only when a value is checked, so the core install's reading commands
+(`info`, `get`, ...), which import the config through the API, never need it.
 
 TOML has arrays, not tuples: an array is accepted where a tuple is declared, and a lone string
 where a tuple of strings is (one source, one subtree). `resize` is a string (`shorter:256`) and
@@ -19,12 +21,9 @@ import typing
 from functools import lru_cache
 from typing import Any, Mapping
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
-
 from synshard.errors import SynshardError
 from synshard.transforms.options import ResizeSpec
 
-_STRICT = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 class ConfigTypeError(SynshardError):
@@ -59,6 +58,8 @@ def check_value(name: str, value: Any, declared: Any, shown: str | None = None) 
         return value  # the config builder turns it into None
     if name == "resize":
         declared = str  # what a file or a flag should have given
+    from pydantic import ValidationError  # the build extra's: reading commands never load it
+
     try:
         return _adapter(declared).validate_python(value)
     except ValidationError as exc:
@@ -92,8 +93,11 @@ def _toml_form(name: str, value: Any, declared: Any) -> Any:
 
 
 @lru_cache(maxsize=None)
-def _adapter(declared: Any) -> TypeAdapter:
-    return TypeAdapter(declared, config=_STRICT)
+def _adapter(declared: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    strict = ConfigDict(strict=True, arbitrary_types_allowed=True, allow_inf_nan=False)
+    return TypeAdapter(declared, config=strict)
 
 
 def _shown(value: Any) -> str:

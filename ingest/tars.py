@@ -20,7 +20,7 @@ import lzma
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, Literal
@@ -267,7 +267,8 @@ def lost_reason(start: int, stop: int) -> str:
     return f"bad tar: invalid header, bytes {start}-{stop} unreadable (read on after them)"
 
 
-def _member_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int):
+def _member_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int
+                 ) -> Generator[Row, None, bool]:
     """Rows of the members `tarfile` finds; returns whether it ended at a header (the end of the
     archive, or an invalid header), not inside a member or on a read error."""
     for info in _members(tf):

@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from synshard.config import BuildConfig, build_config, load_toml
 from synshard.shards.release import Release, open_release
 from synshard.shards.verify import Problem, verify_release
+
+if TYPE_CHECKING:  # Ray is imported only when a build runs
+    from synshard.builder.pipeline import BuildResult
 
 
 def make_config(sources: Sequence[str], out: str, config: str | None = None,
@@ -31,7 +34,7 @@ def make_config(sources: Sequence[str], out: str, config: str | None = None,
 
 
 def build(sources: Sequence[str] = (), out: str = "", config: str | None = None,
-          log: Callable[[str], None] = print, **options: Any):
+          log: Callable[[str], None] = print, **options: Any) -> BuildResult:
     """Build a release; returns a BuildResult (uri, noop, accounting, counts, stats)."""
     from synshard.builder.pipeline import run_build  # Ray is imported only when a build runs
 

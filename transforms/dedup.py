@@ -76,7 +76,8 @@ def _survivor_order(row: dict) -> tuple:
     return (_SPLIT_RANK.get(row["split"], 3), row["source"])
 
 
-def _settle_group(rows, opts, keep, dup_rows, conflicts, reasons) -> None:
+def _settle_group(rows: list[dict], opts: DedupOptions, keep: np.ndarray, dup_rows: list[dict],
+                  conflicts: list[int], reasons: list[str]) -> None:
     synsets = sorted({r["synset"] for r in rows})
     if len(synsets) == 1:
         _keep_one(rows, "exact", keep, dup_rows)

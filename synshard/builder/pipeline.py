@@ -26,7 +26,7 @@ from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions, decide
 from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
-from synshard.release.lock import build_lock
+from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.raysession import ray, ray_session, remote
 from synshard.builder.commit import check_existing, commit_release
 from synshard.builder.staging import Staging
@@ -63,8 +63,8 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
     return result
 
 
-def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float], lock,
-           log) -> BuildResult:
+def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float],
+           lock: BuildLock, log: Callable[[str], None]) -> BuildResult:
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
     with ray_session(cfg) as cluster:
@@ -89,7 +89,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log) -> pa.Table:
+def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None]
+           ) -> pa.Table:
     """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal."""
     done = staging.finished_tasks()
     todo = [i for i in range(len(tasks)) if i not in done]

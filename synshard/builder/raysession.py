@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 # Before Ray is imported: no usage statistics leave this machine, and Ray Data's own console
 # chatter (execution banners, progress-bar notices) gives way to our progress line.
@@ -67,6 +67,6 @@ def loopback_ray_init(**kwargs: Any) -> None:
         ray.init(address="local", **kwargs)
 
 
-def remote(fn, **options):
+def remote(fn: Callable[..., Any], **options: Any) -> Any:
     """`fn` as a Ray remote function (kept here so Ray stays at the edge)."""
     return ray.remote(**options)(fn) if options else ray.remote(fn)

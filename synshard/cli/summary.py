@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synshard.shards.release import Release
 
 
 
@@ -32,7 +35,7 @@ def print_summary(result: Any, detail: bool = False) -> None:
         _print_tables(open_release(result.uri))
 
 
-def _print_tables(release) -> None:
+def _print_tables(release: Release) -> None:
     for name, column in (("rejects", "reason"), ("duplicates", "kind")):
         table = release.read_table(name)
         print(f"  {name}: {table.num_rows}")
@@ -41,7 +44,7 @@ def _print_tables(release) -> None:
             print(f"    {row['source']}: {what}")
 
 
-def print_info(release) -> None:
+def print_info(release: Release) -> None:
     m = release.manifest
     print(f"release {m.name} (created {m.created}, synshard {m.tool_version})")
     print("  " + _accounting_line(m.accounting))

@@ -37,8 +37,7 @@ from synshard.shards.reader import shard_json
 from synshard.shards.release import Release, open_release, release_fs
 from synshard.shards.tables import HASH_SCHEMA, LEAKAGE_SCHEMA
 from synshard.errors import SynshardError
-from synshard.transforms.neardup import popcount64
-from synshard.transforms.neardup_between import find_pairs_between
+from synshard.transforms.neardup_between import near_pairs  # noqa: F401  (re-exported)
 from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
 from synshard.transforms.process import transform_batch
 
@@ -47,10 +46,6 @@ NO_SYNSET = "no synset"  # ingest's reason for a readable input that no folder o
 DEFAULT_RADIUS = DedupOptions().near_radius or 6
 # Options that change the hashed image (and so the phash); the rest only change encoded bytes.
 HASH_OPTIONS = ("resize", "upscale", "draft")
-# near_pairs: below this many comparisons (or above this radius) compare every pair.
-PAIRWISE_PAIRS = 200_000_000  # about 2 s at 1.1e8 pairs/s
-MAX_INDEXED_RADIUS = 8
-PAIRWISE_CELLS = 1 << 23  # distances held at once (int32: 32 MiB)
 
 
 Log = Callable[[str], None]
@@ -277,33 +272,6 @@ def leakage(release_uri: str, evalset_uri: str, radius: int | None = None,
             storage_options: dict | None = None) -> pa.Table:
     """LEAKAGE_SCHEMA pairs: eval images with near copies in the release (see `find_leakage`)."""
     return find_leakage(release_uri, evalset_uri, radius, storage_options).pairs
-
-
-def near_pairs(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-    """(i into a, j into b, dist) of every pair within `radius`, exactly, each once.
-
-    The multi-index search (transforms/neardup.py) is fastest at the radii it was tuned for
-    (default 6): 2,000 x 1M hashes at r=6 take 4 s against 18 s compared pairwise. An eval set
-    against a small release is quicker compared pairwise (about 1.1e8 pairs/s here), and so is a
-    wide radius, where the search's tables multiply (1,000 x 100k at r=16: 112 s vs under 1 s).
-    """
-    a, b = np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
-    if radius <= MAX_INDEXED_RADIUS and a.size * b.size > PAIRWISE_PAIRS:
-        return find_pairs_between(a, b, radius)
-    return _pairwise(a, b, radius)
-
-
-def _pairwise(a: np.ndarray, b: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-    """Every a x b distance, a few million at a time (memory bounded by PAIRWISE_CELLS)."""
-    step = max(1, PAIRWISE_CELLS // max(b.size, 1))
-    parts = [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32))]
-    for start in range(0, a.size, step):
-        block = a[start:start + step, None] ^ b[None, :]
-        dist = popcount64(block.ravel()).reshape(block.shape)
-        i, j = np.nonzero(dist <= radius)
-        parts.append((i + start, j, dist[i, j]))
-    i, j, d = (np.concatenate(p) for p in zip(*parts))
-    return i.astype(np.int64), j.astype(np.int64), d.astype(np.int32)
 
 
 def _u64(table: pa.Table) -> np.ndarray:

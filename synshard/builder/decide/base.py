@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from synshard.config import BuildConfig
 from synshard.builder.decide.incremental import BaseRelease, Takedown
-from synshard.transforms.neardup_between import find_pairs_between
+from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, DUPLICATE_SCHEMA, REMOVAL_SCHEMA
 
 
@@ -45,7 +45,7 @@ def against_base(new: pa.Table, base: pa.Table, cfg: BuildConfig) -> AgainstBase
         idx = np.flatnonzero(keep & pc.is_valid(new["phash"]).to_numpy(zero_copy_only=False))
         ours = new["phash"].to_numpy(zero_copy_only=False)[idx].astype(np.uint64)
         theirs = base["phash"].to_numpy(zero_copy_only=False).astype(np.uint64)
-        a, b, d = find_pairs_between(ours, theirs, radius)
+        a, b, d = near_pairs(ours, theirs, radius)
         for ai, bj, dist in sorted(zip(a.tolist(), b.tolist(), d.tolist()), key=lambda t: t[2]):
             i = int(idx[ai])
             row, other = new_rows[i], base_rows[bj]

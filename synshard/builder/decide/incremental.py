@@ -89,14 +89,14 @@ class Takedown:
         return np.array([r is not None for r in reasons], dtype=bool), reasons
 
     def _like(self, meta: pa.Table, reasons: list[str | None]) -> list[str | None]:
-        from synshard.transforms.neardup_between import find_pairs_between
+        from synshard.transforms.neardup_between import near_pairs
 
         assert self.like is not None
         ours = meta["phash"].to_numpy(zero_copy_only=False)
         valid = ~pc.is_null(meta["phash"]).to_numpy(zero_copy_only=False)
         theirs = self.like["phash"].drop_null().to_numpy().astype(np.uint64)
         idx = np.flatnonzero(valid)
-        i, j, d = find_pairs_between(ours[idx].astype(np.uint64), theirs, self.radius)
+        i, j, d = near_pairs(ours[idx].astype(np.uint64), theirs, self.radius)
         sources = self.like["source"].drop_null().to_pylist()
         for row, other, dist in zip(idx[i].tolist(), j.tolist(), d.tolist()):
             if reasons[row] is None:

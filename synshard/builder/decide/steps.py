@@ -18,7 +18,7 @@ from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
-from synshard.transforms.neardup_between import find_pairs_between
+from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
 from synshard.transforms.neardup_policy import near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
@@ -130,7 +130,7 @@ def _external_step(accepted: pa.Table, external: pa.Table | None, cfg: BuildConf
     radius = cfg.dedup.near_radius if cfg.dedup.near_radius is not None else 0
     theirs = external.filter(pc.is_valid(external["phash"]))
     ours = accepted["phash"].to_numpy(zero_copy_only=False).astype(np.uint64)
-    i, j, d = find_pairs_between(ours, theirs["phash"].to_numpy().astype(np.uint64), radius)
+    i, j, d = near_pairs(ours, theirs["phash"].to_numpy().astype(np.uint64), radius)
     reason: dict[int, str] = {}
     sources = theirs["source"].to_pylist()
     for a, b, dist in sorted(zip(i.tolist(), j.tolist(), d.tolist()), key=lambda t: t[2]):

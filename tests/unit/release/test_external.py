@@ -21,8 +21,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from synshard.cli import leakage as cmd_leakage
-
-from synshard.release import external
 from synshard.config import build_config
 from synshard.release.external import (
     HASH_SCHEMA,
@@ -337,18 +335,23 @@ _hashes = st.lists(st.integers(0, 2**64 - 1), max_size=30)
        st.booleans())
 def test_near_pairs_is_exact_both_ways(a, b, radius, flips, indexed):
     b = b + [x ^ sum(1 << f for f in set(flips)) for x in a[:3]] + a[:2]  # planted near/exact copies
-    old = external.PAIRWISE_PAIRS
-    external.PAIRWISE_PAIRS = -1 if indexed else 1 << 62
+    import synshard.transforms.neardup_between as between
+
+    old = between.PAIRWISE_PAIRS
+    between.PAIRWISE_PAIRS = -1 if indexed else 1 << 62
     try:
         i, j, d = near_pairs(np.array(a, np.uint64), np.array(b, np.uint64), radius)
     finally:
-        external.PAIRWISE_PAIRS = old
+        between.PAIRWISE_PAIRS = old
     got = list(zip(i.tolist(), j.tolist(), d.tolist()))
     assert len(got) == len(set(got)) and set(got) == _reference(a, b, radius)
+    assert got == sorted(got)  # the same order whichever way: callers' tie-breaks do not move
 
 
 def test_pairwise_chunks_cover_every_row(monkeypatch):
-    monkeypatch.setattr(external, "PAIRWISE_CELLS", 7)  # 1 eval row per chunk
+    import synshard.transforms.neardup_between as between
+
+    monkeypatch.setattr(between, "PAIRWISE_CELLS", 7)  # 1 eval row per chunk
     a = np.arange(20, dtype=np.uint64)
     i, j, d = near_pairs(a, a[::-1].copy(), 0)
     assert sorted(zip(i.tolist(), j.tolist())) == [(k, 19 - k) for k in range(20)]

@@ -106,7 +106,9 @@ def read_files(
     return drain(batcher, tables)
 
 
-def _file_tables(fs, root, root_uri, files, sizes, labels, max_bytes, batcher):
+def _file_tables(fs: AbstractFileSystem, root: str, root_uri: str, files: Sequence[str],
+                 sizes: Sequence[int], labels: Labels | None, max_bytes: int, batcher: Batcher
+                 ) -> Iterator[pa.Table | None]:
     """One `batcher.add` per file (a table whenever a batch fills), reading a group at a time."""
     base, base_uri = root.rstrip("/"), root_uri.rstrip("/")
     for group in _groups(list(zip(files, sizes, strict=True))):

@@ -54,7 +54,8 @@ def _segments(entries: list[Entry], gaps: list[Gap]) -> list[tuple[list[Entry], 
     return out + [(rest, None)]
 
 
-def _cut(f, base: ReadTask, entries: list[Entry], remaining, files_per_task) -> list[ReadTask]:
+def _cut(f: IO[bytes], base: ReadTask, entries: list[Entry], remaining: int | None,
+         files_per_task: int) -> list[ReadTask]:
     """Runs of up to `files_per_task` plain members, and one task per inner tar between them."""
     tasks: list[ReadTask] = []
     run: list[Entry] = []
@@ -85,7 +86,7 @@ def _cut(f, base: ReadTask, entries: list[Entry], remaining, files_per_task) -> 
     return tasks
 
 
-def _inner_task(f, base: ReadTask, entry: Entry, remaining: int | None) -> ReadTask:
+def _inner_task(f: IO[bytes], base: ReadTask, entry: Entry, remaining: int | None) -> ReadTask:
     """The task reading one inner tar in place by a ranged read of `[data_offset, +size)`."""
     task = replace(
         base,

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 import traceback
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 
 
@@ -163,7 +163,7 @@ BUILD_EXIT_STATUS = (
     "rejected or a duplicate: the release holds the reasons)")
 
 
-def nothing_accepted(result) -> str:
+def nothing_accepted(result: Any) -> str:
     """The loud line for a build that accepted nothing: what happened, where to read why."""
     acc = result.accounting
     if not acc.get("inputs"):

@@ -49,7 +49,9 @@ class FetchOptions:
     respect_robots_txt: bool = True
     respect_x_robots_tag: bool = True  # X-Robots-Tag: noai / noimageai
     robots_ttl: float = 86_400.0  # seconds a fetched robots.txt stays cached (RFC 9309: 24 h)
-    allow_private_network: bool = False  # True: no SSRF guard on destinations (schemes still are)
+    # True: private, loopback and reserved destinations allowed (schemes, link-local and cloud
+    # metadata addresses still refused, see `netguard`)
+    allow_private_network: bool = False
     allowed_networks: tuple[str, ...] = field(default=())  # CIDRs allowed despite the guard
 
     def __post_init__(self) -> None:
@@ -73,7 +75,7 @@ class FetchOptions:
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
-                raise SynshardError(f"bad allowed network {cidr!r}: {exc}") from None
+                raise SynshardError(f"bad allowed_networks entry {cidr!r}: {exc}") from None
 
 
 @dataclass

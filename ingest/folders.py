@@ -1,6 +1,9 @@
 """Folder sources: list a tree once at planning time, read its files in batches on workers.
 
-Every regular file under the root is an input (a tar among them is planned as a tar source
+Every file under the root is an input, symbolic links and special files included: a link that
+resolves to a file inside the root is followed, any other link (out of the root, to a folder, to
+nothing) and a special file (FIFO, socket, device) is a rejected row with its reason, never read.
+Every regular file (a tar among them is planned as a tar source
 standing for the folder of its stem, see `sources`); its path relative to the root gives the synset
 and the split (`layout.locate`), else the labels file does, else it is rejected as `no synset`.
 Reads go through `fs.cat_ranges`, which fetches a batch concurrently on object stores (S3) and
@@ -9,11 +12,14 @@ does not expand glob characters in file names, unlike `fs.cat`.
 
 from __future__ import annotations
 
+import os
+import stat as stat_mode
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 from .candidates import MAX_BYTES, MAX_ROWS, Batcher, drain
 from .labels import Labels, lookup
@@ -29,6 +35,7 @@ class Listed:
     rel: str
     size: int
     stamp: str
+    reason: str | None = None  # why it is not read (see `entry_reason`); None: a file to read
 
 
 def stamp(info: dict) -> str:
@@ -43,15 +50,38 @@ def stamp(info: dict) -> str:
 def list_folder(
     fs: AbstractFileSystem, root: str, skip: frozenset[str] = frozenset()
 ) -> list[Listed]:
-    """Every file under `root`, sorted by relative path, but those in `skip` (a labels file)."""
+    """Every file under `root` (links and special files too), sorted by relative path, but those
+    in `skip` (a labels file)."""
     root = root.rstrip("/")
     found = fs.find(root, withdirs=False, detail=True)
     listed = [
-        Listed(path[len(root) :].lstrip("/"), int(info.get("size") or 0), stamp(info))
+        Listed(path[len(root) :].lstrip("/"), int(info.get("size") or 0), stamp(info),
+               entry_reason(fs, root, path))
         for path, info in found.items()
-        if info.get("type", "file") == "file" and path.rstrip("/") not in skip
+        if info.get("type", "file") != "directory" and path.rstrip("/") not in skip
     ]
     return sorted(listed, key=lambda item: item.rel)
+
+
+def entry_reason(fs: AbstractFileSystem, root: str, path: str) -> str | None:
+    """Why the entry at `path` under `root` is not read, or None (a regular file, or a link that
+    resolves to one inside the root). Only local folders have links and special files."""
+    if not isinstance(fs, LocalFileSystem):
+        return None
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # gone: reading it reports the error
+    if stat_mode.S_ISREG(mode):
+        return None
+    if not stat_mode.S_ISLNK(mode):
+        return "special file"
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        return "link outside the source root"
+    if not os.path.isfile(real):
+        return "link to a folder or to nothing"
+    return None
 
 
 def file_origin(rel: str, labels: Labels | None) -> tuple[str | None, str | None]:
@@ -76,15 +106,19 @@ def read_files(
     return drain(batcher, tables)
 
 
-def _file_tables(fs, root, root_uri, files, sizes, labels, max_bytes, batcher):
+def _file_tables(fs: AbstractFileSystem, root: str, root_uri: str, files: Sequence[str],
+                 sizes: Sequence[int], labels: Labels | None, max_bytes: int, batcher: Batcher
+                 ) -> Iterator[pa.Table | None]:
     """One `batcher.add` per file (a table whenever a batch fills), reading a group at a time."""
     base, base_uri = root.rstrip("/"), root_uri.rstrip("/")
     for group in _groups(list(zip(files, sizes, strict=True))):
-        wanted = [rel for rel, size in group if size <= max_bytes]
+        refused = {rel: entry_reason(fs, base, f"{base}/{rel}") for rel, _ in group}
+        wanted = [rel for rel, size in group if size <= max_bytes and not refused[rel]]
         fetched = dict(zip(wanted, _fetch(fs, [f"{base}/{rel}" for rel in wanted]), strict=True))
         for rel, size in group:
             synset, split = file_origin(rel, labels)
-            data, reason = _checked(fetched.get(rel), size, max_bytes)
+            data, reason = (None, refused[rel]) if refused[rel] else _checked(
+                fetched.get(rel), size, max_bytes)
             reason = reason or (None if synset else "no synset")
             yield batcher.add(f"{base_uri}/{rel}", synset, split, data, reason)
 

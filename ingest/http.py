@@ -401,7 +401,8 @@ def _candidates(
 ) -> pa.Table:
     n = urls.num_rows
     rows = _column(urls, "row", n).to_pylist()
-    sources = [u or f"(no url: row {r})" for u, r in zip(wanted, rows)]
+    sources = [u or (f"(no url: row {r})" if r is not None else "(unreadable row)")
+               for u, r in zip(wanted, rows)]
     bboxes = _column(urls, "bboxes", n) if "bboxes" in urls.column_names else pa.nulls(n)
     columns = {
         "source": pa.array(sources, pa.string()),

@@ -12,8 +12,9 @@ import tarfile
 from collections.abc import Sequence
 from typing import Literal
 
+from synshard.transforms.schema import SPLITS
+
 WNID_RE = re.compile(r"^[nN]\d{8}$")
-SPLITS = ("train", "val", "test")
 Compression = Literal["gz", "bz2", "xz"]
 
 # Longest suffix first: `.tar.gz` must win over a bare `.gz` check elsewhere.

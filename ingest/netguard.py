@@ -11,6 +11,11 @@ an internal service must not be fetched from inside the cluster. The guard works
   with `BlockedAddressError` before any connection is attempted.
 
 The fetcher applies the URL check again after every redirect.
+
+Opening the guard for an internal mirror (`allow_private_network`, or `allowed_networks` CIDRs)
+never opens the link-local ranges and the cloud metadata addresses (`169.254.169.254` and kin):
+those stay refused unless an allowed network inside their own range lists them explicitly
+(`169.254.169.254/32` does, `0.0.0.0/0` does not).
 """
 from __future__ import annotations
 
@@ -25,6 +30,17 @@ from yarl import URL
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOWED_SCHEMES = ("http", "https")
+# Ranges that no blanket opt-in opens: (category, range). Metadata first: it is also link-local.
+SENSITIVE: tuple[tuple[str, Network], ...] = tuple(
+    (name, ipaddress.ip_network(cidr)) for name, cidr in (
+        ("metadata", "169.254.169.254/32"),  # AWS, GCP, Azure, OpenStack instance metadata
+        ("metadata", "169.254.170.2/32"),  # AWS ECS task metadata
+        ("metadata", "fd00:ec2::254/128"),  # AWS IPv6 instance metadata
+        ("metadata", "100.100.100.200/32"),  # Alibaba Cloud instance metadata
+        ("link-local", "169.254.0.0/16"),
+        ("link-local", "fe80::/10"),
+    )
+)
 
 
 class BlockedError(OSError):
@@ -61,6 +77,11 @@ def address_category(ip: IPAddress) -> str | None:
     return None
 
 
+def sensitive_range(ip: IPAddress) -> tuple[str, Network] | None:
+    """(`metadata` or `link-local`, its range) when `ip` lies in one that no opt-in opens."""
+    return next(((name, net) for name, net in SENSITIVE if ip in net), None)
+
+
 class Guard:
     """The guard's policy: refuse non-public addresses unless opted out or explicitly allowed."""
 
@@ -84,6 +105,14 @@ class Guard:
             ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
         except ValueError:
             return "blocked: bad address"
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        sensitive = sensitive_range(ip)
+        if sensitive is not None:
+            name, span = sensitive
+            listed = any(ip in net and net.subnet_of(span) for net in self.allowed  # type: ignore[arg-type]
+                         if net.version == span.version)
+            return None if listed else f"blocked: {name} address"
         if self.allow_private_network or any(ip in net for net in self.allowed):
             return None
         category = address_category(ip)

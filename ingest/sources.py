@@ -110,7 +110,8 @@ def _plan_labels(planner: _Planner, labels: str | None, options: Mapping) -> dic
     return {_protocol(fs): frozenset({path.rstrip("/")})}
 
 
-def _plan_one(planner, uri: str, fs, path: str, info: dict, skip: frozenset) -> None:
+def _plan_one(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str, info: dict,
+              skip: frozenset) -> None:
     """Plan one source by its kind: folder, tar, or a single file."""
     if info.get("type") == "directory":
         _plan_folder(planner, uri, fs, path, skip)
@@ -127,7 +128,8 @@ def _plan_one(planner, uri: str, fs, path: str, info: dict, skip: frozenset) -> 
     _consume(planner, 1)
 
 
-def _plan_tar(planner: _Planner, uri: str, fs, path: str, prefix: str = "") -> None:
+def _plan_tar(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str,
+              prefix: str = "") -> None:
     """Scan a tar's headers (or, with a limit, count a compressed one) into read tasks."""
     base = ReadTask(uri, kind="tar", labels=planner.labels, prefix=prefix)
     try:
@@ -139,7 +141,8 @@ def _plan_tar(planner: _Planner, uri: str, fs, path: str, prefix: str = "") -> N
     _consume(planner, sum(t.count or 0 for t in tasks))
 
 
-def _plan_folder(planner: _Planner, uri: str, fs, path: str, skip: frozenset) -> None:
+def _plan_folder(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str,
+                 skip: frozenset) -> None:
     """Files in path order, `files_per_task` to a task (the first `remaining` with a limit).
 
     A tar in the folder (say `train/n01440764.tar`, from unpacking ImageNet's training tar once)
@@ -150,7 +153,7 @@ def _plan_folder(planner: _Planner, uri: str, fs, path: str, skip: frozenset) ->
         if planner.remaining == 0:
             break
         planner.note(f"{uri}/{item.rel}", item.size, item.stamp)
-        if tar_kind(item.rel)[0]:
+        if tar_kind(item.rel)[0] and item.reason is None:
             _flush_files(planner, uri, run)
             full = f"{path.rstrip('/')}/{item.rel}"
             _plan_tar(planner, f"{uri}/{item.rel}", fs, full, tar_stem(item.rel))

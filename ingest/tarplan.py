@@ -7,11 +7,11 @@ for a limit meant for samples is small), so the plan keeps exactly the first N i
 
 from __future__ import annotations
 
-import tarfile
 from dataclasses import replace
 from typing import IO
 
-from .tars import Entry, Window, compression_of, count_rows, open_rows, scan_entries, task_scope
+from .tars import (Entry, Gap, Window, compression_of, count_rows, open_rows, scan_entries,
+                   task_scope)
 from .tasks import ReadTask
 
 _COUNT_MAX_BYTES = 64 << 20  # any limit gives the same row count: every input is one row
@@ -31,16 +31,31 @@ def plan_tar(
     scanned = scan_entries(f)
     if scanned is None:  # not a tar at all: reading it yields its one `bad tar` row
         return [replace(base, start=0, count=1)]
-    entries, broken_at = scanned
-    tasks = _cut(f, base, entries, remaining, files_per_task)
-    used = sum(t.count or 0 for t in tasks)
-    if broken_at is not None and (remaining is None or used < remaining):
-        # reading from there finds no member: the reader reports the rest as one `bad tar` row
-        tasks.append(replace(base, start=broken_at, count=1, length=tarfile.BLOCKSIZE))
+    entries, gaps = scanned
+    tasks: list[ReadTask] = []
+    for segment, gap in _segments(entries, gaps):
+        cut = _cut(f, base, segment, remaining, files_per_task)
+        tasks += cut
+        remaining = None if remaining is None else remaining - sum(t.count or 0 for t in cut)
+        if gap is not None and (remaining is None or remaining > 0):
+            tasks.append(replace(base, start=gap.start, length=gap.stop - gap.start, count=1,
+                                 gap=True))  # one `bad tar` row with the lost byte range
+            remaining = None if remaining is None else remaining - 1
     return tasks
 
 
-def _cut(f, base: ReadTask, entries: list[Entry], remaining, files_per_task) -> list[ReadTask]:
+def _segments(entries: list[Entry], gaps: list[Gap]) -> list[tuple[list[Entry], Gap | None]]:
+    """The entries between lost stretches, each with the gap that ends it (None: the last)."""
+    out: list[tuple[list[Entry], Gap | None]] = []
+    rest = entries
+    for gap in gaps:
+        out.append(([e for e in rest if e.offset < gap.start], gap))
+        rest = [e for e in rest if e.offset >= gap.stop]
+    return out + [(rest, None)]
+
+
+def _cut(f: IO[bytes], base: ReadTask, entries: list[Entry], remaining: int | None,
+         files_per_task: int) -> list[ReadTask]:
     """Runs of up to `files_per_task` plain members, and one task per inner tar between them."""
     tasks: list[ReadTask] = []
     run: list[Entry] = []
@@ -71,7 +86,7 @@ def _cut(f, base: ReadTask, entries: list[Entry], remaining, files_per_task) -> 
     return tasks
 
 
-def _inner_task(f, base: ReadTask, entry: Entry, remaining: int | None) -> ReadTask:
+def _inner_task(f: IO[bytes], base: ReadTask, entry: Entry, remaining: int | None) -> ReadTask:
     """The task reading one inner tar in place by a ranged read of `[data_offset, +size)`."""
     task = replace(
         base,

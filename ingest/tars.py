@@ -7,17 +7,21 @@ with ranged reads. Compressed tars cannot be entered in the middle: one streamed
 nested tars are opened as streams within the stream.
 
 Hostile members become rows with a reason: `unsafe path`, `link member`, `special file`,
-`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row.
+`too large: N bytes`; an archive that cannot be read on becomes a `bad tar: ...` row. The
+stretch from an invalid header to the next valid one (found at 512-byte steps, as GNU tar's
+"skipping to next header") is one `bad tar` row with its byte range, and the members after it are
+read: planned around in an uncompressed tar, read on in a stream or an inner tar.
 """
 
 from __future__ import annotations
 
 import io
 import lzma
+import re
 import tarfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, Literal
 
@@ -85,28 +89,84 @@ class Entry:
     size: int
 
 
-def scan_entries(f: IO[bytes]) -> tuple[list[Entry], int | None] | None:
-    """(inputs in archive order, offset where the archive breaks or None), from headers only;
-    None when `f` is not a tar at all.
+@dataclass(frozen=True)
+class Gap:
+    """Bytes `[start, stop)` of a tar lost to an invalid header: from it to the next valid one."""
 
-    `tarfile` ends iteration quietly at an invalid header after the first; the scan notes where,
-    so the plan can turn the unreadable rest into a `bad tar` row instead of dropping it.
+    start: int
+    stop: int
+
+
+def scan_entries(f: IO[bytes]) -> tuple[list[Entry], list[Gap]] | None:
+    """(inputs in archive order, stretches lost to invalid headers), from headers only; None when
+    `f` is not a tar at all.
+
+    `tarfile` ends iteration quietly at an invalid header after the first. Like GNU tar
+    ("skipping to next header"), the scan then looks for the next valid header at 512-byte steps
+    and reads on from there; the lost stretch is one `Gap`, so nothing after it is dropped.
     """
-    try:
-        tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below; `f` stays open)
-    except TAR_ERRORS:
-        return None
+    entries: list[Entry] = []
+    gaps: list[Gap] = []
+    start = 0
+    while True:
+        f.seek(start)
+        try:
+            tf = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 (closed below; `f` stays open)
+        except TAR_ERRORS:
+            if start == 0:
+                return None
+            stop = start  # a valid first block whose follow-up header (a long name) is not
+        else:
+            with tf:
+                entries += _scan(tf)
+                stop = tf.offset
+        f.seek(stop)
+        if not f.read(tarfile.BLOCKSIZE).strip(b"\0"):
+            return entries, gaps  # end-of-archive zeros, or the end of the file: intact
+        start = next_header(f, stop)
+        gaps.append(Gap(stop, start if start is not None else f.seek(0, io.SEEK_END)))
+        if start is None:
+            return entries, gaps
+
+
+def _scan(tf: tarfile.TarFile) -> list[Entry]:
     entries = []
-    with tf:
-        for info in _members(tf):
-            if isinstance(info, Exception):
-                break  # a truncated tar ends here too: only bytes that follow make it broken
-            if is_input(info):
-                inner = is_inner_tar(info)
-                entries.append(Entry(info.offset, info.name, inner, info.offset_data, info.size))
-        f.seek(tf.offset)
-        after = f.read(tarfile.BLOCKSIZE)  # end-of-archive zeros, or nothing, when intact
-    return entries, (tf.offset if after.strip(b"\0") else None)
+    for info in _members(tf):
+        if isinstance(info, Exception):
+            break  # a truncated tar ends here too: only bytes that follow make it broken
+        if is_input(info):
+            inner = is_inner_tar(info)
+            entries.append(Entry(info.offset, info.name, inner, info.offset_data, info.size))
+    return entries
+
+
+_CHKSUM = re.compile(rb"[0-7 \0]{8}")  # a header's checksum field: octal digits, space, NUL
+_SCAN_CHUNK = 1 << 20
+
+
+def next_header(f: IO[bytes], offset: int) -> int | None:
+    """Offset of the first valid tar header after the block at `offset`, at 512-byte steps; None
+    when the file ends first."""
+    pos = offset + tarfile.BLOCKSIZE
+    f.seek(pos)
+    while len(chunk := f.read(_SCAN_CHUNK)) >= tarfile.BLOCKSIZE:
+        for i in range(0, len(chunk) - tarfile.BLOCKSIZE + 1, tarfile.BLOCKSIZE):
+            if is_header(chunk[i:i + tarfile.BLOCKSIZE]):
+                return pos + i
+        pos += len(chunk) - len(chunk) % tarfile.BLOCKSIZE
+        f.seek(pos)
+    return None
+
+
+def is_header(block: bytes) -> bool:
+    """Whether a 512-byte block is a tar header with a correct checksum."""
+    if not _CHKSUM.fullmatch(block[148:156]) or not block.strip(b"\0"):
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
@@ -123,11 +183,43 @@ def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
         yield info
 
 
+class _Probe(tarfile.TarInfo):
+    """A TarInfo that notes on its archive where an invalid header (not the end-of-archive zeros)
+    stopped it: `tarfile` ends iteration quietly at both."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        offset = tarfile_.offset
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.InvalidHeaderError:
+            tarfile_.invalid_at = offset  # type: ignore[attr-defined]
+            raise
+
+
+class _Chain(io.RawIOBase):
+    """One header block found by a resynchronising scan, then the rest of a stream."""
+
+    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._first, self._rest = first, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self._first:
+            return self._rest.read(size)
+        size = len(self._first) if size is None or size < 0 else size
+        out, self._first = self._first[:size], self._first[size:]
+        return out
+
+
 def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: int) -> Iterator[Row]:
     """Rows of the archive at `f`'s position: seekable when uncompressed, else streamed."""
     mode = "r:" if compression is None else "r|*"
     try:
-        tf = tarfile.open(fileobj=f, mode=mode)  # noqa: SIM115 (closed below; `f` stays open)
+        tf = tarfile.open(fileobj=f, mode=mode, tarinfo=_Probe)  # noqa: SIM115 (closed below)
     except TAR_ERRORS as exc:
         yield _bad(scope, exc)
         return
@@ -135,24 +227,67 @@ def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: in
         yield from tar_rows(tf, scope, max_bytes)
 
 
-def tar_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int) -> Iterator[Row]:
-    """One row per input member of `tf`, in archive order; directories are not inputs."""
+def tar_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int, base: int = 0) -> Iterator[Row]:
+    """One row per input member of `tf`, in archive order; directories are not inputs. After an
+    invalid header the archive is read on from the next valid one (`base`: where `tf` starts)."""
+    ended = yield from _member_rows(tf, scope, max_bytes)
+    invalid_at = getattr(tf, "invalid_at", None)
+    if ended and invalid_at is not None:
+        yield from _read_on(tf, scope, max_bytes, base, invalid_at)
+
+
+def _read_on(tf: tarfile.TarFile, scope: Scope, max_bytes: int, base: int, invalid_at: int
+             ) -> Iterator[Row]:
+    """The stretch from the invalid header to the next valid one as one row, then the rest, read
+    forward from where `tarfile` stopped (this works on streams too)."""
+    stop, block = invalid_at + tarfile.BLOCKSIZE, None
+    try:
+        while len(chunk := tf.fileobj.read(tarfile.BLOCKSIZE)) == tarfile.BLOCKSIZE:
+            if is_header(chunk):
+                block = chunk
+                break
+            stop += tarfile.BLOCKSIZE
+    except TAR_ERRORS as exc:
+        yield _bad(scope, exc)
+        return
+    yield (scope.source, scope.folders + ("",), None, lost_reason(base + invalid_at, base + stop))
+    if block is None:
+        return
+    try:
+        rest = tarfile.open(fileobj=_Chain(block, tf.fileobj), mode="r|", tarinfo=_Probe)
+    except TAR_ERRORS as exc:
+        yield _bad(scope, exc)
+        return
+    with rest:
+        yield from tar_rows(rest, replace(scope, streamed=True), max_bytes, base + stop)
+
+
+def lost_reason(start: int, stop: int) -> str:
+    """The reason of the row standing for bytes lost to an invalid tar header."""
+    return f"bad tar: invalid header, bytes {start}-{stop} unreadable (read on after them)"
+
+
+def _member_rows(tf: tarfile.TarFile, scope: Scope, max_bytes: int
+                 ) -> Generator[Row, None, bool]:
+    """Rows of the members `tarfile` finds; returns whether it ended at a header (the end of the
+    archive, or an invalid header), not inside a member or on a read error."""
     for info in _members(tf):
         if isinstance(info, Exception):
             yield _bad(scope, info)
-            return
+            return False
         if not is_input(info):
             continue
         if is_inner_tar(info) and scope.nested != "plain":
             if scope.nested == "skip":
                 continue  # planned as its own ranged read task
             if not (yield from _nested_rows(tf, info, scope, max_bytes)):
-                return
+                return False
             continue
         row, intact = _member_row(tf, info, scope, max_bytes)
         yield row
         if not intact:
-            return  # the stream ended inside this member: nothing follows
+            return False  # the stream ended inside this member: nothing follows
+    return True
 
 
 def _member_row(
@@ -254,6 +389,10 @@ def read_tar(
 ) -> Iterator[pa.Table]:
     """Candidate batches of one tar task, from an open seekable file of its `uri`."""
     scope = task_scope(task)
+    if task.gap:
+        end = task.start + (task.length or 0)
+        row = (scope.source, scope.folders + ("",), None, lost_reason(task.start, end))
+        return rows_to_tables(iter([row]), None, 1)
     if task.inner is not None:
         src: IO[bytes] = Window(f, task.start, task.length or 0)  # type: ignore[assignment]
     else:

@@ -38,6 +38,7 @@ class ReadTask:
     count: int | None = None
     labels: str | None = None  # labels file URI, read once per worker process
     prefix: str = ""  # a tar inside a folder source acts as a folder: its path, sans `.tar`
+    gap: bool = False  # tar: `[start, start + length)` is lost to an invalid header (one reject)
 
     @property
     def order(self) -> tuple[str, int]:

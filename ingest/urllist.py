@@ -2,24 +2,28 @@
 
 Columns out (`URLLIST_SCHEMA`): `url`, `synset`, `split`, `id`, `license`, `attribution` (strings
 or null), `bboxes` (boxes `[x0, y0, x1, y1]` in source pixels, or null), `reason` (null, or why the
-row cannot be fetched: `no url`, `bad bboxes: ...`, `bad csv row ...`, `bad json line ...`) and
-`row` (the record's position in the list, 0-based; null for CSV rows too malformed to count).
+row cannot be fetched, with its line: `no url (line 4)`, `bad bboxes: ...`, `bad split ...`,
+`bad csv row (line 7): not UTF-8 text`, `bad json line ...`) and `row` (the record's position
+in the list, 0-based; null for rows too malformed to count).
 Bad rows are kept with their reason, never dropped, so the build can account for every line.
 In Parquet `bboxes` is a list of lists; in CSV and JSONL a JSON array string (JSONL may also give
 the array itself). A column named `bbox` is accepted for `bboxes`, and a single flat box for a list.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
 import fsspec
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from synshard.transforms.errors import SynshardError
+from synshard.transforms.schema import SPLITS, split_name
 
 TEXT_COLUMNS = ("url", "synset", "split", "id", "license", "attribution")
 BBOXES_TYPE = pa.list_(pa.list_(pa.float32(), 4))
@@ -33,7 +37,6 @@ URLLIST_SCHEMA = pa.schema(
 )
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
 Columns = dict[str, list[Any]]
-Bad = list[str]  # reasons of rows that could not even be split into columns
 
 
 def list_format(uri: str) -> str:
@@ -56,73 +59,134 @@ _SUFFIXES = {
 
 
 def read_url_list(uri: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
-    """Read a URL list into `URLLIST_SCHEMA` rows, one per record, bad records included."""
+    """Read a URL list into `URLLIST_SCHEMA` rows, one per record, bad records included.
+
+    A bad record (undecodable bytes, wrong column count, bad JSON, a bad `split`...) is a row with
+    a reason naming its line; a header that names a column twice refuses the whole list.
+    """
     fmt = list_format(uri)
     reader = _READERS[fmt]
     try:
         with fsspec.open(uri, "rb", compression="infer", **(storage_options or {})) as f:
-            columns, bad = reader(f)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            records = reader(f)
+    except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
         raise SynshardError(f"{uri}: unreadable {fmt} URL list: {exc}") from None
     except FileNotFoundError:
         raise SynshardError(f"{uri}: no such URL list") from None
-    if "url" not in columns:
+    except _BadHeader as exc:
+        raise SynshardError(f"{uri}: {exc}: fix the header of the URL list") from None
+    if "url" not in records.columns:
         raise SynshardError(f"{uri}: URL list has no `url` column")
-    return _normalise(columns, bad)
+    return _normalise(records)
 
 
-def _read_parquet(f: IO[bytes]) -> tuple[Columns, Bad]:
-    return pq.read_table(f).to_pydict(), []
+@dataclass
+class _Records:
+    columns: Columns  # name -> one value per good record
+    where: list[str]  # per good record: `line N` (text lists) or `row N` (Parquet)
+    bad: list[str] = field(default_factory=list)  # reasons of records not even split into columns
 
 
-def _read_csv(f: IO[bytes], delimiter: str = ",") -> tuple[Columns, Bad]:
-    bad: Bad = []
-
-    def keep(row: Any) -> str:
-        line = f" (line {row.number})" if row.number is not None else ""
-        bad.append(f"bad csv row{line}: expected {row.expected_columns} columns, "
-                   f"got {row.actual_columns}")
-        return "skip"
-
-    table = pacsv.read_csv(
-        f,
-        read_options=pacsv.ReadOptions(use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=keep
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in (*TEXT_COLUMNS, "bboxes", "bbox")},
-            strings_can_be_null=True,
-        ),
-    )
-    return table.to_pydict(), bad
+class _BadHeader(Exception):
+    """The list's column names are unusable (a name given twice, undecodable bytes)."""
 
 
-def _read_tsv(f: IO[bytes]) -> tuple[Columns, Bad]:
+def _unique_names(names: list[str]) -> list[str]:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _BadHeader(f"column {twice[0]!r} is named twice in ({', '.join(names)})")
+    return names
+
+
+def _read_parquet(f: IO[bytes]) -> _Records:
+    parquet = pq.ParquetFile(f)
+    _unique_names(parquet.schema_arrow.names)
+    table = parquet.read()
+    return _Records(table.to_pydict(), [f"row {i}" for i in range(table.num_rows)])
+
+
+def _read_csv(f: IO[bytes], delimiter: str = ",") -> _Records:
+    """The stdlib `csv` reader (it tells each record's line); bytes that are not UTF-8 make the
+    record bad, not the list. Empty fields are null."""
+    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    header = next(reader, [])
+    if not _is_text(header):
+        raise _BadHeader("the header is not UTF-8 text")
+    names = _unique_names([name.strip() for name in header])
+    out = _Records({name: [] for name in names}, [])
+    done = 0  # lines consumed before the current record
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            out.bad.append(f"bad csv row (line {done + 1}): {exc}")
+            done = reader.line_num
+            continue
+        line, done = done + 1, reader.line_num
+        if not row:
+            continue  # a blank line is not a record
+        if len(row) != len(names):
+            out.bad.append(f"bad csv row (line {line}): expected {len(names)} columns, "
+                           f"got {len(row)}")
+        elif not _is_text(row):
+            out.bad.append(f"bad csv row (line {line}): not UTF-8 text")
+        else:
+            for name, value in zip(names, row):
+                out.columns[name].append(value or None)
+            out.where.append(f"line {line}")
+    return out
+
+
+def _is_text(values: list[str]) -> bool:
+    """False when a value holds undecodable bytes (kept as lone surrogates by the reader)."""
+    try:
+        "".join(values).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _read_tsv(f: IO[bytes]) -> _Records:
     return _read_csv(f, delimiter="\t")
 
 
-def _read_jsonl(f: IO[bytes]) -> tuple[Columns, Bad]:
+def _read_jsonl(f: IO[bytes]) -> _Records:
     """One JSON object per line; blank lines are skipped, others that fail become bad rows."""
     records: list[dict[str, Any]] = []
-    bad: Bad = []
+    out = _Records({}, [])
     for number, line in enumerate(f, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_object)
         except ValueError as exc:
-            bad.append(f"bad json line {number}: {exc.__class__.__name__}")
+            out.bad.append(f"bad json line {number}: {exc.__class__.__name__}")
+            continue
+        except _BadHeader as exc:
+            out.bad.append(f"bad json line {number}: {exc}")
             continue
         if isinstance(record, dict):
             records.append(record)
+            out.where.append(f"line {number}")
         else:
-            bad.append(f"bad json line {number}: not an object")
+            out.bad.append(f"bad json line {number}: not an object")
     names = {"url"} | {k for record in records for k in record}
-    return {name: [r.get(name) for r in records] for name in names}, bad
+    out.columns = {name: [r.get(name) for r in records] for name in names}
+    return out
 
 
-_READERS: dict[str, Callable[[IO[bytes]], tuple[Columns, Bad]]] = {
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _BadHeader(f"key {twice[0]!r} given twice")
+    return dict(pairs)
+
+
+_READERS: dict[str, Callable[[IO[bytes]], _Records]] = {
     "parquet": _read_parquet,
     "csv": _read_csv,
     "tsv": _read_tsv,
@@ -130,8 +194,9 @@ _READERS: dict[str, Callable[[IO[bytes]], tuple[Columns, Bad]]] = {
 }
 
 
-def _normalise(columns: Columns, bad: Bad) -> pa.Table:
-    """Columns of raw values -> `URLLIST_SCHEMA`; per-row problems become reasons."""
+def _normalise(records: _Records) -> pa.Table:
+    """Columns of raw values -> `URLLIST_SCHEMA`; per-row problems become reasons with the line."""
+    columns = records.columns
     n = len(columns["url"])
     out: dict[str, list[Any]] = {
         name: [_text(v) for v in columns.get(name, [None] * n)] for name in TEXT_COLUMNS
@@ -141,15 +206,23 @@ def _normalise(columns: Columns, bad: Bad) -> pa.Table:
                  zip(columns.get("bboxes", nothing), columns.get("bbox", nothing))]
     parsed = [parse_bboxes(value) for value in raw_boxes]
     out["bboxes"] = [boxes for boxes, _ in parsed]
-    out["reason"] = [
-        _url_reason(url) or box_reason for url, (_, box_reason) in zip(columns["url"], parsed)
+    reasons = [
+        _url_reason(url) or box_reason or _split_reason(split)
+        for url, (_, box_reason), split in zip(columns["url"], parsed, out["split"])
     ]
+    out["reason"] = [r and f"{r} ({where})" for r, where in zip(reasons, records.where)]
     out["url"] = [u.strip() if isinstance(u, str) and u.strip() else None for u in columns["url"]]
     out["row"] = list(range(n))
-    for reason in bad:
+    for reason in records.bad:
         for name in URLLIST_SCHEMA.names:
             out[name].append(reason if name == "reason" else None)
     return pa.table(out, schema=URLLIST_SCHEMA)
+
+
+def _split_reason(split: str | None) -> str | None:
+    if split is None or split_name(split) is not None:
+        return None
+    return f"bad split {split!r}: use one of {', '.join(SPLITS)}"
 
 
 def _text(value: Any) -> str | None:

@@ -168,7 +168,7 @@ class KeyReader:
         with self.release.fs.open(full, "rb", cache_type="none") as f:
             pf = pq.ParquetFile(f)
             columns = pf.schema_arrow.names if "meta" in parts else ["key", "image"]
-            return pf.read_row_group(group, columns=columns)
+            return pf.read_row_group(group, columns=columns, use_threads=False)  # see pyfiles
 
 
 def _parse_meta(data: bytes, key: str, loc: Location) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .layout import ShardEntry, ShardError, join
+from .pyfiles import read_parquet
 
 INDEX_DIR = "index"
 INDEX_SUFFIX = ".idx.parquet"
@@ -128,7 +129,7 @@ def read_index(fs: Any, root: str, entry: ShardEntry) -> pa.Table:
         raise ShardError(f"shard {entry.path} has no index (built before indexes: rebuild it)")
     try:
         data = fs.cat_file(join(root, entry.index))
-        table = pq.read_table(io.BytesIO(data))
+        table = read_parquet(pa.BufferReader(data))
     except FileNotFoundError:
         raise ShardError(f"index {entry.index} of shard {entry.path} is missing") from None
     except (pa.ArrowInvalid, OSError) as exc:

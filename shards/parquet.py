@@ -39,6 +39,7 @@ from .layout import (
 )
 from .index import parquet_index_rows, write_index
 from .records import check_group, image_extension
+from .pyfiles import read_parquet
 
 PARTITION_COLUMNS = ("split", "synset")
 ROW_GROUP_BYTES = 32 * 1024 * 1024  # small enough to stream, large enough to scan fast
@@ -196,7 +197,7 @@ def read_parquet_shard(fs: Any, path: str) -> pa.Table:
     values = hive_values(path)
     with fs.open(path, "rb") as f:
         try:
-            table = pq.read_table(f)
+            table = read_parquet(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ShardError(f"{path}: not a readable Parquet file: {exc}") from None
     return records_from_parquet_table(table, values.get("split"), values.get("synset"))

@@ -23,6 +23,7 @@ from synshard.transforms.schema import RECORD_SCHEMA
 
 from .index import read_index
 from .layout import ShardEntry, ShardError, join
+from .pyfiles import read_parquet
 from .release import Release
 from .tables import known_columns
 from .webdataset import iter_webdataset_shard
@@ -59,7 +60,7 @@ def shard_columns(release: Release, columns: list[str],
             raise ShardError(f"{entry.path} is not a Parquet shard")
         try:
             with release.fs.open(_shard_path(release, entry), "rb") as f:
-                table = pq.read_table(f, columns=stored)
+                table = read_parquet(f, columns=stored)
         except (OSError, pa.ArrowInvalid) as exc:
             raise _failed(release, entry, exc) from None
         n = table.num_rows
@@ -112,7 +113,8 @@ def first_images(release: Release, entry: ShardEntry, n: int) -> list[tuple[str,
     if entry.format == "parquet":
         try:
             with release.fs.open(_shard_path(release, entry), "rb") as f:
-                batches = pq.ParquetFile(f).iter_batches(batch_size=n, columns=["key", "image"])
+                batches = pq.ParquetFile(f).iter_batches(batch_size=n, columns=["key", "image"],
+                                                          use_threads=False)
                 rows = next(batches, pa.RecordBatch.from_pylist([])).to_pylist()
         except (OSError, pa.ArrowInvalid) as exc:
             raise _failed(release, entry, exc) from None

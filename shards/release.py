@@ -26,6 +26,7 @@ from synshard.errors import SynshardError
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
 from .manifest import Manifest, ManifestError
 from .tables import TABLES
+from .pyfiles import read_parquet
 
 
 def release_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
@@ -53,7 +54,7 @@ class Release:
         if entry is None:
             raise SynshardError(f"release {self.root} has no {name} table")
         with self.fs.open(join(self.root, entry["path"]), "rb") as f:
-            return pq.read_table(f)
+            return read_parquet(f)
 
     def files(self) -> list[str]:
         """The committed files, as full URIs: manifest, build.json if present, tables, shards

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.errors import SynshardError
+from synshard.transforms.schema import SPLITS, split_name
 
-SPLITS = ("train", "val", "test")
 _SALT = b"synshard-split-v1:"
 
 
@@ -51,12 +51,10 @@ def normalise_split(name: str | None) -> str | None:
     """Declared split names as sources spell them (`Train`, `validation`) -> train|val|test."""
     if name is None:
         return None
-    lowered = name.lower()
-    aliases = {"validation": "val", "valid": "val", "training": "train", "testing": "test"}
-    lowered = aliases.get(lowered, lowered)
-    if lowered not in SPLITS:
+    split = split_name(name)
+    if split is None:
         raise SynshardError(f"unknown split {name!r}: use one of {SPLITS}")
-    return lowered
+    return split
 
 
 def assign_splits_batch(meta: pa.Table, opts: SplitOptions) -> pa.Table:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from synshard.transforms.schema import RECORD_SCHEMA, TRANSFORMED_SCHEMA
 
 from .layout import join
+from .pyfiles import read_parquet
 
 # Metadata that travels to the driver: everything but the image bytes, plus where it was staged.
 META_DROP = ("image",)
@@ -75,7 +76,7 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     parts = []
     for path in sorted(set(paths)):
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+            table = read_parquet(f)
         idx = []
         for pair in zip(table["source"].to_pylist(), table["key"].to_pylist()):
             # A URL listed twice is fetched once and staged twice with the same (source, key):

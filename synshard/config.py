@@ -6,15 +6,18 @@ dataclasses (`TransformOptions`, `DedupOptions`, `SplitOptions`) from this confi
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from synshard.config_types import ConfigTypeError, check_value, field_types
 from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
 from synshard.errors import SynshardError
-from synshard.transforms.options import DedupOptions, ResizeSpec, TransformOptions
+from synshard.transforms.options import DedupOptions, TransformOptions
 
 ShardFormat = Literal["webdataset", "parquet"]
 SHARD_FORMATS = ("webdataset", "parquet")
@@ -22,6 +25,21 @@ SHARD_FORMATS = ("webdataset", "parquet")
 
 class ConfigError(SynshardError):
     """A bad option in a config file or on the command line."""
+
+
+# Release names: printed raw in DATASHEET.md's heading, the report and terminal summaries.
+RELEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def check_release_name(name: str, derived: bool = False) -> str:
+    """`name` if it is a valid release name (a letter or digit, then letters, digits, `.`, `_`,
+    `+`, `-`; at most 100), else ConfigError (for a name `derived` from the output folder, with
+    the advice to give --name)."""
+    if RELEASE_NAME.fullmatch(name):
+        return name
+    origin = " (the output folder's name; give --name NAME)" if derived else ""
+    raise ConfigError(f"bad release name {name[:60]!r}{origin}: use letters, digits, '.', '_', "
+                      "'+' and '-' (starting with a letter or digit, at most 100)")
 
 
 @dataclass(frozen=True)
@@ -62,9 +80,11 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if not self.sources and not self.base:
             raise ConfigError("no sources given")
+        if self.name is not None:
+            check_release_name(self.name)
         bad = [f for f in self.formats if f not in SHARD_FORMATS]
         if bad or not self.formats:
-            raise ConfigError(f"bad format {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
+            raise ConfigError(f"bad formats {bad or self.formats}: use {', '.join(SHARD_FORMATS)}")
         if self.shard_bytes < 1024:
             raise ConfigError(f"shard_bytes {self.shard_bytes} is too small (at least 1024)")
         if self.vote_method not in ("ds", "mv"):
@@ -108,6 +128,12 @@ class BuildConfig:
                       "respect_x_robots_tag": self.fetch.respect_x_robots_tag},
         }
 
+    def release_name(self, root: str) -> str:
+        """The release's name: `name`, else the name of the output folder `root`, checked."""
+        if self.name is not None:
+            return self.name
+        return check_release_name(root.rstrip("/").rsplit("/", 1)[-1], derived=True)
+
     def synset_filter(self) -> SynsetFilter:
         return SynsetFilter(self.subset, tuple(self.subtrees), tuple(self.exclude_subtrees))
 
@@ -131,6 +157,26 @@ _SECTIONS = {"transform": _TRANSFORM_KEYS, "dedup": _DEDUP_KEYS, "splits": _SPLI
              "fetch": {k.removeprefix("fetch_") for k in _FETCH_KEYS}}
 
 
+def option_types() -> dict[str, Any]:
+    """{flat option name: its declared type}, for every option a file or a flag can set."""
+    if not _TYPES:
+        _TYPES.update(field_types({"": BuildConfig}, skip=frozenset(_NESTED)))
+        for cls in (TransformOptions, DedupOptions, SplitOptions):
+            _TYPES.update(field_types({"": cls}))
+        _TYPES.update(field_types({"fetch_": FetchOptions}))
+    return _TYPES
+
+
+_TYPES: dict[str, Any] = {}
+
+
+def _checked(name: str, value: Any, shown: str, where: str | None) -> Any:
+    try:
+        return check_value(name, value, option_types()[name], shown)
+    except ConfigTypeError as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+
 def load_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
@@ -143,7 +189,8 @@ def load_toml(path: str) -> dict[str, Any]:
 
 
 def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
-    """`{"transform": {"quality": 85}, "out": ...}` -> `{"quality": 85, "out": ...}`, strictly."""
+    """`{"transform": {"quality": 85}, "out": ...}` -> `{"quality": 85, "out": ...}`, strictly:
+    unknown keys and values of the wrong type (checked now, as the file spells them) are errors."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = key.replace("-", "_")
@@ -152,9 +199,12 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
                 sub = sub.replace("-", "_")
                 if sub not in _SECTIONS[key]:
                     raise ConfigError(f"{where}: unknown option {key}.{sub}")
-                flat[f"fetch_{sub}" if key == "fetch" else sub] = subvalue
+                name = f"fetch_{sub}" if key == "fetch" else sub
+                _checked(name, subvalue, f"{key}.{sub}", where)  # the file's own value, now
+                flat[name] = subvalue
         elif key in _TOP_KEYS or key in _FETCH_KEYS or any(
                 key in keys for name, keys in _SECTIONS.items() if name != "fetch"):
+            _checked(key, value, key, where)
             flat[key] = value
         else:
             raise ConfigError(f"{where}: unknown option {key}")
@@ -162,40 +212,34 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
 
 
 def build_config(options: Mapping[str, Any]) -> BuildConfig:
-    """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value."""
-    opts = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
+    """Flat options (TOML flattened, then flags on top) -> BuildConfig, validating every value:
+    its type first (every option, before anything else), then ranges and combinations."""
+    opts = {k.replace("-", "_"): _path_text(v) for k, v in options.items() if v is not None}
     unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS - _FETCH_KEYS
     if unknown:
         raise ConfigError(f"unknown option {sorted(unknown)[0]}")
-    if isinstance(opts.get("near_radius"), str) and opts["near_radius"].lower() in ("none", "off"):
+    opts = {name: _checked(name, value, name, None) for name, value in opts.items()}
+    if isinstance(opts.get("near_radius"), str):  # `none` / `off`, as checked
         opts["near_radius"] = None
-    if isinstance(opts.get("resize"), str):
-        opts["resize"] = ResizeSpec.parse(opts["resize"])
-    if isinstance(opts.get("sources"), str):
-        opts["sources"] = (opts["sources"],)
-    if isinstance(opts.get("formats"), str):
-        opts["formats"] = tuple(s.strip() for s in opts["formats"].split(","))
     try:
         transform = TransformOptions(**{k: opts.pop(k) for k in list(opts) if k in _TRANSFORM_KEYS})
         dedup = DedupOptions(**{k: opts.pop(k) for k in list(opts) if k in _DEDUP_KEYS})
         splits = SplitOptions(**{k: opts.pop(k) for k in list(opts) if k in _SPLIT_KEYS})
-        fetch = FetchOptions(**{k.removeprefix("fetch_"): _tuple_if_list(opts.pop(k))
+        fetch = FetchOptions(**{k.removeprefix("fetch_"): opts.pop(k)
                                 for k in list(opts) if k in _FETCH_KEYS})
-        for name in ("subtrees", "exclude_subtrees", "remove_like", "dedup_against"):
-            if isinstance(opts.get(name), str):
-                opts[name] = (opts[name],)
-            if name in opts:
-                opts[name] = tuple(opts[name])
-        if "sources" in opts:
-            opts["sources"] = tuple(str(s) for s in opts["sources"])
-        if "formats" in opts:
-            opts["formats"] = tuple(opts["formats"])
         if "out" not in opts:
             raise ConfigError("no output given (--out URI)")
         return BuildConfig(transform=transform, dedup=dedup, splits=splits, fetch=fetch, **opts)
-    except TypeError as e:  # a value of the wrong type in a TOML file
-        raise ConfigError(f"bad option value: {e}") from None
+    except ConfigError:
+        raise
+    except SynshardError as e:  # a range or combination the option dataclasses refuse
+        raise ConfigError(str(e)) from None
 
 
-def _tuple_if_list(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+def _path_text(value: Any) -> Any:
+    """Paths given to the API (`pathlib.Path`) as the strings the options declare."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+    return value

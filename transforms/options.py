@@ -56,6 +56,12 @@ class TransformOptions:
             raise SynshardError(f"bad quality {self.quality}: use 1..100")
         if self.keep_original not in ("never", "if-fits"):
             raise SynshardError(f"bad keep_original {self.keep_original!r}: never or if-fits")
+        if self.min_size < 0:
+            raise SynshardError(f"bad min_size {self.min_size}: use 0 or more (pixels)")
+        if not self.max_aspect >= 1.0:
+            raise SynshardError(f"bad max_aspect {self.max_aspect}: use 1 or more")
+        if self.max_pixels < 1:
+            raise SynshardError(f"bad max_pixels {self.max_pixels}: use 1 or more (pixels)")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,15 @@ TRANSFORMED_SCHEMA = pa.schema(
 from synshard.shards.tables import DUPLICATE_SCHEMA, REJECT_SCHEMA  # noqa: E402,F401
 
 IMAGE_EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "png": "png"}
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {"validation": "val", "valid": "val", "training": "train", "testing": "test"}
+
+
+def split_name(name: str) -> str | None:
+    """A declared split as sources spell it (`Train`, `validation`) -> train|val|test, else None."""
+    lowered = name.lower()
+    lowered = _SPLIT_ALIASES.get(lowered, lowered)
+    return lowered if lowered in SPLITS else None
 
 
 def make_key(synset: str, sha256_hex: str) -> str:

@@ -76,7 +76,7 @@ def commit_release(staging: Staging, cfg: BuildConfig, decisions: Decisions, ent
     fs.pipe_file(join(root, BUILD_NAME), (json.dumps(finite(build), indent=1, sort_keys=True,
                                                      default=str, allow_nan=False) + "\n").encode())
     manifest = Manifest(
-        name=cfg.name or root.rstrip("/").rsplit("/", 1)[-1],
+        name=cfg.release_name(root),
         tool_version=__version__,
         config=cfg.content(),
         classes=class_list(decisions.classes),

@@ -30,6 +30,7 @@ from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.raysession import ray, ray_session, remote
 from synshard.builder.commit import check_existing, commit_release
 from synshard.builder.staging import Staging
+from synshard.shards.release import release_fs
 from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
 from synshard.builder.decide.votes import build_votes, with_unmatched
@@ -46,6 +47,7 @@ class BuildResult:
 
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     t0 = time.perf_counter()
+    cfg.release_name(release_fs(cfg.out, dict(cfg.storage_options))[1])  # before any work
     inputs = prepare(cfg)
     staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
                                 cfg.files_per_task)

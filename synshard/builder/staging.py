@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import release_fs
 from synshard.shards.staging import read_staged, stage_batch
+from synshard.shards.pyfiles import read_parquet
 
 STAGING_DIR = "_staging"
 TASKS_DIR = "_tasks"
@@ -80,7 +81,7 @@ class Staging:
         out = []
         for i in range(count):
             with self.fs.open(self.task_path(i), "rb") as f:
-                out.append(pq.read_table(f))
+                out.append(read_parquet(f))
         return out
 
     def synset_path(self, synset: str) -> str:

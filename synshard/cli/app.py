@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 import traceback
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 
 
@@ -72,7 +72,12 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--min-confidence", type=float, help="reject images whose label posterior is below")
     add("--boxes", help="PASCAL VOC XML boxes folder (<wnid>/<file stem>.xml)")
     add("--allow-private-network", dest="fetch_allow_private_network", action="store_true",
-        default=None, help="let URL lists reach loopback/private addresses (internal mirrors)")
+        default=None, help="let URL lists reach loopback/private addresses (internal mirrors); "
+        "link-local and cloud metadata addresses stay refused")
+    add("--allow-network", dest="fetch_allowed_networks", action="append", metavar="CIDR",
+        help="let URL lists reach this network despite the guard (repeatable, e.g. "
+        "10.20.0.0/16); link-local and metadata addresses only when listed in their own range "
+        "(169.254.169.254/32)")
     add("--fetch-concurrency", type=int, help="requests in flight per fetching worker (64)")
     add("--fetch-per-host", type=int, help="requests in flight per host per worker (8)")
     add("--fetch-rps-per-host", type=float, help="requests/s per host per worker")
@@ -103,7 +108,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of a failure (also: SYNSHARD_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("build", help="build a release from sources")
+    p = sub.add_parser("build", help="build a release from sources", epilog=BUILD_EXIT_STATUS)
     p.add_argument("sources", nargs="*", metavar="SOURCE")
     p.add_argument("--out", help="release URI (path or s3://bucket/prefix)")
     _add_build_options(p)
@@ -144,7 +149,36 @@ def run_build(args: argparse.Namespace) -> int:
                if k not in ("command", "func", "sources", "out", "config", "debug")}
     result = api.build(args.sources, args.out, config=args.config, **options)
     print_summary(result)
+    if result.accounting.get("accepted", 0) == 0:
+        print(nothing_accepted(result), file=sys.stderr)
+        return EXIT_NOTHING_ACCEPTED
     return 0
+
+
+EXIT_NOTHING_ACCEPTED = 3  # the release was committed but holds no sample (README: exit status)
+BUILD_EXIT_STATUS = (
+    "exit status: 0 the release was committed (rejected inputs are listed in it); 1 an error "
+    "(one line says what, where and what to do; nothing committed); 2 bad usage; "
+    f"{EXIT_NOTHING_ACCEPTED} committed, but nothing was accepted (no inputs, or every input "
+    "rejected or a duplicate: the release holds the reasons)")
+
+
+def nothing_accepted(result: Any) -> str:
+    """The loud line for a build that accepted nothing: what happened, where to read why."""
+    acc = result.accounting
+    if not acc.get("inputs"):
+        return (f"synshard: error: no inputs found in the sources (empty, or folders only): the "
+                f"release at {result.uri} is empty (exit {EXIT_NOTHING_ACCEPTED})")
+    from collections import Counter
+
+    from synshard.shards.release import open_release
+
+    reasons = Counter(open_release(result.uri).read_table("rejects")["reason"].to_pylist())
+    common = ", ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
+    return (f"synshard: error: NOTHING ACCEPTED: all {acc['inputs']} inputs were rejected "
+            f"({acc.get('rejected', 0)}) or duplicates ({acc.get('duplicates', 0)})"
+            f"{'; most often: ' + common if common else ''}; the release at {result.uri} holds "
+            f"only their reasons (synshard report {result.uri}) (exit {EXIT_NOTHING_ACCEPTED})")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -202,7 +236,10 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_gc(args: argparse.Namespace) -> int:
     from synshard.release.gc import collect_garbage
 
-    print(collect_garbage(args.uri, dry_run=args.dry_run).summary())
+    report = collect_garbage(args.uri, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(report.listing()) or "(nothing to remove)")
+    print(report.summary())
     return 0
 
 

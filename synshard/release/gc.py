@@ -12,24 +12,40 @@ never run beside a live build: it takes the build lock (synshard.release.lock) f
 refused while a build holds it. `dry_run` takes no lock and changes nothing; it is still refused
 while a live build holds the lock, since its list would include that build's new shards.
 A manifest that exists but cannot be read stops gc: it never guesses what is referenced.
+
+gc refuses a path without a committed `manifest.json` (`NotARelease`) before touching anything:
+a release whose manifest went missing, or a user's own WebDataset folder, is not debris. A shard
+is kept while anything at the path could still reference it: the committed manifest, a complete
+temporary manifest of a commit that was killed before its rename, or the journal of a build
+under `_staging/` (its finished synsets' shard entries, `_shards/*.json`).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from synshard.builder.staging import SHARDS_DIR
 from synshard.release.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
 from synshard.shards.index import INDEX_DIR
-from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, join
+from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, ShardEntry, join
+from synshard.shards.manifest import Manifest, ManifestError
 from synshard.shards.release import open_release, release_fs
+from synshard.errors import SynshardError
 
 STAGING_DIR = "_staging"
 _TABLE = re.compile(r"^(rejects|duplicates|conflicts|removals)-[0-9a-f]{8}\.parquet$")
 _KEEP_IN_STAGING = {LOCK_RELPATH, LOCK_RELPATH + ".guard"}
+_TEMP_MANIFEST = re.compile(r"^\.manifest-.*\.tmp$")
+_JOURNAL_ENTRIES = re.compile(rf"^{STAGING_DIR}/[^/]+/{SHARDS_DIR}/[^/]+\.json$")
+
+
+class NotARelease(SynshardError):
+    """gc was pointed at a path without a committed manifest: it removes nothing there."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +66,22 @@ class GcReport:
                 f"{len(self.staging)} staging files, {len(self.uploads)} unfinished uploads "
                 f"({self.bytes} bytes)")
 
+    def listing(self) -> list[str]:
+        """One line per file (and upload) removed or, with dry_run, to be removed."""
+        return ([f"shard    {p}" for p in self.shards] + [f"staging  {p}" for p in self.staging]
+                + [f"upload   {k}" for k in self.uploads])
+
 
 def collect_garbage(uri: str, storage_options: dict[str, Any] | None = None,
                     dry_run: bool = False) -> GcReport:
-    """Remove the debris at `uri`; LockHeld while a build is writing there."""
+    """Remove the debris at `uri`; NotARelease without a committed manifest (nothing touched),
+    LockHeld while a build is writing there."""
     fs, root = release_fs(uri, storage_options)
+    _committed_or_refuse(fs, root, uri)  # before the lock: its lease would be a file we add
     with _exclusive(uri, storage_options, dry_run):
         referenced, committed = _referenced(uri, storage_options)
         files = _sizes(fs, root)
+        referenced |= _still_wanted(fs, root, files)
         shards = sorted(p for p in files if _is_shard_debris(p, referenced))
         staging = sorted(p for p in files
                          if p.startswith(STAGING_DIR + "/") and p not in _KEEP_IN_STAGING)
@@ -83,14 +107,40 @@ def _exclusive(uri: str, storage_options: dict[str, Any] | None, dry_run: bool) 
         yield
 
 
+def _committed_or_refuse(fs: Any, root: str, uri: str) -> None:
+    if not fs.exists(join(root, MANIFEST_NAME)):
+        raise NotARelease(
+            f"gc: {uri} is not a committed release (no {MANIFEST_NAME}): nothing removed; gc "
+            "only cleans a release path, whose manifest says which files are debris")
+
+
 def _referenced(uri: str, storage_options: dict[str, Any] | None) -> tuple[set[str], bool]:
     fs, root = release_fs(uri, storage_options)
-    if not fs.exists(join(root, MANIFEST_NAME)):
-        return set(), False
+    _committed_or_refuse(fs, root, uri)  # again, under the lock
     release = open_release(uri, storage_options)  # ManifestError propagates: never guess
-    shards = release.manifest.shards
     tables = {t["path"] for t in release.manifest.tables.values()}
-    return {e.path for e in shards} | {e.index for e in shards if e.index} | tables, True
+    return _entry_paths(release.manifest.shards) | tables, True
+
+
+def _entry_paths(entries: Any) -> set[str]:
+    return {e.path for e in entries} | {e.index for e in entries if e.index}
+
+
+def _still_wanted(fs: Any, root: str, files: dict[str, int]) -> set[str]:
+    """Files that another manifest at the path (a complete temp manifest of a killed commit) or
+    a build's journal (its finished synsets' shard entries) may still reference."""
+    wanted: set[str] = set()
+    for rel in files:
+        if "/" not in rel and _TEMP_MANIFEST.match(rel):
+            with contextlib.suppress(ManifestError, ValueError, OSError):
+                manifest = Manifest.from_json(fs.cat_file(join(root, rel)))
+                wanted |= _entry_paths(manifest.shards)
+                wanted |= {t["path"] for t in manifest.tables.values()}
+        elif _JOURNAL_ENTRIES.match(rel):
+            with contextlib.suppress(SynshardError, ValueError, KeyError, TypeError, OSError):
+                data = json.loads(fs.cat_file(join(root, rel)))
+                wanted |= _entry_paths([ShardEntry.from_dict(d) for d in data])
+    return wanted
 
 
 def _is_shard_debris(relpath: str, referenced: set[str]) -> bool:

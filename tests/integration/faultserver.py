@@ -136,6 +136,10 @@ ROUTES = {
     "/huge-streamed": FaultHandler.huge_streamed,
     "/loop": lambda h, first: h.redirect("/loop"),
     "/to-private": lambda h, first: h.redirect("http://10.0.0.1/img/1.jpg"),
+    # cloud metadata and link-local: refused even with private networks open (never connected)
+    "/to-metadata": lambda h, first: h.redirect("http://169.254.169.254/latest/meta-data/"),
+    "/to-mapped-metadata": lambda h, first: h.redirect("http://[::ffff:169.254.169.254]/"),
+    "/to-link-local": lambda h, first: h.redirect("http://169.254.7.7/img/1.jpg"),
     "/to-ftp": lambda h, first: h.redirect("ftp://example.com/x.jpg"),
     "/page.html": lambda h, first: h.send(200, HTML, "text/html"),
     "/fake.jpg": lambda h, first: h.send(200, HTML, "image/jpeg"),

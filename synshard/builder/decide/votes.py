@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from synshard.config import BuildConfig
 from synshard.errors import SynshardError
+from synshard.shards.pyfiles import read_parquet
 
 VOTE_KEYS = ["image", "synset", "worker"]
 
@@ -50,12 +51,12 @@ def read_votes(uri: str) -> pa.Table:
             if uri.endswith(".csv") or uri.endswith(".csv.gz"):
                 types = {k: pa.dictionary(pa.int32(), pa.string()) for k in VOTE_KEYS}
                 opts = pacsv.ConvertOptions(column_types={**types, "vote": pa.string()})
-                return pacsv.read_csv(f, convert_options=opts,
+                return pacsv.read_csv(pa.BufferReader(f.read()), convert_options=opts,
                                       read_options=pacsv.ReadOptions(use_threads=True))
             schema_names = pq.read_schema(f).names
             f.seek(0)
             keys = [k for k in VOTE_KEYS if k in schema_names]
-            return pq.read_table(f, read_dictionary=keys)
+            return read_parquet(f, read_dictionary=keys)
     except FileNotFoundError as exc:
         raise SynshardError(f"no votes table at {uri}") from exc
     except (pa.ArrowInvalid, OSError) as exc:

@@ -49,7 +49,8 @@ def test_address_category(address: str, category: str | None) -> None:
         ("http://10.0.0.1/x.jpg", "blocked: private address"),
         ("http://127.0.0.1:8080/x.jpg", "blocked: loopback address"),
         ("http://[::1]/x.jpg", "blocked: loopback address"),
-        ("http://[::ffff:169.254.169.254]/", "blocked: link-local address"),
+        ("http://[::ffff:169.254.169.254]/", "blocked: metadata address"),
+        ("http://169.254.1.1/", "blocked: link-local address"),
         ("http://user:pw@example.com/x.jpg", "bad url: credentials in url"),
     ],
 )
@@ -90,4 +91,35 @@ def test_resolver_refuses_a_name_with_only_private_addresses() -> None:
     internal = GuardedResolver(guard, FakeResolver(["169.254.169.254"]))  # type: ignore[arg-type]
     with pytest.raises(BlockedAddressError) as info:
         asyncio.run(internal.resolve("metadata.internal", 80))
+    assert info.value.reason == "blocked: metadata address"
+
+
+@pytest.mark.parametrize("address, opened_by", [
+    ("169.254.169.254", ["169.254.169.254/32"]),
+    ("::ffff:169.254.169.254", ["169.254.169.254/32"]),
+    ("169.254.3.4", ["169.254.0.0/16"]),
+    ("fe80::1", ["fe80::/64"]),
+    ("fd00:ec2::254", ["fd00:ec2::254/128"]),
+    ("100.100.100.200", ["100.100.100.200/32"]),
+])
+def test_opening_private_networks_keeps_metadata_and_link_local_refused(
+        address: str, opened_by: list[str]) -> None:
+    blanket = ["0.0.0.0/0", "::/0", "169.0.0.0/8", "100.64.0.0/10", "fd00::/8"]
+    assert Guard(True).address_reason(address).startswith("blocked: ")
+    assert Guard(True, tuple(blanket)).address_reason(address).startswith("blocked: ")
+    assert Guard(False, tuple(blanket)).address_reason(address).startswith("blocked: ")
+    for cidr in opened_by:
+        assert Guard(False, (cidr,)).address_reason(address) is None
+        assert Guard(True, (cidr,)).address_reason(address) is None
+    assert Guard(True).address_reason("10.0.0.1") is None  # the mirror the opt-in is for
+    # opening link-local does not open the metadata address inside it
+    assert Guard(True, ("169.254.0.0/16",)).address_reason("169.254.169.254") == \
+        "blocked: metadata address"
+
+
+def test_resolver_with_private_networks_open_still_refuses_metadata() -> None:
+    guard = Guard(allow_private_network=True)
+    rebind = GuardedResolver(guard, FakeResolver(["169.254.169.254", "fe80::1"]))  # type: ignore[arg-type]
+    with pytest.raises(BlockedAddressError) as info:
+        asyncio.run(rebind.resolve("mirror.internal", 80))
     assert info.value.reason == "blocked: link-local address"

@@ -34,10 +34,11 @@ def test_csv(tmp_path: Path) -> None:
     assert rows[0]["url"] == "http://a/1.jpg" and rows[0]["id"] == "7"
     assert rows[0]["bboxes"] == [[1.0, 2.0, 30.0, 40.0]] and rows[0]["license"] == "CC-BY"
     assert rows[1]["bboxes"] is None and rows[1]["reason"] is None
-    assert rows[2]["reason"] == "no url"
-    assert rows[3]["reason"] == "bad bboxes: a box is not four numbers"
-    assert rows[4]["reason"] == "bad bboxes: not JSON"
-    assert rows[5]["url"] is None and rows[5]["reason"].startswith("bad csv row")
+    assert rows[2]["reason"] == "no url (line 4)"
+    assert rows[3]["reason"] == "bad bboxes: a box is not four numbers (line 5)"
+    assert rows[4]["reason"] == "bad bboxes: not JSON (line 6)"
+    assert rows[5]["url"] is None
+    assert rows[5]["reason"] == "bad csv row (line 7): expected 5 columns, got 7"
     assert [r["row"] for r in rows] == [0, 1, 2, 3, 4, None]
 
 
@@ -57,7 +58,7 @@ def test_jsonl_gz_with_bad_lines(tmp_path: Path) -> None:
     assert len(rows) == 6  # the blank line is not a record
     assert rows[0]["bboxes"] == [[0, 0, 5, 5], [1, 1, 2, 2]]
     assert rows[1]["bboxes"] == [[0, 0, 5, 5]] and rows[1]["id"] == "3"
-    assert rows[2]["reason"] == "bad url: not a string"
+    assert rows[2]["reason"].startswith("bad url: not a string (line ")
     assert rows[3]["bboxes"] == [[0, 0, 9, 9]] and rows[3]["attribution"] == "me"
     assert rows[4]["reason"] == "bad json line 3: JSONDecodeError"
     assert rows[5]["reason"] == "bad json line 5: not an object"
@@ -75,6 +76,50 @@ def test_parquet_with_list_bboxes(tmp_path: Path) -> None:
     assert table.schema == URLLIST_SCHEMA
     assert table.column("bboxes").to_pylist() == [[[0, 0, 3, 4]], None]
     assert table.column("synset").to_pylist() == ["n1", None]
+
+
+def test_a_bad_row_is_a_reason_with_its_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_bytes(b'url,synset,split,attribution\n'
+                     b'http://a/1.jpg,n01440764,train,me\n'
+                     b'http://a/2.jpg,n01440764,,caf\xe9\n'  # Latin-1, not UTF-8
+                     b'\n'
+                     b'http://a/3.jpg,n01440764,Training,"two\nlines"\n'
+                     b'http://a/4.jpg,n01440764,holdout,\n'
+                     b'http://a/5.jpg,n01440764,validation,\n')
+    rows = read_url_list(str(path)).to_pylist()
+    assert [(r["url"], r["reason"]) for r in rows] == [
+        ("http://a/1.jpg", None),
+        ("http://a/3.jpg", None),
+        ("http://a/4.jpg", "bad split 'holdout': use one of train, val, test (line 7)"),
+        ("http://a/5.jpg", None),
+        (None, "bad csv row (line 3): not UTF-8 text"),
+    ]
+    assert rows[1]["attribution"] == "two\nlines"
+
+
+def test_bad_split_in_jsonl_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "list.jsonl"
+    path.write_text('{"url": "http://a/1.jpg", "synset": "n01440764"}\n\n'
+                    '{"url": "http://a/2.jpg", "synset": "n01440764", "split": "dev"}\n'
+                    '{"url": "http://a/3.jpg", "url": "http://a/4.jpg"}\n')
+    reasons = [r["reason"] for r in read_url_list(str(path)).to_pylist()]
+    assert reasons == [None, "bad split 'dev': use one of train, val, test (line 3)",
+                       "bad json line 4: key 'url' given twice"]
+
+
+@pytest.mark.parametrize("name", ["list.csv", "list.tsv", "list.parquet"])
+def test_a_column_named_twice_refuses_the_list(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        table = pa.table([pa.array(["http://a/1"]), pa.array(["n1"]), pa.array(["http://a/2"])],
+                         names=["url", "synset", "url"])
+        pq.write_table(table, path)
+    else:
+        sep = "," if name.endswith(".csv") else "\t"
+        path.write_text(sep.join(["url", "synset", "url"]) + "\n" + sep.join("abc") + "\n")
+    with pytest.raises(SynshardError, match="column 'url' is named twice"):
+        read_url_list(str(path))
 
 
 @pytest.mark.parametrize("name, text, message", [

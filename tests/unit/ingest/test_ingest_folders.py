@@ -167,3 +167,34 @@ def test_batches_bounded_by_bytes():
     out = [batcher.add(f"s{i}", "n01440764", None, b"x" * 4) for i in range(5)]
     assert [t.num_rows if t is not None else None for t in out] == [None, None, 3, None, None]
     assert batcher.flush().num_rows == 2 and batcher.flush() is None
+
+
+def test_links_inside_the_root_are_followed_others_rejected(tmp_path):
+    import os
+
+    root = write_tree(tmp_path / "src", {"n01440764/real.jpg": jpeg(1), "store/x.jpg": jpeg(2)})
+    outside = write_tree(tmp_path / "elsewhere", {"secret.jpg": jpeg(3)})
+    links = root / "n01440764"
+    for i in range(3):
+        os.symlink(root / "store/x.jpg", links / f"in{i}.jpg")
+    os.symlink("../store/x.jpg", links / "relative.jpg")
+    os.symlink(outside / "secret.jpg", links / "out.jpg")
+    os.symlink(root / "store", links / "folder.jpg")
+    os.symlink(root / "gone.jpg", links / "dangling.jpg")
+    os.symlink(outside / "secret.jpg", root / "n01440764.tar")  # not opened as a tar either
+    os.mkfifo(links / "fifo.jpg")  # never opened: reading it would block
+    rows = by_source(read_all(plan_sources([str(root)])))
+    reasons = {src.removeprefix(f"{root}/"): row["reason"] for src, row in rows.items()}
+    assert reasons == {
+        "n01440764/real.jpg": None, "store/x.jpg": "no synset",
+        "n01440764/in0.jpg": None, "n01440764/in1.jpg": None, "n01440764/in2.jpg": None,
+        "n01440764/relative.jpg": None,
+        "n01440764/out.jpg": "link outside the source root",
+        "n01440764/folder.jpg": "link to a folder or to nothing",
+        "n01440764/dangling.jpg": "link to a folder or to nothing",
+        "n01440764.tar": "link outside the source root",
+        "n01440764/fifo.jpg": "special file",
+    }
+    assert rows[f"{links}/in0.jpg"]["data"] == jpeg(2)
+    refused = [row for row in rows.values() if row["reason"] not in (None, "no synset")]
+    assert len(refused) == 5 and all(row["data"] is None for row in refused)

@@ -274,12 +274,38 @@ def test_garbage_inside_a_tar_is_a_bad_row_not_a_silent_drop(tmp_path):
     head += b"\0" * (-len(head) % 512)
     data = head + b"garbage!" * 64 + tar_bytes({"n01440764/c.jpg": jpeg(3)})
     (tmp_path / "g.tar").write_bytes(data)
-    for limit in (None, 2):
+    lost = f"bad tar: invalid header, bytes {len(head)}-{len(head) + 512} unreadable"
+    for limit, tail in ((None, [("n01440764/c.jpg", None)]), (2, [])):
         rows = read_all(plan_sources([str(tmp_path / "g.tar")], limit=limit)).to_pylist()
         assert [(r["source"].split("::")[-1], r["reason"]) for r in rows] == [
             ("n01440764/a.jpg", None),
-            (str(tmp_path / "g.tar"), "bad tar: unreadable member header"),
-        ]
+            (str(tmp_path / "g.tar"), lost + " (read on after them)"),
+        ] + tail
+
+
+@pytest.mark.parametrize("name", ["c.tar", "c.tar.gz", "outer.tar"])
+def test_a_bad_header_checksum_loses_one_member_not_the_rest(tmp_path, name):
+    import gzip
+
+    members = {f"n01440764/{i:02d}.jpg": jpeg(i) for i in range(12)}
+    data = bytearray(tar_bytes(members))
+    with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tf:
+        fourth = tf.getmembers()[3]
+        fifth = tf.getmembers()[4]
+    data[fourth.offset + 148:fourth.offset + 156] = b"0000000\0"  # a wrong header checksum
+    if name == "c.tar.gz":  # a stream: read on after the lost stretch
+        data = bytearray(gzip.compress(bytes(data)))
+    if name == "outer.tar":  # an inner tar read in place by a ranged read
+        data = bytearray(tar_bytes({"n01440764.tar": bytes(data)}))
+    (tmp_path / name).write_bytes(bytes(data))
+    for files_per_task in (2, 100):
+        plan = plan_sources([str(tmp_path / name)], files_per_task=files_per_task)
+        rows = read_all(plan).to_pylist()
+        good = [r["source"].split("::")[-1] for r in rows if r["reason"] is None]
+        assert good == [name for i, name in enumerate(members) if i != 3]
+        assert [r["reason"] for r in rows if r["reason"]] == [
+            f"bad tar: invalid header, bytes {fourth.offset}-{fifth.offset} unreadable"
+            " (read on after them)"]
 
 
 def test_tar_changed_since_planning_reports_missing_members(tmp_path):

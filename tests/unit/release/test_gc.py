@@ -8,7 +8,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from synshard.release.gc import collect_garbage
+from synshard.release.gc import NotARelease, collect_garbage
 from synshard.release.lock import BuildLock, LockHeld
 from synshard.shards.manifest import ManifestError
 from synshard.shards.verify import verify_release
@@ -77,13 +77,45 @@ def test_gc_is_refused_while_a_build_holds_the_lock(release):
     assert len(collect_garbage(str(release)).staging) == 2
 
 
-def test_without_a_manifest_every_shard_file_is_debris(release):
-    (release / "manifest.json").unlink()
-    shard_files = {p for p in _snapshot(release)
-                   if p.startswith(("webdataset/", "parquet/", "index/")) or "-" in p}
+@pytest.mark.parametrize("folder", ["lost-manifest", "own-webdataset", "missing"])
+def test_gc_refuses_what_is_not_a_committed_release(release, tmp_path, folder):
+    root = {"lost-manifest": release, "own-webdataset": tmp_path / "mine",
+            "missing": tmp_path / "nothing"}[folder]
+    if folder == "lost-manifest":
+        _add_debris(release)
+        (release / "manifest.json").unlink()
+    if folder == "own-webdataset":
+        (root / "webdataset").mkdir(parents=True)
+        (root / "webdataset" / "shard-000000.tar").write_bytes(b"mine")
+    before = _snapshot(root) if root.exists() else {}
+    for dry_run in (True, False):
+        with pytest.raises(NotARelease, match="is not a committed release .no manifest.json."):
+            collect_garbage(str(root), dry_run=dry_run)
+    assert (_snapshot(root) if root.exists() else {}) == before  # every file survives, no lock
+
+
+def test_shards_a_temp_manifest_or_a_build_journal_lists_are_kept(release):
+    import json
+
+    from synshard.shards.manifest import Manifest
+
+    manifest = Manifest.from_json((release / "manifest.json").read_bytes())
+    entry = manifest.shards[0]
+    moved = dict(entry.to_dict(), path=entry.path.replace(".tar", "-resumed.tar")
+                 if entry.path.endswith(".tar") else entry.path + ".resumed")
+    (release / moved["path"]).write_bytes(b"finished by a killed build")
+    journal = release / "_staging/0123456789abcdef/_shards/n01440764.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps([moved]))
+    temp_entry = dict(entry.to_dict(), path=entry.path.rsplit("/", 1)[0] + "/temp-commit.tar")
+    (release / temp_entry["path"]).write_bytes(b"listed by a complete temp manifest")
+    temp = manifest.to_dict()
+    temp["shards"] = [*temp["shards"], temp_entry]
+    (release / ".manifest-9999.tmp").write_text(json.dumps(temp))
     report = collect_garbage(str(release))
-    assert not report.committed and set(report.shards) == shard_files
-    assert not any(p.startswith(("webdataset/", "parquet/", "index/")) for p in _snapshot(release))
+    assert moved["path"] not in report.shards and temp_entry["path"] not in report.shards
+    assert (release / moved["path"]).exists() and (release / temp_entry["path"]).exists()
+    assert ".manifest-9999.tmp" in report.shards  # the temp file itself is debris
 
 
 def test_an_unreadable_manifest_stops_gc(release):
@@ -95,6 +127,3 @@ def test_an_unreadable_manifest_stops_gc(release):
     assert _snapshot(release) == before
 
 
-def test_missing_release_path_is_empty(tmp_path):
-    report = collect_garbage(str(tmp_path / "nothing"), dry_run=True)
-    assert not report.committed and report.bytes == 0

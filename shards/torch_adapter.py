@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .loader import ShardDataset
-from .loader_state import LoaderState, Shape, positions_after_batches
+from .loader_state import LoaderState, Shape, merge, positions_after_batches
 
 
 class TorchShardDataset(IterableDataset):
@@ -51,8 +51,8 @@ class TorchShardDataset(IterableDataset):
     def state_dict(self, batches_seen: int | None = None, batch_size: int | None = None,
                    num_workers: int = 0, drop_last: bool = False) -> Any:  # fmt: skip
         """Without arguments, this worker's state (what StatefulDataLoader stores). With a plain
-        DataLoader: the state of every worker after the main process took `batches_seen` batches
-        of `batch_size` (default: this adapter's) from `num_workers` workers."""
+        DataLoader: the state after the main process took `batches_seen` batches of
+        `batch_size` (default: this adapter's) from `num_workers` workers."""
         if batches_seen is None:
             return self.dataset.state_dict()
         ds, workers = self.dataset, max(1, num_workers)
@@ -60,9 +60,11 @@ class TorchShardDataset(IterableDataset):
         plans = [ds._plan(shape, k) for k in range(workers)]
         taken = positions_after_batches([len(m) - s for m, s in plans], batch_size or self.batch_size,
                                         batches_seen, drop_last)  # fmt: skip
-        base = tuple(map(tuple, ds._base))
-        return [LoaderState(ds.epoch, ds.seed, ds.fingerprint(), base, shape, {k: s + t}).to_dict()
-                for k, ((_, s), t) in enumerate(zip(plans, taken))]  # fmt: skip
+        counts = {k: s + t for k, ((_, s), t) in enumerate(zip(plans, taken))}
+        state = LoaderState(ds.epoch, ds.seed, ds.fingerprint(), tuple(map(tuple, ds._base)), shape, counts)
+        # Shape-free: a fresh DataLoader starts its round robin at worker 0 again, and the
+        # positions left, spread anew, continue the rank's sequence in order.
+        return merge(state, ds.total, ds.remainder).to_dict()
 
     def load_state_dict(self, state: Any) -> None:
         self.dataset.load_state_dict(state)

@@ -287,10 +287,13 @@ class ShardDataset:
         return ShardMapView(self)
 
     # -- reading ---------------------------------------------------------------------------
-    def _rng(self, order: EpochOrder, position: int) -> np.random.Generator:
-        # Per-sample generator: augmentations do not depend on the shape.
-        shard, offset = int(order.shards[position]), int(order.offsets[position])
-        return np.random.default_rng([self.seed, self.epoch, self._paths[shard], offset])
+    def _rng(self, order: EpochOrder, position: int) -> np.random.Generator | None:
+        """The sample's own generator (so augmentations do not depend on the shape); None when
+        nothing random runs (eval crops, no hook): building one costs more than a crop."""
+        if self.augment.mode == "eval" and self.hook is None:
+            return None
+        return sample_rng(self.seed, self.epoch, self._paths[int(order.shards[position])],
+                          int(order.offsets[position]))  # fmt: skip
 
     def _load(self, position: int) -> dict[str, Any]:
         """The sample at a global position, or the deterministic stand-in for a bad one."""
@@ -306,7 +309,7 @@ class ShardDataset:
         raise ShardError(f"{MAX_REPLACEMENTS} stand-ins for position {position} were bad too: "
                          f"the release is damaged; run `synshard verify {self.release.root}`")  # fmt: skip
 
-    def sample_at(self, shard: int, offset: int, rng: np.random.Generator) -> dict[str, Any] | None:
+    def sample_at(self, shard: int, offset: int, rng: np.random.Generator | None) -> dict[str, Any] | None:
         """Read, decode and augment one sample; None (counted and logged) when it is bad."""
         if self._reader is None:
             self._reader = _ShardReader(self.release, self.shards)
@@ -348,8 +351,7 @@ class ShardMapView:
             j = i if not attempt else replacement(i, attempt, ds.total, ds.seed, -1)
             shard = bisect.bisect_right(self.starts, j) - 1
             offset = j - self.starts[shard]
-            rng = np.random.default_rng([ds.seed, ds.epoch, ds._paths[shard], offset])
-            sample = ds.sample_at(shard, offset, rng)
+            sample = ds.sample_at(shard, offset, sample_rng(ds.seed, ds.epoch, ds._paths[shard], offset))
             if sample is not None:
                 return sample
         raise ShardError(f"sample {i} and {MAX_REPLACEMENTS} stand-ins are bad: the release is damaged")
@@ -377,6 +379,14 @@ def _in_order(items: list[int], fn: Any, threads: int, ahead: int) -> Iterator[A
         finally:
             for f in pending:
                 f.cancel()
+
+
+def sample_rng(seed: int, epoch: int, path_hash: int, offset: int) -> np.random.Generator:
+    """A generator keyed by the sample and epoch (Philox with a key: no SeedSequence, 2.5x
+    cheaper than `default_rng([...])`)."""
+    key = np.array([(seed & 0xFFFFFFFF) << 32 | (epoch & 0xFFFFFFFF),
+                    (path_hash & 0xFFFFFFFF) << 32 | (offset & 0xFFFFFFFF)], dtype=np.uint64)  # fmt: skip
+    return np.random.Generator(np.random.Philox(key=key))
 
 
 def _stable_int(text: str) -> int:

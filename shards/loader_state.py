@@ -1,4 +1,4 @@
-"""The loader's resumable state: which positions of the epoch's global sequence are consumed.
+"""The loader's resumable state, which positions of the epoch's sequence are consumed; its stats.
 
 A state is small and shape-free at heart: the epoch, the seed, a fingerprint of everything that
 shapes the order, and `consumed`, the positions already delivered as `[start, stop)` runs. A
@@ -14,6 +14,8 @@ states, or `StatefulDataLoader.state_dict()` (its per-worker `dataset_state`s).
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 from .shuffle import Remainder, from_ranges, remaining, slot_positions, to_ranges
 
 STATE_VERSION = 2
+log = logging.getLogger("synshard.shards.loader")
 
 
 class StateError(ValueError):
@@ -154,3 +157,33 @@ def positions_after_batches(
                 left[w] -= 1
                 batches -= 1
     return [min(t * batch_size, n) for t, n in zip(taken, samples)]
+
+
+@dataclass
+class LoaderStats:
+    """Counts of what was skipped, so a training job can report (or alert on) bad data."""
+
+    yielded: int = 0
+    corrupt: int = 0  # samples whose image or metadata did not decode
+    unreadable: int = 0  # samples lost because their shard or index could not be read
+    replaced: int = 0  # bad samples whose place another sample took
+    errors: list[str] = field(default_factory=list)  # the first few reasons
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def note(self, kind: str, reason: str) -> None:
+        with self._lock:
+            setattr(self, kind, getattr(self, kind) + 1)
+            if len(self.errors) < 20:
+                self.errors.append(reason)
+                log.warning("skipped a sample (%s): %s", kind, reason)
+
+    def stand_in(self, position: int, other: int) -> None:
+        with self._lock:
+            self.replaced += 1
+        log.info("position %d: took the sample of position %d in place of a bad one", position, other)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state, _lock=threading.Lock())

@@ -5,7 +5,7 @@ shorter side 256, JPEG q90), shuffled, each image decoded and centre-cropped to 
 by the same function (`synshard.shards.augment.augment`, eval mode) on the same Pillow, so what
 differs is the loader. Loaders, each in its own process, in turn, `--repeats` rounds (median):
 
-  synshard    ShardDataset over the release (index reads, reader threads)
+  synshard    ShardDataset over the release (index reads; `synshard2t`: with two reader threads)
   webdataset  `webdataset` over the release's own tars (shuffle buffer 1000)
   imagefolder torchvision's ImageFolder over the same JPEG bytes, one file each
   streaming   mosaicml-streaming's StreamingDataset over MDS written from the same bytes
@@ -78,11 +78,11 @@ def make(name: str, work: Path, job: str) -> tuple[Iterator[Any], Callable[[Any]
     if name == "floor":
         blobs = [p.read_bytes() for p in sorted((work / "files").rglob("*.jpg"))]
         return (decode(b) for b in blobs), one
-    if name in ("synshard", "synshard1"):
+    if name in ("synshard", "synshard2t"):
         from synshard.shards import ShardDataset
         from synshard.shards.torch_adapter import data_loader
 
-        threads = 1 if name == "synshard1" else None  # None: one reader thread per core
+        threads = 2 if name == "synshard2t" else None  # None: inline for local files
         ds = ShardDataset(str(work / "release"), "train", transform="eval", image_size=224, seed=0,
                           threads=threads)  # fmt: skip
         if job == "1proc":
@@ -159,7 +159,7 @@ def child(name: str, work: Path, job: str) -> None:
     import importlib
 
     torchvision_shim()
-    for module in ["numpy", "torch", "PIL.Image", "synshard.shards.augment", *PRELOAD.get(name.rstrip("1"), [])]:
+    for module in ["numpy", "torch", "PIL.Image", "synshard.shards.augment", *PRELOAD.get(name.removesuffix("2t"), [])]:
         importlib.import_module(module)
     start, cpu = time.perf_counter(), _cpu()
     items, size = make(name, work, job)
@@ -303,9 +303,9 @@ def main() -> None:
     pythons = {"peer": py, "simd": sys.executable}
     wanted = set(args.only.split(",")) if args.only else None
     mine = [("simd", "floor"), ("peer", "floor"), ("simd", "synshard"), ("peer", "synshard"),
-            ("simd", "synshard1"), ("peer", "synshard1")]  # fmt: skip
+            ("simd", "synshard2t"), ("peer", "synshard2t")]  # fmt: skip
     plan = [(v, n, j) for j in JOBS for v, n in mine + [("peer", p) for p in PEERS]
-            if not (n in ("floor", "synshard1") and j != "1proc")]
+            if not (n in ("floor", "synshard2t") and j != "1proc")]
     plan = [p for p in plan if wanted is None or p[1] in wanted]
     images = sum(1 for _ in (work / "files").rglob("*.jpg"))
     print(f"{images} train images; Pillow {ver['pillow']} (peers) and Pillow-SIMD {PIL.__version__}; "

@@ -103,10 +103,11 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def stack_images(images: list[np.ndarray]) -> torch.Tensor:
     """One N x H x W x 3 tensor; in a DataLoader worker stacked straight into shared memory (as
     torch's default_collate does), saving the copy that sharing a finished tensor makes."""
-    tensors = [torch.from_numpy(im) for im in images]
-    out = None
-    if get_worker_info() is not None:
-        first = tensors[0]
-        storage = first.untyped_storage()._new_shared(sum(t.numel() for t in tensors) * first.element_size())
-        out = first.new(storage).resize_(len(tensors), *first.shape)
-    return torch.stack(tensors, out=out)
+    shape = (len(images), *images[0].shape)
+    elem = torch.from_numpy(np.empty(0, dtype=images[0].dtype))  # a hook may change the dtype
+    if get_worker_info() is None:
+        out = torch.empty(shape, dtype=elem.dtype)
+    else:
+        out = elem.new(elem._typed_storage()._new_shared(int(np.prod(shape)))).resize_(shape)
+    np.stack(images, out=out.numpy())
+    return out

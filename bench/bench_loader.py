@@ -1,121 +1,330 @@
-"""Benchmark: the streaming loader against three baselines, one process each, in one run.
+"""Benchmark: synshard's training loader against the loaders people use, in one run, alternating.
 
-Job: ImageNet-sized photographs (scripts/photos.py) built into a release (shorter side 256, JPEG
-q90), then read as training samples: decode (draft), random resized crop 224, flip, as uint8 HxWx3.
-Prints images/s (median of --repeats passes) for
-  loader     synshard.shards.ShardDataset over the release (shuffled, mixed)
-  floor      (a) the release's own image bytes, already in memory, same decode + transforms
-  per-file   (b) an ImageFolder-style reader: open each original file, same decode + transforms
-  webdataset (c) the `webdataset` library over the same tars (shuffle 1000), same decode + transforms
-and the ratios loader/floor (goal >= 0.9) and loader/per-file (goal >= 1.5).
+Job: one epoch over the same resized images (a release built from scripts/photos.py photographs:
+shorter side 256, JPEG q90), shuffled, each image decoded and centre-cropped to 224 x 224 uint8
+by the same function (`synshard.shards.augment.augment`, eval mode) on the same Pillow, so what
+differs is the loader. Loaders, each in its own process, in turn, `--repeats` rounds (median):
 
-    .venv/bin/python scripts/photos.py --count 600 && .venv/bin/python bench/bench_loader.py
+  synshard    ShardDataset over the release (index reads; `synshard2t`: with two reader threads)
+  webdataset  `webdataset` over the release's own tars (shuffle buffer 1000)
+  imagefolder torchvision's ImageFolder over the same JPEG bytes, one file each
+  streaming   mosaicml-streaming's StreamingDataset over MDS written from the same bytes
+  litdata     LitData's StreamingDataset over its `optimize` output of the same bytes
+  floor       the raw decode floor: the same function over the bytes already in memory
+
+Jobs: "1 process" (iterate the dataset in the main process), then "DataLoader(num_workers=2)"
+(batches of 64; LitData with its own StreamingDataLoader). The peers and synshard-on-Pillow run in
+.venv-peers/loader (bench/peers/venv.sh loader: plain Pillow; synshard installed --no-deps);
+synshard and the floor run again in .venv on its Pillow-SIMD. Prints img/s and ratios to
+synshard; `--json PATH` writes the rows `make bench-peers` reads.
+
+    .venv/bin/python bench/bench_loader.py [--count 3000] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
-import random
 import shutil
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-SYNSETS = sorted(p.name for p in (ROOT / "data" / "sample").iterdir() if p.is_dir())
+PEERS = ("webdataset", "imagefolder", "streaming", "litdata")
+JOBS = {"1proc": "1 process", "dl2": "DataLoader(num_workers=2)"}
+BATCH = 64
 
 
-def imagenet_layout(photos: Path, out: Path, count: int) -> list[Path]:
-    """Copy the photos into `<synset>/<file>` folders (round robin over real wnids); copies, as
-    folder sources refuse links (untrusted input)."""
-    files = sorted(photos.glob("*.jpg"))[:count]
-    copies = []
-    for i, f in enumerate(files):
-        d = out / SYNSETS[i % len(SYNSETS)]
-        d.mkdir(parents=True, exist_ok=True)
-        link = d / f"{d.name}_{f.name}"
-        if not link.exists():
-            shutil.copyfile(f, link)
-        copies.append(link)
-    return copies
-
-
-def timed(fn, repeats: int) -> float:
-    """Median images/s over `repeats` passes of `fn` (which returns how many it produced)."""
-    rates = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        n = fn()
-        rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default=str(ROOT / ".cache/photos/imagenet-like"))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--count", type=int, default=600)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--work", default=None, help="folder for the layout and release (default: temp)")
-    args = ap.parse_args()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-    import synshard
-    from synshard.shards import ShardDataset
+# -- children: one measurement each, in the venv given -------------------------------------------
+def decoder() -> Callable[[bytes], Any]:
+    import numpy as np
     from synshard.shards.augment import AugmentOptions, augment
+
+    opts, rng = AugmentOptions(image_size=224, mode="eval"), np.random.default_rng(0)
+    return lambda data: augment(data, None, opts, rng)[0]
+
+
+def stack(samples: list[Any]) -> Any:
+    """The peers' collate: torch's default (numpy arrays to one tensor, in shared memory when in
+    a worker), what a user gets without writing one."""
+    from torch.utils.data import default_collate
+
+    return default_collate(samples)
+
+
+def _imagefolder(work: Path, decode: Callable) -> Any:
+    from torchvision.datasets import ImageFolder
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    return ImageFolder(str(work / "files"), loader=read, transform=decode,
+                       is_valid_file=lambda p: p.endswith(".jpg"))  # fmt: skip
+
+
+def make(name: str, work: Path, job: str) -> tuple[Iterator[Any], Callable[[Any], int]]:
+    """(an iterable over one epoch, how many images an item holds)."""
+    import torch
+
+    decode = decoder()
+    one, batch = (lambda item: 1), (lambda b: len(b))
+    if name == "floor":
+        blobs = [p.read_bytes() for p in sorted((work / "files").rglob("*.jpg"))]
+        return (decode(b) for b in blobs), one
+    if name in ("synshard", "synshard2t"):
+        from synshard.shards import ShardDataset
+        from synshard.shards.torch_adapter import data_loader
+
+        threads = 2 if name == "synshard2t" else None  # None: inline for local files
+        ds = ShardDataset(str(work / "release"), "train", transform="eval", image_size=224, seed=0,
+                          threads=threads)  # fmt: skip
+        if job == "1proc":
+            return iter(ds), one
+        return iter(data_loader(ds, BATCH, num_workers=2, stateful=False)), lambda b: len(b["key"])
+    if name == "webdataset":
+        import webdataset as wds
+
+        tars = sorted(str(p) for p in (work / "release").rglob("*.tar"))
+        ds = (wds.WebDataset(tars, shardshuffle=len(tars), empty_check=False, seed=0)
+              .shuffle(1000).map(lambda s: decode(s["jpg"])))  # fmt: skip
+    elif name == "imagefolder":
+        ds = _imagefolder(work, lambda b: decode(b))
+        if job == "1proc":
+            order = torch.randperm(len(ds)).tolist()
+            return (ds[i][0] for i in order), one
+        loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=2,
+                                             collate_fn=lambda s: stack([x for x, _ in s]))  # fmt: skip
+        return iter(loader), batch
+    elif name == "streaming":
+        from streaming import StreamingDataset
+        from streaming.base.util import clean_stale_shared_memory
+
+        clean_stale_shared_memory()
+
+        class MDS(StreamingDataset):
+            def __getitem__(self, i: int) -> Any:
+                return decode(super().__getitem__(i)["image"])
+
+        ds = MDS(local=str(work / "mds"), shuffle=True, shuffle_seed=0, batch_size=BATCH)
+    elif name == "litdata":
+        import litdata
+
+        class Lit(litdata.StreamingDataset):
+            def __getitem__(self, i: Any) -> Any:
+                return decode(super().__getitem__(i)["image"])
+
+        ds = Lit(str(work / "litdata"), shuffle=True, seed=0)
+        if job != "1proc":
+            return iter(litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=2, collate_fn=stack)), batch
+    else:
+        raise SystemExit(f"bench_loader: unknown loader {name!r}")
+    if job == "1proc":
+        return iter(ds), one
+    return iter(torch.utils.data.DataLoader(ds, batch_size=BATCH, num_workers=2, collate_fn=stack)), batch
+
+
+PRELOAD = {"synshard": ["synshard.shards.loader", "synshard.shards.torch_adapter"],
+           "webdataset": ["webdataset"], "imagefolder": ["torchvision.datasets"],
+           "streaming": ["streaming"], "litdata": ["litdata"]}  # fmt: skip
+
+
+_SHIM: list[Any] = []
+
+
+def torchvision_shim() -> None:
+    """torchvision 0.28.0 is the release for torch 2.13, but its PyPI wheel's C++ ops link
+    against CUDA torch, so on this machine's CPU torch they do not load, and `import torchvision`
+    then fails on its two unguarded fake registrations (`nms`, `qnms`). Defining those two
+    schemas first lets it import; ImageFolder and mosaicml-streaming never call the ops."""
+    import torch
+
+    try:
+        torch.ops.torchvision.nms  # noqa: B018
+    except (AttributeError, RuntimeError):
+        lib = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _SHIM.append(lib)  # keeps the definitions alive
+
+
+def child(name: str, work: Path, job: str) -> None:
+    """One epoch, timed from building the dataset (imports done before) to its last image."""
+    import importlib
+
+    torchvision_shim()
+    for module in ["numpy", "torch", "PIL.Image", "synshard.shards.augment", *PRELOAD.get(name.removesuffix("2t"), [])]:
+        importlib.import_module(module)
+    start, cpu = time.perf_counter(), _cpu()
+    items, size = make(name, work, job)
+    n = sum(size(item) for item in items)
+    del items  # DataLoader workers exit and are waited for, so their CPU time counts
+    print(json.dumps({"images": n, "seconds": time.perf_counter() - start, "cpu": _cpu() - cpu}))
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its waited-for children (the DataLoader workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def prepare(work: Path) -> None:
+    """In the peers' venv: MDS and LitData outputs from the release's own JPEG bytes."""
+    torchvision_shim()
+    files = sorted((work / "files").rglob("*.jpg"))
+    labels = {d: i for i, d in enumerate(sorted({f.parent.name for f in files}))}
+    if not (work / "mds" / "index.json").exists():
+        from streaming import MDSWriter
+
+        shutil.rmtree(work / "mds", ignore_errors=True)
+        with MDSWriter(out=str(work / "mds"), columns={"image": "bytes", "label": "int"},
+                       size_limit=1 << 26) as out:  # fmt: skip
+            for f in files:
+                out.write({"image": f.read_bytes(), "label": labels[f.parent.name]})
+    if not (work / "litdata" / "index.json").exists():
+        import litdata
+
+        shutil.rmtree(work / "litdata", ignore_errors=True)
+        litdata.optimize(fn=_lit_item, inputs=[str(f) for f in files], output_dir=str(work / "litdata"),
+                         chunk_bytes="64MB", num_workers=1, mode="overwrite")  # fmt: skip
+
+
+def _lit_item(path: str) -> dict[str, Any]:
+    return {"image": Path(path).read_bytes(), "label": Path(path).parent.name}
+
+
+# -- parent: build inputs, run the children alternately, report -----------------------------------
+def build_inputs(work: Path, count: int) -> None:
+    """The release (built by synshard from photographs) and its train images as plain files."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import photos
+    import synshard
     from synshard.shards.release import open_release
     from synshard.shards.webdataset import iter_webdataset_shard
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench-loader-"))
-    files = imagenet_layout(Path(args.photos), work / "imagenet", args.count)
     rel = work / "release"
     if not (rel / "manifest.json").exists():
-        synshard.build([str(work / "imagenet")], str(rel), progress=False, log=lambda s: None)
-    release = open_release(str(rel))
-    shards = release.shards(split="train", format="webdataset")
-    paths = [str(rel / e.path) for e in shards]
-    blobs = [s["jpg"] for p in paths for s in iter_webdataset_shard(release.fs, p)]
-    opts = AugmentOptions(image_size=args.size, mode="train")
-    rng = np.random.default_rng(0)
-    print(f"{len(files)} photos -> {len(blobs)} train samples in {len(shards)} shards; "
-          f"1 process each, image_size {args.size}", file=sys.stderr)  # fmt: skip
+        synsets = sorted(p.name for p in (ROOT / "data" / "sample").iterdir() if p.is_dir())
+        layout = work / "imagenet"
+        for i, f in enumerate(photos.photo_paths(count)):
+            d = layout / synsets[i % len(synsets)]
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, d / f"{d.name}_{f.name}")
+        synshard.build([str(layout)], str(rel), progress=False, log=lambda s: None)
+        shutil.rmtree(work / "files", ignore_errors=True)
+    if not (work / "files").exists():
+        release = open_release(str(rel))
+        for e in release.shards(split="train", format="webdataset"):
+            d = work / "files" / e.synset
+            d.mkdir(parents=True, exist_ok=True)
+            for s in iter_webdataset_shard(release.fs, str(rel / e.path)):
+                (d / f"{s['__key__']}.jpg").write_bytes(s["jpg"])
 
-    def loader() -> int:
-        return sum(1 for _ in ShardDataset(str(rel), "train", image_size=args.size))
 
-    def floor() -> int:
-        for b in blobs:
-            augment(b, None, opts, rng)
-        return len(blobs)
+def peer_python() -> str:
+    out = subprocess.run(["bash", str(ROOT / "bench/peers/venv.sh"), "loader"], cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    if out.returncode:
+        raise SystemExit(out.stderr.strip() or "bench_loader: bench/peers/venv.sh loader failed")
+    py = str(ROOT / out.stdout.strip().splitlines()[-1])
+    probe = "import synshard.shards.loader, PIL; assert 'SIMD' not in PIL.__version__"
+    if subprocess.run([py, "-c", probe], capture_output=True).returncode:
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+                       check=True)  # fmt: skip
+    return py
 
-    originals = files[:]
-    random.Random(0).shuffle(originals)
-    originals = originals[: len(blobs)]
 
-    def per_file() -> int:
-        for f in originals:
-            with open(f, "rb") as fh:
-                augment(fh.read(), None, opts, rng)
-        return len(originals)
+def versions(py: str) -> dict[str, str]:
+    code = ("import json, importlib.metadata as m; print(json.dumps({n: m.version(n) for n in "
+            "('pillow', 'webdataset', 'torchvision', 'mosaicml-streaming', 'litdata')}))")  # fmt: skip
+    return json.loads(subprocess.run([py, "-c", code], capture_output=True, text=True, check=True).stdout)
 
-    def webdataset() -> int:
-        import webdataset as wds
 
-        pipe = wds.WebDataset(paths, shardshuffle=False, empty_check=False).shuffle(1000)
-        return sum(1 for s in pipe.map(lambda s: augment(s["jpg"], None, opts, rng)))
+def measure(py: str, name: str, work: Path, job: str) -> tuple[float, float]:
+    """(img/s, CPU ms per image) of one epoch in a fresh process."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TQDM_DISABLE": "1"}
+    out = subprocess.run([py, __file__, "--child", name, "--dir", str(work), "--job", job],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    if out.returncode:
+        raise SystemExit(f"bench_loader: {name} ({job}) failed: {out.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["images"] / result["seconds"], 1000 * result["cpu"] / result["images"]
 
-    rates = {name: timed(fn, args.repeats) for name, fn in
-             (("floor", floor), ("loader", loader), ("per-file", per_file), ("webdataset", webdataset))}  # fmt: skip
-    for name, rate in rates.items():
-        print(f"{name:11s} {rate:8.1f} img/s")
-    print(f"loader/floor      {rates['loader'] / rates['floor']:.2f}  (goal >= 0.9)")
-    print(f"loader/per-file   {rates['loader'] / rates['per-file']:.2f}  (goal >= 1.5)")
-    print(f"loader/webdataset {rates['loader'] / rates['webdataset']:.2f}")
+
+def rows(rates: dict, cpu: dict, ver: dict[str, str], simd: str) -> list[dict]:
+    pil = f"Pillow {ver['pillow']}"
+    names = {"webdataset": f"webdataset {ver['webdataset']}", "imagefolder": f"torchvision ImageFolder {ver['torchvision']}",
+             "streaming": f"mosaicml-streaming {ver['mosaicml-streaming']}", "litdata": f"LitData {ver['litdata']}",
+             "floor": "raw decode floor"}  # fmt: skip
+    pairs = [(job, ("peer", p), ("peer", "synshard"), pil) for job in JOBS for p in PEERS]
+    pairs += [("1proc", (v, "floor"), (v, "synshard"), pillow)
+              for v, pillow in (("peer", pil), ("simd", f"Pillow-SIMD {simd}"))]  # fmt: skip
+    out = []
+    for job, (pv, pn), mine, pillow in pairs:
+        peer, me = (pv, pn, job), (*mine, job)
+        note = f"both on {pillow}; CPU ms/img: synshard {cpu.get(me, float('nan')):.2f}, peer {cpu.get(peer, float('nan')):.2f}"
+        out.append({"job": f"loader, one epoch, decode + centre crop 224, {JOBS[job]}",
+                    "peer": names[pn] + ("" if pn != "floor" else f" ({pillow})"), "peer_value": rates.get(peer),
+                    "synshard_value": rates.get(me), "unit": "img/s", "higher_is_better": True, "note": note})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=3000, help="photographs in the release")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work", default=str(ROOT / ".cache/bench-loader"))
+    ap.add_argument("--json", default=None, help="write the rows for `make bench-peers` here")
+    ap.add_argument("--only", default=None, help="comma-separated loaders (default: all)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--job", default="1proc", help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--dir", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    work = Path(args.dir) if args.dir else Path(args.work) / str(args.count)
+    if args.child:
+        return child(args.child, work, args.job)
+    if args.prepare:
+        return prepare(work)
+    build_inputs(work, args.count)
+    py = peer_python()
+    subprocess.run([py, __file__, "--prepare", "--dir", str(work)], check=True)
+    ver = versions(py)
+    import PIL
+
+    pythons = {"peer": py, "simd": sys.executable}
+    wanted = set(args.only.split(",")) if args.only else None
+    mine = [("simd", "floor"), ("peer", "floor"), ("simd", "synshard"), ("peer", "synshard"),
+            ("simd", "synshard2t"), ("peer", "synshard2t")]  # fmt: skip
+    plan = [(v, n, j) for j in JOBS for v, n in mine + [("peer", p) for p in PEERS]
+            if not (n in ("floor", "synshard2t") and j != "1proc")]
+    plan = [p for p in plan if wanted is None or p[1] in wanted]
+    images = sum(1 for _ in (work / "files").rglob("*.jpg"))
+    print(f"{images} train images; Pillow {ver['pillow']} (peers) and Pillow-SIMD {PIL.__version__}; "
+          f"{args.repeats} rounds, alternating; median img/s", file=sys.stderr)  # fmt: skip
+    runs: dict[tuple[str, str, str], list[tuple[float, float]]] = {p: [] for p in plan}
+    for r in range(args.repeats):
+        for key in plan:
+            runs[key].append(measure(pythons[key[0]], key[1], work, key[2]))
+        print(f"round {r + 1}/{args.repeats} done", file=sys.stderr)
+    rates = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+    for (venv, name, job), rate in rates.items():
+        base = rates.get((venv, "synshard", job))
+        ratio = f"  synshard/this {base / rate:5.2f}" if base and name != "synshard" else ""
+        pil = "Pillow-SIMD" if venv == "simd" else "Pillow"
+        print(f"{JOBS[job]:26s} {name:12s} {pil:12s} {rate:8.1f} img/s  "
+              f"{cpu[venv, name, job]:5.2f} CPU ms/img{ratio}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows(rates, cpu, ver, PIL.__version__)}, indent=1))
 
 
 if __name__ == "__main__":

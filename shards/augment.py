@@ -106,7 +106,14 @@ def decode_crop(data: bytes, opts: AugmentOptions, rng: np.random.Generator) -> 
     scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     if im.mode != "RGB":
         im = im.convert("RGB")
-    out = im.resize((opts.image_size, opts.image_size), opts.resample, box=scaled)
+    size = opts.image_size
+    if abs(scaled[2] - scaled[0] - size) < 1e-6 and abs(scaled[3] - scaled[1] - size) < 1e-6:
+        # No scaling (an eval crop of an image stored at the eval size): a plain crop, to whole
+        # pixels, instead of a resampling pass over the same pixels.
+        x0, y0 = round(scaled[0]), round(scaled[1])
+        out = im.crop((x0, y0, x0 + size, y0 + size))
+    else:
+        out = im.resize((size, size), opts.resample, box=scaled)
     if flip:
         out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return out, box, flip

@@ -1,21 +1,25 @@
 """Epoch orders for the training loader: pure functions on shard sizes, no I/O.
 
-Why this shape (after mosaicml streaming's `shuffle/` and `partition.py`):
+One global sequence per (release, split, seed, epoch), whatever the cluster shape; each rank and
+data-loader worker then takes a fixed share of it (after mosaicml streaming's `partition/orig.py`
+and `shuffle/py1e.py`, without their constraint that canonical and physical node counts divide
+each other, and resumable from any point, not only from a prefix).
 
-1. `shard_order`: the epoch's shards, permuted by (seed, epoch) the same way on every rank.
-2. `rank_pieces`: the samples of the shards in that order form one global sequence; rank `r`
-   takes the contiguous positions `[r * n, (r + 1) * n)`, where `n = len // world_size`
-   (`drop`) or the ceiling (`pad`: positions past the end wrap round to the start). Every rank
-   gets exactly `n` samples, each sample appears once except at most `world_size - 1` dropped or
-   repeated, and a rank reads whole shards but at most two cut ones.
-3. `worker_pieces`: a rank's positions split the same way among its data-loader workers.
-4. `read_sequence` + `emit_order`: a worker interleaves `open_shards` of its pieces at random
-   (each step reads the next sample of one piece, chosen with probability proportional to what
-   is left in it), then passes the reads through a shuffle buffer of `buffer_size`. Shards are
-   keyed by synset, so this interleave is what turns single-class shards into mixed batches.
+1. `shard_order`: the epoch's shards, permuted by (seed, epoch).
+2. `stream_pieces`: the shards in that order are cut into `streams` contiguous, near-equal spans
+   (the canonical partition: a fixed count, independent of the shape).
+3. `stream_order`: inside a stream, `open_shards` pieces at a time are interleaved at random (each
+   piece's samples stay in file order), then a shuffle buffer of `buffer_size` reorders them.
+4. `interleave`: the global sequence takes sample `i` of every stream in turn (i = 0, 1, ...), so
+   any window of `streams` consecutive positions holds one sample of each stream: with shards
+   keyed by synset, a global batch mixes as many spans of the shard order as it has samples.
+5. `slot_positions`: rank `r` of `W` takes positions `r, r + W, r + 2W, ...` (so at every step
+   the ranks together consume one contiguous window: lockstep under DDP); inside a rank, blocks
+   of `batch_size` steps go to the workers in turn, as DataLoader's in-order round robin takes
+   them, so what a rank delivers is its positions in sequence order.
 
-The order is computed on indices only (tens of ns a sample), so the reader can follow it
-exactly, and resuming at position `p` of a worker's order is just skipping `p` entries.
+A resume changes only which positions are left (`remaining`); the same functions then spread
+those over the new shape.
 """
 
 from __future__ import annotations
@@ -61,45 +65,6 @@ def samples_per_rank(total: int, world_size: int, remainder: Remainder) -> int:
     return total // world_size
 
 
-def _cut(sizes: Sequence[int], order: Sequence[int], lo: int, hi: int) -> list[Piece]:
-    """Pieces covering global positions `[lo, hi)` of the shards taken in `order` (no wrap)."""
-    pieces, pos = [], 0
-    for shard in order:
-        size = int(sizes[shard])
-        a, b = max(lo, pos), min(hi, pos + size)
-        if a < b:
-            pieces.append(Piece(int(shard), a - pos, b - pos))
-        pos += size
-        if pos >= hi:
-            break
-    return pieces
-
-
-def span_pieces(sizes: Sequence[int], order: Sequence[int], lo: int, hi: int) -> list[Piece]:
-    """Pieces for positions `[lo, hi)`, where positions at or past the total wrap to the start."""
-    total = int(sum(sizes[s] for s in order))
-    if total == 0 or hi <= lo:
-        return []
-    pieces: list[Piece] = []
-    while hi > lo:
-        start = lo % total
-        stop = min(total, start + (hi - lo))
-        pieces += _cut(sizes, order, start, stop)
-        lo += stop - start
-    return pieces
-
-
-def rank_pieces(
-    sizes: Sequence[int], order: Sequence[int], rank: int, world_size: int, remainder: Remainder
-) -> list[Piece]:
-    """This rank's contiguous share of the epoch's global sample sequence (see module doc)."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in [0, {world_size})")
-    total = int(sum(sizes[s] for s in order))
-    n = samples_per_rank(total, world_size, remainder)
-    return span_pieces(sizes, order, rank * n, (rank + 1) * n)
-
-
 def split_pieces(pieces: Sequence[Piece], part: int, parts: int) -> list[Piece]:
     """Part `part` of `parts` contiguous, near-equal (within one sample) shares of `pieces`."""
     if not 0 <= part < parts:
@@ -115,9 +80,10 @@ def split_pieces(pieces: Sequence[Piece], part: int, parts: int) -> list[Piece]:
     return out
 
 
-def worker_pieces(pieces: Sequence[Piece], worker: int, num_workers: int) -> list[Piece]:
-    """A data-loader worker's share of its rank's pieces."""
-    return split_pieces(pieces, worker, num_workers)
+def stream_pieces(sizes: Sequence[int], order: Sequence[int], streams: int) -> list[list[Piece]]:
+    """The canonical partition: `streams` contiguous spans of the shards taken in `order`."""
+    whole = [Piece(int(s), 0, int(sizes[s])) for s in order if sizes[s] > 0]
+    return [split_pieces(whole, part, streams) for part in range(streams)]
 
 
 def read_sequence(
@@ -126,8 +92,8 @@ def read_sequence(
     """Which piece each read step takes its next sample from.
 
     Pieces are opened in windows of `open_shards`; within a window the steps are a uniformly
-    random interleave (each piece's samples stay in file order, so a shard is read as a stream).
-    Without `rng` the pieces are read one after another.
+    random interleave (each piece's samples stay in file order, so a shard is read front to
+    back). Without `rng` the pieces are read one after another.
     """
     sizes = np.array([p.size for p in pieces], dtype=np.int64)
     ids = np.repeat(np.arange(len(pieces), dtype=np.int64), sizes)
@@ -170,37 +136,106 @@ def emit_order(num_reads: int, rng: np.random.Generator | None, buffer_size: int
     return np.concatenate([np.array(out, dtype=np.int64), rest])
 
 
-@dataclass(frozen=True)
-class WorkerPlan:
-    """One worker's epoch: its pieces, the read steps and the emitted order (indices into reads)."""
+def stream_order(
+    pieces: Sequence[Piece], rng: np.random.Generator | None, open_shards: int, buffer_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(shard, offset) arrays of one stream's samples in the order it emits them."""
+    reads = read_sequence(pieces, rng, open_shards)
+    offsets = offsets_in_pieces(reads, pieces)
+    emits = emit_order(len(reads), rng, buffer_size)
+    shards = np.array([p.shard for p in pieces], dtype=np.int64)
+    if not len(reads):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return shards[reads[emits]], offsets[emits]
 
-    pieces: tuple[Piece, ...]
-    reads: np.ndarray  # piece index per read step
-    offsets: np.ndarray  # shard offset per read step
-    emits: np.ndarray  # read-step indices, in the order samples are yielded
+
+def interleave(lengths: Sequence[int]) -> np.ndarray:
+    """For streams of these lengths laid end to end: the indices that take sample 0 of each
+    stream, then sample 1 of each, and so on (streams that ran out are passed over)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not lengths.sum():
+        return np.zeros(0, np.int64)
+    ids = np.repeat(np.arange(len(lengths)), lengths)
+    step = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.lexsort((ids, step))
+
+
+@dataclass(frozen=True)
+class EpochOrder:
+    """The global sample sequence of an epoch: shard index and in-shard offset per position."""
+
+    shards: np.ndarray
+    offsets: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.emits)
+        return len(self.shards)
 
-    def samples(self) -> list[tuple[int, int]]:
-        """(shard, offset) of every yielded sample, in order: what tests compare."""
-        shards = np.array([p.shard for p in self.pieces], dtype=np.int64)
-        if not len(self.emits):
-            return []
-        return list(zip(shards[self.reads[self.emits]].tolist(), self.offsets[self.emits].tolist()))
+    def samples(self, positions: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """(shard, offset) at `positions` (default: all), in that order: what tests compare."""
+        sel = slice(None) if positions is None else positions
+        return list(zip(self.shards[sel].tolist(), self.offsets[sel].tolist()))
 
 
-def plan_worker(
-    sizes: Sequence[int], *, seed: int, epoch: int, rank: int, world_size: int, worker: int,
-    num_workers: int, shuffle: bool, remainder: Remainder, open_shards: int, buffer_size: int,
-) -> WorkerPlan:  # fmt: skip
-    """Everything a worker needs to read its share of an epoch, deterministically."""
+def epoch_order(
+    sizes: Sequence[int], *, seed: int, epoch: int, shuffle: bool, streams: int, open_shards: int,
+    buffer_size: int,
+) -> EpochOrder:  # fmt: skip
+    """The epoch's global sequence (see the module doc); without shuffle, shards in file order."""
     order = shard_order(len(sizes), seed, epoch, shuffle)
-    mine = worker_pieces(rank_pieces(sizes, order, rank, world_size, remainder), worker, num_workers)
-    rng = _rng(seed, epoch, rank, worker, num_workers) if shuffle else None
-    reads = read_sequence(mine, rng, open_shards)
-    offsets = offsets_in_pieces(reads, mine)
-    return WorkerPlan(tuple(mine), reads, offsets, emit_order(len(reads), rng, buffer_size))
+    if not shuffle:
+        parts = [stream_order(stream_pieces(sizes, order, 1)[0], None, 1, 1)]
+    else:
+        spans = stream_pieces(sizes, order, max(1, min(streams, int(sum(sizes)) or 1)))
+        parts = [stream_order(p, _rng(seed, epoch, s, 0x57), open_shards, buffer_size)
+                 for s, p in enumerate(spans)]  # fmt: skip
+    pick = interleave([len(s) for s, _ in parts])
+    return EpochOrder(np.concatenate([s for s, _ in parts])[pick],
+                      np.concatenate([o for _, o in parts])[pick])  # fmt: skip
+
+
+def slot_positions(
+    total: int, *, rank: int, world_size: int, worker: int = 0, num_workers: int = 1,
+    batch_size: int = 1, remainder: Remainder = "drop",
+) -> np.ndarray:  # fmt: skip
+    """Indices into a sequence of `total` positions that one (rank, worker) yields, in order."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    if not 0 <= worker < num_workers:
+        raise ValueError(f"worker {worker} is not in [0, {num_workers})")
+    n = samples_per_rank(total, world_size, remainder) if total else 0
+    steps = np.arange(n, dtype=np.int64)
+    steps = steps[(steps // max(1, batch_size)) % num_workers == worker]
+    positions = steps * world_size + rank
+    return positions % total if total else positions
+
+
+def remaining(total: int, consumed: np.ndarray) -> np.ndarray:
+    """Positions of `range(total)` not in `consumed`, in order."""
+    mask = np.ones(total, dtype=bool)
+    mask[consumed[consumed < total]] = False
+    return np.flatnonzero(mask)
+
+
+def to_ranges(positions: np.ndarray) -> list[list[int]]:
+    """Sorted unique positions as `[start, stop)` runs (a compact, JSON-able set)."""
+    p = np.unique(positions)
+    if not len(p):
+        return []
+    cuts = np.flatnonzero(np.diff(p) != 1) + 1
+    starts, stops = p[np.concatenate([[0], cuts])], p[np.concatenate([cuts - 1, [len(p) - 1]])] + 1
+    return [[int(a), int(b)] for a, b in zip(starts, stops)]
+
+
+def from_ranges(ranges: Sequence[Sequence[int]]) -> np.ndarray:
+    if not ranges:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(int(a), int(b), dtype=np.int64) for a, b in ranges])
+
+
+def replacement(position: int, attempt: int, total: int, seed: int, epoch: int) -> int:
+    """The position whose sample stands in for a bad one (attempt 1, 2, ...): a pure function
+    of the global position, so it is the same whatever the shape."""
+    return int(_rng(seed, epoch, position, attempt, 0xBAD).integers(total))
 
 
 def mixing_ratio(labels: Sequence[int], batch_size: int) -> float:

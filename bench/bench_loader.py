@@ -24,7 +24,6 @@ synshard; `--json PATH` writes the rows `make bench-peers` reads.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil

@@ -136,7 +136,7 @@ def transform_boxes(boxes: list | None, crop: Box, size: int, flip: bool) -> np.
 
 
 def augment(
-    data: bytes, boxes: Any, opts: AugmentOptions, rng: np.random.Generator
+    data: bytes, boxes: Any, opts: AugmentOptions, rng: np.random.Generator | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 image, Nx4 float32 boxes) for one stored image."""
     im, crop, flip = decode_crop(data, opts, rng)

@@ -196,7 +196,7 @@ class ShardDataset:
             return LoaderState(self.epoch, self.seed, self.fingerprint()).to_dict()
         shape, worker = self._slot
         state = LoaderState(self.epoch, self.seed, self.fingerprint(),
-                            tuple(map(tuple, self._base)), shape, {worker: self._yielded})  # fmt: skip
+                            tuple((a, b) for a, b in self._base), shape, {worker: self._yielded})  # fmt: skip
         return state.to_dict()
 
     def load_state_dict(self, state: Any) -> None:
@@ -237,7 +237,9 @@ class ShardDataset:
         for sample in _in_order(mine[start:].tolist(), self._load, threads, self.read_ahead):
             position = sample.pop("_position")
             if self.hook:
-                sample = self.hook(sample, self._rng(order, position))
+                rng = self._rng(order, position)
+                assert rng is not None  # a hook always gets its sample's generator
+                sample = self.hook(sample, rng)
             self._yielded += 1
             self.stats.yielded += 1
             yield sample

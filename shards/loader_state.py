@@ -131,7 +131,7 @@ def consumed_positions(state: LoaderState, total: int, remainder: Remainder) -> 
 def merge(state: LoaderState, total: int, remainder: Remainder) -> LoaderState:
     """The shape-free state: every consumed position as runs, no worker counts."""
     runs = to_ranges(consumed_positions(state, total, remainder))
-    return LoaderState(state.epoch, state.seed, state.fingerprint, tuple(map(tuple, runs)))
+    return LoaderState(state.epoch, state.seed, state.fingerprint, tuple((int(a), int(b)) for a, b in runs))
 
 
 def batches_per_worker(samples: list[int], batch_size: int, drop_last: bool) -> list[int]:

@@ -61,7 +61,7 @@ class TorchShardDataset(IterableDataset):
         taken = positions_after_batches([len(m) - s for m, s in plans], batch_size or self.batch_size,
                                         batches_seen, drop_last)  # fmt: skip
         counts = {k: s + t for k, ((_, s), t) in enumerate(zip(plans, taken))}
-        state = LoaderState(ds.epoch, ds.seed, ds.fingerprint(), tuple(map(tuple, ds._base)), shape, counts)
+        state = LoaderState(ds.epoch, ds.seed, ds.fingerprint(), tuple((a, b) for a, b in ds._base), shape, counts)
         # Shape-free: a fresh DataLoader starts its round robin at worker 0 again, and the
         # positions left, spread anew, continue the rank's sequence in order.
         return merge(state, ds.total, ds.remainder).to_dict()

@@ -13,13 +13,14 @@ os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 
 import ray  # noqa: E402
 
+from synshard.builder import reaper
 from synshard.config import BuildConfig
 
 
 @contextlib.contextmanager
 def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     """Yields a description of the cluster; shuts down only a Ray this call started."""
-    started = False
+    started, watcher = False, None
     if not ray.is_initialized():
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
@@ -29,6 +30,7 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
         else:
             with _loopback_only():
                 ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
+            watcher = reaper.start(_node_pids())
         started = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -40,6 +42,13 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     finally:
         if started:
             ray.shutdown()
+            reaper.stop(watcher)
+
+
+def _node_pids() -> list[int]:
+    """The processes of the embedded Ray node this driver started (GCS, raylet, monitors)."""
+    node = ray._private.worker._global_node
+    return sorted({p.process.pid for procs in node.all_processes.values() for p in procs})
 
 
 @contextlib.contextmanager

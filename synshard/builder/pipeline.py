@@ -76,7 +76,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, fl
     votes = build_votes(cfg)
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
-        meta = _stage(inputs.tasks, cfg, staging, log)
+        meta, by_node = _stage(inputs.tasks, cfg, staging, log)
+        cluster = {**cluster, "inputs_read_by_node": by_node}
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
         decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
@@ -95,8 +96,10 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: str, timings: dict[str, fl
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
-    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal."""
+def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> tuple[pa.Table, dict[str, int]]:
+    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal.
+
+    Also returns how many inputs each Ray node's read tasks settled in this run, by node id."""
     fs, _ = release_fs(cfg.out, dict(cfg.storage_options))
     done = finished_tasks(fs, staging)
     todo = [i for i in range(len(tasks)) if i not in done]
@@ -104,18 +107,22 @@ def _stage(tasks: list, cfg: BuildConfig, staging: str, log) -> pa.Table:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
 
     def run(batch: dict) -> Any:
+        node = ray.get_runtime_context().get_node_id()
         for i in batch["task"].tolist():
             for rows in run_task(i, tasks[i], cfg, staging):
-                yield {"rows": np.array([rows], dtype=np.int64)}
+                yield {"rows": np.array([rows], dtype=np.int64), "node": np.array([node])}
 
+    by_node: dict[str, int] = {}
     if todo:
         ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(run, batch_size=1, batch_format="numpy", num_cpus=1)
         with _progress(cfg) as bar:
             for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar(int(block["rows"].sum()))
+                for node, rows in zip(block["node"].tolist(), block["rows"].tolist()):
+                    by_node[node] = by_node.get(node, 0) + rows
     metas = read_task_metas(fs, staging, len(tasks))
-    return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
+    return (pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()), by_node
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: str,

@@ -61,6 +61,15 @@ class Transient(Rejected):
         self.retry_after = retry_after
 
 
+@dataclass
+class UrlState:
+    """One URL's budget within a batch: its deadline timer and the timeouts it has had."""
+
+    timer: asyncio.Timeout
+    timeouts: int = 0
+    first_try_done: bool = False
+
+
 @dataclass(frozen=True)
 class Reply:
     """One HTTP response: a redirect (`location` set) or a body."""
@@ -171,6 +180,8 @@ class BatchRun:
         self.all_slots = asyncio.Semaphore(self.opts.concurrency)
         self.host_slots: dict[str, asyncio.Semaphore] = {}
         self.robots_loads: dict[str, asyncio.Task[Any]] = {}
+        self.first_tries_left = 0
+        self.first_tries_done = asyncio.Event()  # every URL of the batch has had its first try
 
     async def run(self, urls: list[str]) -> list[tuple[bytes | None, str | None]]:
         """Fetch every URL concurrently; one (data, reason) per URL, same order."""
@@ -191,23 +202,42 @@ class BatchRun:
             trust_env=False,  # no proxies from the environment: the guard sees the real peer
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as self.session:
+            self.first_tries_left = len(urls)
+            if not urls:
+                self.first_tries_done.set()
             return await asyncio.gather(*(self.fetch_one(url) for url in urls))
 
     async def fetch_one(self, text: str) -> tuple[bytes | None, str | None]:
         """(body, None) for an image, else (None, reason)."""
+        state = None
         try:
             url = URL(text)
+            async with asyncio.timeout(None) as timer:  # armed by the URL's first request
+                state = UrlState(timer)
+                reply = await self.follow(url, image=True, state=state)
         except (ValueError, TypeError):
             return None, "bad url"
-        try:
-            reply = await self.follow(url, image=True)
         except Rejected as exc:
             return None, exc.reason
+        except TimeoutError:
+            return None, "deadline"
+        finally:
+            self.first_try_done(state)
         if sniff_image(reply.body) is None:
             return None, "not an image"
         return reply.body, None
 
-    async def follow(self, url: URL, image: bool) -> Reply:
+    def first_try_done(self, state: UrlState | None) -> None:
+        """Count a URL's first try (once); the last one releases the deferred timeout retries."""
+        if state is not None and state.first_try_done:
+            return
+        if state is not None:
+            state.first_try_done = True
+        self.first_tries_left -= 1
+        if self.first_tries_left <= 0:
+            self.first_tries_done.set()
+
+    async def follow(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
         """Request `url`, following redirects by hand: guard and robots.txt on every hop."""
         for _ in range(self.opts.max_redirects + 1):
             reason = self.fetcher.guard.url_reason(url)
@@ -215,7 +245,7 @@ class BatchRun:
                 raise Rejected(reason)
             if image and self.opts.respect_robots_txt:
                 await self.check_robots(url)
-            reply = await self.retrying(url, image)
+            reply = await self.retrying(url, image, state)
             if reply.location is None:
                 return reply
             try:
@@ -231,7 +261,7 @@ class BatchRun:
             load = self.robots_loads.get(origin)
             if load is None:
                 load = self.robots_loads[origin] = asyncio.ensure_future(self.load_robots(origin))
-            policy = await load
+            policy = await asyncio.shield(load)  # a URL's deadline must not cancel the shared load
         if policy.unreachable:
             raise Rejected("robots.txt unreachable")
         if not policy.allows(str(url), self.opts.robots_agent):
@@ -250,16 +280,26 @@ class BatchRun:
         self.fetcher.robots.put(origin, policy)
         return policy
 
-    async def retrying(self, url: URL, image: bool) -> Reply:
-        """One hop, retried on transient failures with capped exponential backoff and jitter."""
+    async def retrying(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
+        """One hop, retried on transient failures with capped exponential backoff and jitter.
+
+        A timeout is retried at most `timeout_retries` times and, for an image URL, only after
+        every URL of the batch has had its first try: later, not in place."""
         for attempt in range(self.opts.retries + 1):
             try:
-                return await self.attempt(url, image)
+                return await self.attempt(url, image, state)
             except Transient as exc:
-                if attempt == self.opts.retries:
+                timed_out = exc.reason == "timeout" and state is not None
+                if attempt == self.opts.retries or (
+                        timed_out and state.timeouts >= self.opts.timeout_retries):
                     raise Rejected(exc.reason) from None
                 self.stats.retries += 1
-                await asyncio.sleep(self.backoff(attempt, exc.retry_after))
+                if timed_out:
+                    state.timeouts += 1
+                    self.first_try_done(state)
+                    await self.first_tries_done.wait()
+                else:
+                    await asyncio.sleep(self.backoff(attempt, exc.retry_after))
         raise AssertionError("unreachable")
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -268,9 +308,11 @@ class BatchRun:
         ceiling = min(self.opts.backoff_max, self.opts.backoff_base * 2**attempt)
         return self.fetcher.rng.uniform(ceiling / 2, ceiling)  # "equal jitter"
 
-    async def attempt(self, url: URL, image: bool) -> Reply:
+    async def attempt(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
         """One request within the caps and the total timeout; client errors become reasons."""
         async with self.slot(url):
+            if state is not None and state.timer.when() is None:
+                state.timer.reschedule(asyncio.get_running_loop().time() + self.opts.deadline)
             self.stats.requests += 1
             self.stats.robots_requests += 0 if image else 1
             try:

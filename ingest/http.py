@@ -221,12 +221,13 @@ class BatchRun:
         """(body, None) for an image, else (None, reason)."""
         state = None
         try:
-            url = URL(text)
+            try:
+                url = URL(text)
+            except (ValueError, TypeError):
+                return None, "bad url"
             async with asyncio.timeout(None) as timer:  # armed by the URL's first request
                 state = UrlState(timer)
                 reply = await self.follow(url, image=True, state=state)
-        except (ValueError, TypeError):
-            return None, "bad url"
         except Rejected as exc:
             return None, exc.reason
         except TimeoutError:

@@ -39,6 +39,12 @@ class FetchOptions:
     read_timeout: float = 30.0  # seconds of silence allowed while reading
     total_timeout: float = 60.0  # seconds for one attempt: connect, headers and the whole body
     retries: int = 3  # extra attempts after a transient failure (resets, timeouts, 429, 5xx)
+    # A request that timed out is retried at most this many times, and only once every other URL
+    # of its batch has had its first try (so hanging URLs never hold slots the others need).
+    timeout_retries: int = 1
+    # Seconds one URL may take from its first request on, across retries and redirect hops; past
+    # it the URL is rejected with reason "deadline" (waiting for a slot before that does not count)
+    deadline: float = 90.0
     backoff_base: float = 0.5  # first backoff in seconds, doubled per attempt, full jitter
     backoff_max: float = 30.0  # cap on one backoff
     retry_after_max: float = 60.0  # cap on an honoured Retry-After
@@ -61,12 +67,13 @@ class FetchOptions:
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
             "total_timeout": self.total_timeout,
+            "deadline": self.deadline,
             "max_bytes": self.max_bytes,
         }
         for name, value in positive.items():
             if not value > 0:
                 raise SynshardError(f"bad fetch option {name}={value!r}: must be > 0")
-        for name in ("retries", "max_redirects", "backoff_base", "backoff_max", "retry_after_max"):
+        for name in ("retries", "timeout_retries", "max_redirects", "backoff_base", "backoff_max", "retry_after_max"):
             if getattr(self, name) < 0:
                 raise SynshardError(f"bad fetch option {name}: must be >= 0")
         if self.rps_per_host is not None and not self.rps_per_host > 0:

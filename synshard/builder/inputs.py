@@ -124,7 +124,8 @@ def plan_inputs(cfg: BuildConfig) -> tuple[list, str]:
         tasks += plan.tasks
         parts.append(plan.fingerprint)
     if lists:
-        url_tasks, digest = plan_url_lists(lists, options, limit=cfg.limit)
+        url_tasks, digest = plan_url_lists(lists, options, limit=cfg.limit,
+                                           chunk_rows=cfg.files_per_task)
         tasks += url_tasks
         parts.append(digest)
     return tasks, "+".join(parts)

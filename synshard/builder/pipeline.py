@@ -69,7 +69,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     votes = build_votes(cfg)
     with ray_session(cfg) as cluster:
         t = time.perf_counter()
-        meta = _stage(inputs.tasks, cfg, staging, log)
+        meta, by_node = _stage(inputs.tasks, cfg, staging, log)
+        cluster = {**cluster, "inputs_read_by_node": by_node}
         votes = with_unmatched(votes, meta)
         timings["read+transform+stage"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -90,18 +91,22 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
 
 
 def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None]
-           ) -> pa.Table:
-    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal."""
+           ) -> tuple[pa.Table, dict[str, int]]:
+    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal.
+
+    Also returns how many inputs each Ray node's read tasks settled in this run, by node id."""
     done = staging.finished_tasks()
     todo = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
 
     def run(batch: dict) -> Any:
+        node = ray.get_runtime_context().get_node_id()
         for i in batch["task"].tolist():
             for rows in run_task(i, tasks[i], cfg, staging):
-                yield {"rows": np.array([rows], dtype=np.int64)}
+                yield {"rows": np.array([rows], dtype=np.int64), "node": np.array([node])}
 
+    by_node: dict[str, int] = {}
     if todo:
         ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(run, batch_size=1, batch_format="numpy",  # type: ignore[assignment]
@@ -109,8 +114,10 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
         with _progress(cfg) as bar:
             for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar(int(block["rows"].sum()))
+                for node, rows in zip(block["node"].tolist(), block["rows"].tolist()):
+                    by_node[node] = by_node.get(node, 0) + rows
     metas = staging.read_task_metas(len(tasks))
-    return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
+    return (pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()), by_node
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from typing import Any, Callable, Iterator
 
 # Before Ray is imported: no usage statistics leave this machine, and Ray Data's own console
@@ -13,22 +14,25 @@ os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 
 import ray  # noqa: E402
 
+from synshard.builder import reaper
 from synshard.config import BuildConfig
+from synshard.transforms.errors import SynshardError
 
 
 @contextlib.contextmanager
 def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     """Yields a description of the cluster; shuts down only a Ray this call started."""
-    started = False
+    started, watcher = False, None
     if not ray.is_initialized():
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
                                       logging_level=logging.ERROR, configure_logging=True)
         if address:
-            ray.init(address=address, **kwargs)
+            _join(address, kwargs)
         else:
             with _loopback_only():
                 ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
+            watcher = reaper.start(_node_pids())
         started = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -40,6 +44,48 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
     finally:
         if started:
             ray.shutdown()
+            reaper.stop(watcher)
+
+
+class RayConnectError(SynshardError):
+    """The Ray cluster named by --ray-address (or RAY_ADDRESS) could not be joined."""
+
+
+def _join(address: str, kwargs: dict[str, Any]) -> None:
+    """`ray.init(address=...)`; a failure is one line saying what to check, not Ray's traceback."""
+    try:
+        _reachable(address)
+        ray.init(address=address, **kwargs)
+    except Exception as exc:  # Ray raises ConnectionError, AuthenticationError, RuntimeError...
+        ray.shutdown()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "auth" in type(exc).__name__.lower() or "token" in reason.lower():
+            hint = ("the cluster uses token authentication: set RAY_AUTH_MODE=token and "
+                    "RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head node")
+        else:
+            hint = ("check the address and port (`ray status` on the head node prints them), "
+                    "that the head's --node-ip-address is one this machine can reach, and "
+                    "that the cluster runs the same Ray version, and, if it uses token "
+                    "authentication, RAY_AUTH_MODE=token and RAY_AUTH_TOKEN")
+        raise RayConnectError(f"cannot join the Ray cluster at {address}: {reason[:300]}; "
+                              f"{hint} (docs/cluster.md)") from None
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Ray retries a GCS that is not there for ever: for HOST:PORT, try one TCP connect first."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://, ...: left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray head answers there ({exc.strerror or exc})") from None
+
+
+def _node_pids() -> list[int]:
+    """The processes of the embedded Ray node this driver started (GCS, raylet, monitors)."""
+    node = ray._private.worker._global_node
+    return sorted({p.process.pid for procs in node.all_processes.values() for p in procs})
 
 
 @contextlib.contextmanager

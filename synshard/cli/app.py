@@ -99,7 +99,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")
     add("--num-cpus", type=int, help="CPUs for the embedded local Ray")
     add("--batch-size", type=int, help="images per transform batch (64)")
-    add("--files-per-task", type=int, help="files of a folder source per read task (256)")
+    add("--files-per-task", type=int, help="files of a folder source (or URLs of a list) per read task (256)")
     add("--no-progress", dest="progress", action="store_false", default=None)
 
 

@@ -67,6 +67,8 @@ class FaultHandler(BaseHTTPRequestHandler):
         elif path.startswith("/redirect/"):
             n = _number(path)
             self.redirect(f"/redirect/{n - 1}" if n > 0 else "/img/7.jpg")
+        elif path.startswith("/hang/"):  # answers only after `hang_seconds` (if still running)
+            self.hang()
         elif path.startswith("/flaky/"):
             self.send(500, b"oops") if first else self.send(200, make_jpeg(8), "image/jpeg")
         elif path.startswith("/ratelimited/"):
@@ -89,6 +91,12 @@ class FaultHandler(BaseHTTPRequestHandler):
 
     def redirect(self, location: str) -> None:
         self.send(302, b"", extra={"Location": location})
+
+    def hang(self) -> None:
+        until = time.monotonic() + self.server.hang_seconds
+        while time.monotonic() < until and not self.server.stopping.is_set():
+            time.sleep(0.05)
+        self.send(200, make_jpeg(13), "image/jpeg")
 
     def slow(self, first: bool) -> None:
         time.sleep(SLOW_SECONDS)
@@ -161,6 +169,8 @@ class FaultServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), FaultHandler)
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self.hang_seconds = 30.0  # how long /hang/... URLs keep the client waiting
+        self.stopping = threading.Event()
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Clients hanging up on slow or huge responses is expected here: stay quiet."""
@@ -181,6 +191,7 @@ class FaultServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()
 

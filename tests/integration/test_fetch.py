@@ -1,6 +1,7 @@
 """The fetcher against a real HTTP server on 127.0.0.1 with faults: each URL's outcome asserted."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from pathlib import Path
@@ -184,3 +185,52 @@ def test_connection_refused_is_a_connection_error() -> None:
     out = fetch_batch(urls_table([f"http://127.0.0.1:{port}/x.jpg"]),
                       FetchOptions(**{**OPTS.__dict__, "respect_robots_txt": False}))
     assert out.column("reason").to_pylist() == ["connection error"]
+
+
+def _crawl_with_hanging(server: FaultServer, opts: FetchOptions) -> tuple[pa.Table, FetchStats]:
+    """60 good URLs and 5 that hang (the server answers them after 30 s), one batch."""
+    good = [f"{server.base}/img/{i}.jpg" for i in range(60)]
+    hanging = [f"{server.base}/hang/{i}" for i in range(5)]
+    urls = good[:20] + hanging + good[20:]  # hanging URLs early: they get slots first
+    out = Fetcher(opts).fetch_batch(urls_table(urls))
+    return out, FetchStats.from_table(out)
+
+
+def test_hanging_urls_are_rejected_at_their_deadline_and_never_hold_the_rest(
+        server: FaultServer) -> None:
+    # Each attempt may wait 30 s of silence; the per-URL deadline (1 s) ends the hanging ones.
+    opts = dataclasses.replace(OPTS, read_timeout=30.0, total_timeout=30.0, deadline=1.0,
+                               per_host=4, concurrency=4)
+    out, stats = _crawl_with_hanging(server, opts)
+    reasons = outcomes(out)
+    hanging = {u: r for u, r in reasons.items() if "/hang/" in u}
+    assert set(hanging.values()) == {"deadline"}, hanging
+    assert all(r is None for u, r in reasons.items() if "/hang/" not in u)
+    assert stats.urls == 65 and stats.fetched == 60 and stats.failures == {"deadline": 5}
+    assert out.num_rows == 65
+    # a hanging URL got one request: its deadline fell within it
+    assert all(server.hits[f"/hang/{i}"] == 1 for i in range(5))
+
+
+def test_a_timeout_is_retried_once_and_only_after_the_batch_had_its_first_tries(
+        server: FaultServer) -> None:
+    opts = dataclasses.replace(OPTS, read_timeout=0.3, total_timeout=0.3, deadline=60.0,
+                               retries=3, per_host=4, concurrency=4)
+    order: list[str] = []
+    recording = server.count
+
+    def count(path: str) -> int:
+        order.append(path)
+        return recording(path)
+
+    server.count = count  # type: ignore[method-assign]
+    out, stats = _crawl_with_hanging(server, opts)
+    hanging = {u: r for u, r in outcomes(out).items() if "/hang/" in u}
+    assert set(hanging.values()) == {"timeout"}, hanging
+    assert stats.fetched == 60 and stats.failures == {"timeout": 5}
+    # retries=3 allows three more tries of a 5xx, but a timeout gets exactly one more
+    assert all(server.hits[f"/hang/{i}"] == 2 for i in range(5))
+    # ...and only after every good URL had been requested (not in place, holding a slot)
+    last_good = max(i for i, p in enumerate(order) if p.startswith("/img/"))
+    second_tries = [i for i, p in enumerate(order) if p.startswith("/hang/")][5:]
+    assert min(second_tries) > last_good, order

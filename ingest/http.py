@@ -36,6 +36,7 @@ from .netguard import BlockedError, Guard, GuardedResolver
 from .robots import (
     ROBOTS_MAX_BYTES,
     RobotsCache,
+    RobotsPolicy,
     policy_from_body,
     policy_from_failure,
     x_robots_reason,
@@ -199,7 +200,7 @@ class BatchRun:
         self.session: aiohttp.ClientSession
         self.all_slots = asyncio.Semaphore(self.opts.concurrency)
         self.host_slots: dict[str, asyncio.Semaphore] = {}
-        self.robots_loads: dict[str, asyncio.Task[Any]] = {}
+        self.robots_loads: dict[str, asyncio.Task[RobotsPolicy]] = {}
         self.first_tries_left = 0
         self.first_tries_done = asyncio.Event()  # every URL of the batch has had its first try
 
@@ -278,7 +279,7 @@ class BatchRun:
         if not policy.allows(str(url), self.opts.robots_agent):
             raise Rejected("robots.txt disallows")
 
-    async def load_robots(self, origin: str) -> Any:
+    async def load_robots(self, origin: str) -> RobotsPolicy:
         """Fetch and cache `origin`'s robots.txt (once per origin and worker)."""
         try:
             reply = await self.follow(URL(origin + "/robots.txt"), image=False)
@@ -301,11 +302,11 @@ class BatchRun:
                 return await self.attempt(url, image, state)
             except Transient as exc:
                 timed_out = exc.reason == "timeout" and state is not None
-                if attempt == self.opts.retries or (
-                        timed_out and state.timeouts >= self.opts.timeout_retries):
+                if attempt == self.opts.retries or (timed_out and state is not None
+                                                    and state.timeouts >= self.opts.timeout_retries):
                     raise Rejected(exc.reason) from None
                 self.stats.retries += 1
-                if timed_out:
+                if timed_out and state is not None:  # (not narrowed through `timed_out`)
                     state.timeouts += 1
                     self.first_try_done(state)
                     await self.first_tries_done.wait()

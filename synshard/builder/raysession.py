@@ -5,7 +5,7 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 # Before Ray is imported: no usage statistics leave this machine, and Ray Data's own console
 # chatter (execution banners, progress-bar notices) gives way to our progress line.
@@ -84,7 +84,8 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
 
 def _node_pids() -> list[int]:
     """The processes of the embedded Ray node this driver started (GCS, raylet, monitors)."""
-    node = ray._private.worker._global_node
+    # ray declares `_global_node = None` at module level; a Node once ray.init has started one
+    node = cast("ray._private.node.Node", ray._private.worker._global_node)
     return sorted({p.process.pid for procs in node.all_processes.values() for p in procs})
 
 

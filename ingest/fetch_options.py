@@ -6,6 +6,7 @@ tests shorten the timeouts and backoff rather than patching the fetcher.
 """
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import json
 from collections import Counter
@@ -108,7 +109,7 @@ class FetchStats:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "FetchStats":
+    def from_json(cls, text: str | builtins.bytes) -> "FetchStats":  # `bytes`: the field
         return cls(**json.loads(text))
 
     @classmethod

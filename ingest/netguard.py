@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
+
+if TYPE_CHECKING:
+    from aiohttp.abc import ResolveResult  # aiohttp >= 3.10; a plain dict at run time
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -151,7 +154,7 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[dict[str, Any]]:
+    ) -> list[ResolveResult]:
         """Resolve, then drop refused addresses; raise if none is left."""
         results = await self.inner.resolve(host, port, family)
         allowed = [r for r in results if self.guard.address_reason(r["host"]) is None]

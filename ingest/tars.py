@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
-from typing import IO, Literal
+from typing import IO, Literal, Protocol, Self
 
 import pyarrow as pa
 
@@ -36,6 +36,17 @@ from .tasks import ReadTask
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 Nested = Literal["skip", "open", "plain"]
 Row = tuple[str, tuple[str, ...], "bytes | None", "str | None"]  # source, path parts, data, reason
+
+
+class TarSource(Protocol):
+    """What `tarfile.open` reads an archive from (typeshed's private `tarfile._Fileobj`): an
+    open file, a `Window` on one, a `_Chain`, or the file object of an archive read on."""
+
+    def read(self, size: int, /) -> bytes: ...
+    def write(self, b: bytes, /) -> object: ...
+    def tell(self) -> int: ...
+    def seek(self, pos: int, /) -> object: ...
+    def close(self) -> object: ...
 
 
 class Window(io.RawIOBase):
@@ -123,10 +134,11 @@ def scan_entries(f: IO[bytes]) -> tuple[list[Entry], list[Gap]] | None:
         f.seek(stop)
         if not f.read(tarfile.BLOCKSIZE).strip(b"\0"):
             return entries, gaps  # end-of-archive zeros, or the end of the file: intact
-        start = next_header(f, stop)
-        gaps.append(Gap(stop, start if start is not None else f.seek(0, io.SEEK_END)))
-        if start is None:
+        found = next_header(f, stop)
+        gaps.append(Gap(stop, found if found is not None else f.seek(0, io.SEEK_END)))
+        if found is None:
             return entries, gaps
+        start = found
 
 
 def _scan(tf: tarfile.TarFile) -> list[Entry]:
@@ -179,7 +191,7 @@ def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo | Exception]:
             return
         if info is None:
             return
-        tf.members.clear()
+        tf.members.clear()  # type: ignore[attr-defined]  # a real attribute typeshed leaves out
         yield info
 
 
@@ -188,11 +200,11 @@ class _Probe(tarfile.TarInfo):
     stopped it: `tarfile` ends iteration quietly at both."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         offset = tarfile_.offset
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.InvalidHeaderError:
+        except tarfile.InvalidHeaderError:  # type: ignore[attr-defined]  # real, not in typeshed
             tarfile_.invalid_at = offset  # type: ignore[attr-defined]
             raise
 
@@ -200,7 +212,7 @@ class _Probe(tarfile.TarInfo):
 class _Chain(io.RawIOBase):
     """One header block found by a resynchronising scan, then the rest of a stream."""
 
-    def __init__(self, first: bytes, rest: IO[bytes]) -> None:
+    def __init__(self, first: bytes, rest: TarSource) -> None:
         super().__init__()
         self._first, self._rest = first, rest
 
@@ -209,15 +221,15 @@ class _Chain(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         if not self._first:
-            return self._rest.read(size)
+            return self._rest.read(-1 if size is None else size)  # None and -1: read to the end
         size = len(self._first) if size is None or size < 0 else size
         out, self._first = self._first[:size], self._first[size:]
         return out
 
 
-def open_rows(f: IO[bytes], scope: Scope, compression: str | None, max_bytes: int) -> Iterator[Row]:
+def open_rows(f: TarSource, scope: Scope, compression: str | None, max_bytes: int) -> Iterator[Row]:
     """Rows of the archive at `f`'s position: seekable when uncompressed, else streamed."""
-    mode = "r:" if compression is None else "r|*"
+    mode: Literal["r:", "r|*"] = "r:" if compression is None else "r|*"
     try:
         tf = tarfile.open(fileobj=f, mode=mode, tarinfo=_Probe)  # noqa: SIM115 (closed below)
     except TAR_ERRORS as exc:
@@ -324,7 +336,8 @@ def _skip_data(tf: tarfile.TarFile, info: tarfile.TarInfo, scope: Scope) -> bool
     return True
 
 
-def _nested_rows(tf: tarfile.TarFile, info: tarfile.TarInfo, outer: Scope, max_bytes: int):
+def _nested_rows(tf: tarfile.TarFile, info: tarfile.TarInfo, outer: Scope, max_bytes: int
+                 ) -> Generator[Row, None, bool]:
     """Rows of an inner tar read as a stream inside a streamed outer tar; returns `intact`."""
     scope = Scope(
         f"{outer.source}::{info.name}",
@@ -394,7 +407,7 @@ def read_tar(
         row = (scope.source, scope.folders + ("",), None, lost_reason(task.start, end))
         return rows_to_tables(iter([row]), None, 1)
     if task.inner is not None:
-        src: IO[bytes] = Window(f, task.start, task.length or 0)  # type: ignore[assignment]
+        src: TarSource = Window(f, task.start, task.length or 0)
     else:
         f.seek(task.start)
         src = f

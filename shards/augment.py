@@ -88,12 +88,16 @@ def center_crop_box(width: int, height: int, resize: int, size: int) -> Box:
     return (x0, y0, x0 + side_w, y0 + side_h)
 
 
-def decode_crop(data: bytes, opts: AugmentOptions, rng: np.random.Generator) -> tuple[Image.Image, Box, bool]:
+def decode_crop(
+    data: bytes, opts: AugmentOptions, rng: np.random.Generator | None
+) -> tuple[Image.Image, Box, bool]:
     """Decode `data` as RGB, cropped and resized to `image_size`; also the crop box in the
-    stored image's pixels and whether it was flipped. Raises DECODE_ERRORS on bad bytes."""
-    im = Image.open(io.BytesIO(data))
+    stored image's pixels and whether it was flipped. Raises DECODE_ERRORS on bad bytes.
+    `rng` may be None for eval crops only (nothing random runs)."""
+    im: Image.Image = Image.open(io.BytesIO(data))
     width, height = im.size
     if opts.mode == "train":
+        assert rng is not None  # the loader gives every train sample its generator
         box = random_resized_crop_box(width, height, rng, opts.scale, opts.ratio)
         flip = bool(opts.flip and rng.random() < 0.5)
     else:

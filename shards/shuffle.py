@@ -25,7 +25,7 @@ those over the new shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -80,7 +80,7 @@ def split_pieces(pieces: Sequence[Piece], part: int, parts: int) -> list[Piece]:
     return out
 
 
-def stream_pieces(sizes: Sequence[int], order: Sequence[int], streams: int) -> list[list[Piece]]:
+def stream_pieces(sizes: Sequence[int], order: Iterable[int], streams: int) -> list[list[Piece]]:
     """The canonical partition: `streams` contiguous spans of the shards taken in `order`."""
     whole = [Piece(int(s), 0, int(sizes[s])) for s in order if sizes[s] > 0]
     return [split_pieces(whole, part, streams) for part in range(streams)]
@@ -152,11 +152,11 @@ def stream_order(
 def interleave(lengths: Sequence[int]) -> np.ndarray:
     """For streams of these lengths laid end to end: the indices that take sample 0 of each
     stream, then sample 1 of each, and so on (streams that ran out are passed over)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if not lengths.sum():
+    n = np.asarray(lengths, dtype=np.int64)
+    if not n.sum():
         return np.zeros(0, np.int64)
-    ids = np.repeat(np.arange(len(lengths)), lengths)
-    step = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    ids = np.repeat(np.arange(len(n)), n)
+    step = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
     return np.lexsort((ids, step))
 
 
@@ -241,12 +241,12 @@ def replacement(position: int, attempt: int, total: int, seed: int, epoch: int) 
 def mixing_ratio(labels: Sequence[int], batch_size: int) -> float:
     """Mean distinct classes per full batch over what i.i.d. sampling at the same class
     frequencies would give: 1.0 is as mixed as random sampling, 1/batch is one class a batch."""
-    labels = np.asarray(labels)
-    n = len(labels) // batch_size
+    arr = np.asarray(labels)
+    n = len(arr) // batch_size
     if n == 0:
         raise ValueError(f"need at least one full batch of {batch_size}")
-    seen = np.mean([len(np.unique(labels[i * batch_size : (i + 1) * batch_size])) for i in range(n)])
-    _, counts = np.unique(labels, return_counts=True)
+    seen = np.mean([len(np.unique(arr[i * batch_size : (i + 1) * batch_size])) for i in range(n)])
+    _, counts = np.unique(arr, return_counts=True)
     p = counts / counts.sum()
     expected = float(np.sum(1.0 - (1.0 - p) ** batch_size))
     return float(seen / expected)

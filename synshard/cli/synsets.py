@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from synshard.synsets.consensus import METHODS, consensus
-from synshard.synsets.hierarchy import load_hierarchy
+from synshard.synsets.hierarchy import Hierarchy, Synset, load_hierarchy
 from synshard.synsets.subsets import SUBSETS, load_subset
 from synshard.synsets.tree import counts_from_manifest, release_tree, render_tree
 from synshard.builder.decide.votes import read_votes
@@ -54,7 +54,7 @@ def add_parsers(subparsers: Any) -> None:
     votes.set_defaults(func=run_votes)
 
 
-def _synset(wnid: str):  # noqa: ANN202 - a Synset
+def _synset(wnid: str) -> tuple[Hierarchy, Synset]:
     h = load_hierarchy()
     if wnid not in h:
         raise SynshardError(f"unknown synset {wnid!r}: not a WordNet 3.0 noun")

@@ -222,14 +222,20 @@ def run_info(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from synshard import api
 
-    problems = api.verify(args.uri, quick=args.quick)
-    for p in problems:
+    found = api.verify(args.uri, quick=args.quick)
+    for p in found:
         print(f"{p.kind:8s} {p.path}: {p.detail}")
+    # Files the manifest does not list are debris of an earlier or unfinished build (an
+    # --overwrite keeps the replaced release's files for readers still on its manifest): the
+    # release itself is intact, so they are a warning with the command that removes them.
+    debris = sum(p.kind == "extra" for p in found)
+    hint = (f"; {debris} file(s) not in the release (debris of an earlier build): "
+            f"`synshard gc {args.uri}` removes them") if debris else ""
     what = "presence and sizes" if args.quick else "hashes and sample counts"
-    if problems:
-        print(f"verify: {len(problems)} problem(s) in {args.uri}", file=sys.stderr)
+    if len(found) > debris:
+        print(f"verify: {len(found) - debris} problem(s) in {args.uri}{hint}", file=sys.stderr)
         return 1
-    print(f"verify: ok ({what}) {args.uri}")
+    print(f"verify: ok ({what}) {args.uri}{hint}")
     return 0
 
 

@@ -130,3 +130,20 @@ def test_corrupt_tar_header_is_altered(release) -> None:
     path.write_bytes(bytes(data))
     problems = verify_release(str(root))
     assert _kinds(problems) == {("altered", entry.path)}
+
+
+def test_cli_debris_is_a_warning_and_a_real_problem_still_fails(release, capsys) -> None:
+    """`synshard verify`: files the manifest does not list (an --overwrite's replaced shards)
+    leave the release intact: exit 0 with the gc hint; an altered shard still exits 1."""
+    from synshard.cli import main
+
+    root, manifest = release
+    (root / "webdataset" / "train" / "n01440764" / "n01440764-000099-deadbeef.tar").write_bytes(b"x")
+    assert main(["verify", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "verify: ok" in out and f"synshard gc {root}" in out and "1 file(s) not in the release" in out
+    entry = manifest.shards[0]
+    (root / entry.path).write_bytes(b"altered")
+    assert main(["verify", str(root), "--quick"]) == 1
+    err = capsys.readouterr().err
+    assert "1 problem(s)" in err and f"synshard gc {root}" in err

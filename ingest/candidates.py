@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from synshard.transforms.schema import CANDIDATE_SCHEMA
+
+from .fetch_options import STATS_METADATA_KEY, FetchStats
 
 MAX_ROWS = 256
 MAX_BYTES = 64 << 20
@@ -59,3 +63,50 @@ def drain(batcher: Batcher, tables: Iterator[pa.Table | None]) -> Iterator[pa.Ta
     last = batcher.flush()
     if last is not None:
         yield last
+
+
+def column_or_nulls(table: pa.Table, name: str, n: int) -> pa.ChunkedArray | pa.Array:
+    """The column `name` of `table`, or `n` null strings where the list has no such column."""
+    return table.column(name) if name in table.column_names else pa.nulls(n, pa.string())
+
+
+def _binary_array(data: list[bytes | None]) -> pa.Array:
+    """`pa.array(data, pa.binary())` with one exact-size copy of the bodies.
+
+    pa.array grows its value buffer by doubling, copying a batch's bodies (often 25-200 MB) again
+    at each step: measured at half the fetcher's client CPU on a batch of 2,000 photos.
+    """
+    sizes = np.fromiter((len(d) if d is not None else 0 for d in data), np.int64, len(data))
+    if sizes.sum() >= 2**31 - 1:  # past binary's int32 offsets: let Arrow chunk it
+        return pa.array(data, pa.binary())
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    present = [d is not None for d in data]
+    # a boolean array's value bitmap is exactly the validity bitmap wanted
+    validity = None if all(present) else pa.array(present, pa.bool_()).buffers()[1]
+    values = pa.py_buffer(b"".join(d for d in data if d is not None))
+    return pa.Array.from_buffers(pa.binary(), len(data), [validity, pa.py_buffer(offsets), values])
+
+
+def fetched_candidates(
+    urls: pa.Table, wanted: list[Any], data: list[Any], reasons: list[Any], stats: FetchStats
+) -> pa.Table:
+    """A fetched URL-list batch as CANDIDATE_SCHEMA rows (one per input row, bodies or reasons),
+    with the batch's `FetchStats` in the schema metadata."""
+    n = urls.num_rows
+    rows = column_or_nulls(urls, "row", n).to_pylist()
+    sources = [u or (f"(no url: row {r})" if r is not None else "(unreadable row)")
+               for u, r in zip(wanted, rows)]
+    bboxes = column_or_nulls(urls, "bboxes", n) if "bboxes" in urls.column_names else pa.nulls(n)
+    columns = {
+        "source": pa.array(sources, pa.string()),
+        "synset": column_or_nulls(urls, "synset", n).cast(pa.string()),
+        "split": column_or_nulls(urls, "split", n).cast(pa.string()),
+        "data": _binary_array(data),
+        "bboxes": bboxes.cast(CANDIDATE_SCHEMA.field("bboxes").type),
+        "license": column_or_nulls(urls, "license", n).cast(pa.string()),
+        "attribution": column_or_nulls(urls, "attribution", n).cast(pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+    }
+    table = pa.table(columns, schema=CANDIDATE_SCHEMA)
+    return table.replace_schema_metadata({STATS_METADATA_KEY: stats.to_json()})

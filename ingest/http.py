@@ -16,23 +16,20 @@ import asyncio
 import concurrent.futures
 import contextlib
 import random
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 
 import aiohttp
-import numpy as np
 import pyarrow as pa
 from yarl import URL
 
-from synshard.transforms.schema import CANDIDATE_SCHEMA
 
-from .fetch_options import STATS_METADATA_KEY, FetchOptions, FetchStats
-from .netguard import BlockedError, Guard, GuardedResolver
+from .candidates import column_or_nulls, fetched_candidates
+from .fetch_options import FetchOptions, FetchStats
+from .netguard import Guard, GuardedResolver
+from .replies import Rejected, Transient, classify_error, parse_retry_after, sniff_image
 from .robots import (
     ROBOTS_MAX_BYTES,
     RobotsCache,
@@ -45,22 +42,6 @@ from .robots import (
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 CHUNK = 64 * 1024
 T = TypeVar("T")
-
-
-class Rejected(Exception):
-    """A URL's final failure; `reason` becomes the row's reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Transient(Rejected):
-    """A failure worth retrying; `retry_after` is the server's requested wait, if any."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -79,80 +60,6 @@ class Reply:
     status: int
     body: bytes = b""
     location: str | None = None
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format the leading bytes announce, or None (HTML, text, JSON, empty...).
-
-    The patterns are the WHATWG MIME Sniffing image table plus TIFF, HEIF/AVIF, JPEG 2000 and
-    JPEG XL: the body decides, not the Content-Type. Decoding later is the real judge.
-    """
-    head = data[:16]
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
-        return "heif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-_MAGIC = (
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"\x00\x00\x01\x00", "ico"),
-    (b"\x00\x00\x02\x00", "ico"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
-    (b"\xff\x4f\xff\x51", "jpeg2000"),
-    (b"\xff\x0a", "jxl"),
-    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "jxl"),
-)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def classify_error(exc: BaseException) -> Rejected:
-    """Map a client exception to a row reason; `Transient` when a retry may succeed."""
-    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's timeouts subclass it
-        return Transient("timeout")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return Rejected("tls error")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        cause = exc.os_error
-        if isinstance(cause, BlockedError):
-            return Rejected(cause.reason)
-        if isinstance(cause, socket.gaierror):
-            return Rejected("dns error")
-        return Transient("connection error")
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        return Transient("connection reset")
-    if isinstance(exc, aiohttp.ClientOSError):
-        return Transient("connection reset")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return Rejected("bad url")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return Rejected("bad response")
-    return Rejected(f"http error: {type(exc).__name__}")
 
 
 class HostRate:
@@ -444,8 +351,8 @@ class Fetcher:
     def fetch_batch(self, urls: pa.Table) -> pa.Table:
         """One CANDIDATE_SCHEMA row per input row, same order; `FetchStats` in the metadata."""
         n = urls.num_rows
-        wanted = _column(urls, "url", n).to_pylist()
-        given = _column(urls, "reason", n).to_pylist()
+        wanted = column_or_nulls(urls, "url", n).to_pylist()
+        given = column_or_nulls(urls, "reason", n).to_pylist()
         reasons = [g or (None if u else "no url") for u, g in zip(wanted, given)]
         fetchable = [u for u, r in zip(wanted, reasons) if r is None]
         todo = list(dict.fromkeys(fetchable))  # duplicates within the batch are fetched once
@@ -458,7 +365,7 @@ class Fetcher:
         stats.duplicates = len(fetchable) - len(todo)
         stats.failures = dict(sorted(Counter(r for r in reasons if r).items()))
         self.stats = self.stats.merge(stats)
-        return _candidates(urls, wanted, data, reasons, stats)
+        return fetched_candidates(urls, wanted, data, reasons, stats)
 
 
 def fetch_batch(urls: pa.Table, opts: FetchOptions) -> pa.Table:
@@ -484,48 +391,4 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _column(table: pa.Table, name: str, n: int) -> pa.ChunkedArray | pa.Array:
-    return table.column(name) if name in table.column_names else pa.nulls(n, pa.string())
-
-
-def _binary_array(data: list[bytes | None]) -> pa.Array:
-    """`pa.array(data, pa.binary())` with one exact-size copy of the bodies.
-
-    pa.array grows its value buffer by doubling, copying a batch's bodies (often 25-200 MB) again
-    at each step: measured at half the fetcher's client CPU on a batch of 2,000 photos.
-    """
-    sizes = np.fromiter((len(d) if d is not None else 0 for d in data), np.int64, len(data))
-    if sizes.sum() >= 2**31 - 1:  # past binary's int32 offsets: let Arrow chunk it
-        return pa.array(data, pa.binary())
-    offsets = np.zeros(len(data) + 1, np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    present = [d is not None for d in data]
-    # a boolean array's value bitmap is exactly the validity bitmap wanted
-    validity = None if all(present) else pa.array(present, pa.bool_()).buffers()[1]
-    values = pa.py_buffer(b"".join(d for d in data if d is not None))
-    return pa.Array.from_buffers(pa.binary(), len(data), [validity, pa.py_buffer(offsets), values])
-
-
-def _candidates(
-    urls: pa.Table, wanted: list[Any], data: list[Any], reasons: list[Any], stats: FetchStats
-) -> pa.Table:
-    n = urls.num_rows
-    rows = _column(urls, "row", n).to_pylist()
-    sources = [u or (f"(no url: row {r})" if r is not None else "(unreadable row)")
-               for u, r in zip(wanted, rows)]
-    bboxes = _column(urls, "bboxes", n) if "bboxes" in urls.column_names else pa.nulls(n)
-    columns = {
-        "source": pa.array(sources, pa.string()),
-        "synset": _column(urls, "synset", n).cast(pa.string()),
-        "split": _column(urls, "split", n).cast(pa.string()),
-        "data": _binary_array(data),
-        "bboxes": bboxes.cast(CANDIDATE_SCHEMA.field("bboxes").type),
-        "license": _column(urls, "license", n).cast(pa.string()),
-        "attribution": _column(urls, "attribution", n).cast(pa.string()),
-        "reason": pa.array(reasons, pa.string()),
-    }
-    table = pa.table(columns, schema=CANDIDATE_SCHEMA)
-    return table.replace_schema_metadata({STATS_METADATA_KEY: stats.to_json()})
-
-
-__all__ = ["FetchOptions", "FetchStats", "Fetcher", "fetch_batch", "sniff_image"]
+__all__ = ["FetchOptions", "FetchStats", "Fetcher", "HostRate", "fetch_batch"]

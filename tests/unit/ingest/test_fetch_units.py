@@ -14,14 +14,8 @@ from hypothesis import given, strategies as st
 from PIL import Image
 
 from synshard.ingest.fetch_options import FetchOptions, FetchStats
-from synshard.ingest.http import (
-    HostRate,
-    Transient,
-    classify_error,
-    fetch_batch,
-    parse_retry_after,
-    sniff_image,
-)
+from synshard.ingest.http import HostRate, fetch_batch
+from synshard.ingest.replies import Transient, classify_error, parse_retry_after, sniff_image
 from synshard.ingest.netguard import BlockedAddressError
 from synshard.transforms.errors import SynshardError
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFile
 
 from synshard.shards.augment import (
     AugmentOptions,
@@ -108,8 +108,12 @@ def photo_like(w: int, h: int, seed: int, **save: object) -> bytes:
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx * 255 // max(w, 1), yy * 255 // max(h, 1), (xx + yy) % 256], -1)
     arr = np.clip(base + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", **({"quality": 90} | save))
+    buf, block = io.BytesIO(), ImageFile.MAXBLOCK
+    ImageFile.MAXBLOCK = 1 << 23  # a progressive JPEG is written in one go: room for all of it
+    try:
+        Image.fromarray(arr).save(buf, "JPEG", **({"quality": 90} | save))
+    finally:
+        ImageFile.MAXBLOCK = block
     return buf.getvalue()
 
 

@@ -20,6 +20,8 @@ from typing import Any, Callable, Literal, Protocol
 import numpy as np
 from PIL import Image
 
+from . import jpeg
+
 Mode = Literal["train", "eval"]
 Box = tuple[float, float, float, float]
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -103,8 +105,9 @@ def _decode(
 ) -> tuple[Image.Image, Box | None, Box, bool]:
     """(image, the whole-pixel region of it that is the output or None for all of it, crop
     box in stored pixels, flipped)."""
-    im: Image.Image = Image.open(io.BytesIO(data))
-    width, height = im.size
+    plain_size = jpeg.open_plain(data)  # an ordinary JPEG: no Image.open needed
+    im = None if plain_size else Image.open(io.BytesIO(data))
+    width, height = plain_size or im.size  # type: ignore[union-attr]
     if opts.mode == "train":
         assert rng is not None  # the loader gives every train sample its generator
         box = random_resized_crop_box(width, height, rng, opts.scale, opts.ratio)
@@ -112,18 +115,20 @@ def _decode(
     else:
         resize = opts.eval_resize or round(opts.image_size / 0.875)
         box, flip = center_crop_box(width, height, resize, opts.image_size), False
-    if opts.draft and im.format == "JPEG":
+    if opts.draft and (im is None or im.format == "JPEG"):
         need = opts.image_size / min(box[2] - box[0], box[3] - box[1])
         ask = (math.ceil(width * need), math.ceil(height * need))
         if min(width // ask[0], height // ask[1]) >= 2:  # else draft keeps scale 1: skip it
+            im = im or Image.open(io.BytesIO(data))
             im.draft("RGB", ask)
-    sx, sy = im.size[0] / width, im.size[1] / height
+    sx, sy = (1.0, 1.0) if im is None else (im.size[0] / width, im.size[1] / height)
     scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     size = opts.image_size
     plain = abs(scaled[2] - scaled[0] - size) < 1e-6 and abs(scaled[3] - scaled[1] - size) < 1e-6
     # Rows the output needs: the box's, plus the resampling filter's reach below it.
     reach = 0.0 if plain else _SUPPORT.get(opts.resample, 3.0) * max(1.0, (scaled[3] - scaled[1]) / size)
-    im = _decode_rows(im, data, math.ceil(scaled[3] + reach) + 1)
+    rows = math.ceil(scaled[3] + reach) + 1
+    im = jpeg.decode_plain(data, (width, height), rows) if im is None else jpeg.decode_rows(im, data, rows)
     if im.mode != "RGB":
         im = im.convert("RGB")
     if plain:
@@ -144,80 +149,6 @@ def _decode(
 # (Pillow's filter supports): the rows below a resize box that its output still reads.
 _SUPPORT = {Image.Resampling.NEAREST: 0.5, Image.Resampling.BOX: 0.5, Image.Resampling.BILINEAR: 1.0,
             Image.Resampling.HAMMING: 1.0, Image.Resampling.BICUBIC: 2.0, Image.Resampling.LANCZOS: 3.0}  # fmt: skip
-
-
-def _partial_ok() -> bool:
-    """Whether this Pillow gives what `_decode_rows` relies on: a new RGB image is zeroed
-    (its pad byte 0) and the JPEG decoder writes the pad byte as 255."""
-    try:
-        probe = Image.core.new("RGB", (2, 1))
-        return _pad_bytes(probe, 0) == b"\x00\x00"
-    except (AttributeError, TypeError, ValueError, OSError):
-        return False
-
-
-def _pad_bytes(core: Any, row: int) -> bytes:
-    """The pad (4th) byte of every pixel of one row of an RGB image core."""
-    xsize = core.size[0]
-    enc = Image._getencoder("RGB", "raw", ("RGBX",))
-    enc.setimage(core, (0, row, xsize, row + 1))
-    _, _, packed = enc.encode(4 * xsize)
-    return bytes(packed[3::4])
-
-
-PARTIAL_DECODE = _partial_ok()
-
-
-def _decode_rows(im: Image.Image, data: bytes, rows: int) -> Image.Image:
-    """`im` (just opened) with at least its top `rows` rows decoded: the whole image when that
-    is all of it or it is not a one-tile RGB JPEG, else only those rows, the rest left black
-    (libjpeg decodes a
-    baseline JPEG top to bottom, so stopping there leaves those rows exactly as a full decode
-    has them, and skips the entropy decoding, IDCT and colour conversion of the rest).
-
-    Stopping early makes libjpeg's finish step report too few scanlines, which Pillow reports
-    as a broken stream; the decoder's pad byte (255 on every decoded pixel, 0 in the new image)
-    on the last row tells that from a stream that really broke earlier, which raises as a full
-    decode would. A stream cut short before `rows` raises too; damage below `rows` is not seen
-    (those pixels are not used; `synshard verify` checks every shard's bytes)."""
-    width, height = im.size
-    tile = im.tile
-    if (rows >= height or not PARTIAL_DECODE or im.mode != "RGB" or len(tile) != 1
-            or tile[0][0] != "jpeg"):  # fmt: skip
-        im.load()
-        return im
-    _, _, offset, args = tile[0][:4]
-    decoder = Image._getdecoder(im.mode, "jpeg", args, im.decoderconfig)
-    core = Image.core.new(im.mode, (width, height))  # full size: resize picks its passes by size
-    decoder.setimage(core, (0, 0, width, rows))
-    try:
-        consumed, err = decoder.decode(data[offset:])
-    finally:
-        decoder.cleanup()
-    if consumed >= 0 and err == 0:
-        raise OSError("image file is truncated")
-    if err < 0 and _pad_bytes(core, rows - 1) != b"\xff" * width:
-        raise OSError("broken data stream when reading image file")
-    return im._new(core)
-
-
-def pixels(im: Image.Image, region: Box | None = None) -> np.ndarray:
-    """The HxWx3 uint8 pixels of an RGB image (of `region` of it, in whole pixels), packed once
-    by Pillow's raw encoder straight from the image (no crop copy, no `tobytes` chunk joins)."""
-    x0, y0, x1, y1 = (int(v) for v in region) if region else (0, 0, *im.size)
-    nbytes = (x1 - x0) * (y1 - y0) * 3
-    enc = Image._getencoder("RGB", "raw", ("RGB",))
-    enc.setimage(im.im, (x0, y0, x1, y1))
-    chunks = []
-    while True:
-        _, status, chunk = enc.encode(nbytes)
-        chunks.append(chunk)
-        if status:
-            break
-    if status < 0:
-        raise OSError(f"encoder error {status} packing pixels")
-    buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return np.frombuffer(buf, dtype=np.uint8).reshape(y1 - y0, x1 - x0, 3)
 
 
 def transform_boxes(boxes: list | None, crop: Box, size: int, flip: bool) -> np.ndarray:
@@ -241,7 +172,7 @@ def augment(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 image, Nx4 float32 boxes) for one stored image."""
     im, region, crop, flip = _decode(data, opts, rng)
-    return pixels(im, region), transform_boxes(boxes, crop, opts.image_size, flip)
+    return jpeg.pixels(im, region), transform_boxes(boxes, crop, opts.image_size, flip)
 
 
 HookFn = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
@@ -117,6 +117,7 @@ def photo_like(w: int, h: int, seed: int, **save: object) -> bytes:
     return buf.getvalue()
 
 
+@settings(deadline=None, max_examples=80)  # no wall-clock limits (busy machines)
 @given(st.integers(8, 700), st.integers(8, 700), st.sampled_from(["train", "eval"]),
        st.sampled_from([32, 64, 224]), st.booleans(), st.integers(0, 1000))  # fmt: skip
 def test_decode_matches_plain_pillow(w, h, mode, size, progressive, seed):
@@ -147,15 +148,15 @@ def test_non_jpeg_and_grey_and_cmyk_decode_as_plain_pillow():
 
 
 def test_partial_decode_is_used_and_rows_below_are_not_decoded():
-    from synshard.shards import augment as aug
+    from synshard.shards import jpeg
 
-    assert aug.PARTIAL_DECODE  # both Pillow and Pillow-SIMD keep what it relies on
+    assert jpeg.PARTIAL_DECODE  # both Pillow and Pillow-SIMD keep what it relies on
     data = photo_like(256, 600, 1)
-    im = aug._decode_rows(Image.open(io.BytesIO(data)), data, 100)
-    arr = np.asarray(im)
-    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    np.testing.assert_array_equal(arr[:100], full[:100])
-    assert not arr[120:].any()  # never decoded (left black): the work skipped
+    for im in (jpeg.decode_rows(Image.open(io.BytesIO(data)), data, 100), jpeg.decode_plain(data, (256, 600), 100)):
+        arr = np.asarray(im)
+        full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        np.testing.assert_array_equal(arr[:100], full[:100])
+        assert not arr[120:].any()  # never decoded (left black): the work skipped
 
 
 def test_damaged_jpeg_above_the_crop_raises_as_plain_pillow_does():
@@ -171,9 +172,30 @@ def test_damaged_jpeg_above_the_crop_raises_as_plain_pillow_does():
 
 
 def test_pixels_packs_a_region_exactly():
-    from synshard.shards.augment import pixels
+    from synshard.shards.jpeg import pixels
 
     im = Image.open(io.BytesIO(photo_like(123, 77, 3))).convert("RGB")
     full = np.asarray(im)
     np.testing.assert_array_equal(pixels(im), full)
     np.testing.assert_array_equal(pixels(im, (5, 7, 105, 70)), full[7:70, 5:105])
+
+
+def test_open_plain_takes_ordinary_jpegs_only():
+    from synshard.shards.jpeg import open_plain
+
+    assert open_plain(photo_like(123, 45, 0)) == (123, 45)
+    assert open_plain(photo_like(64, 48, 0, progressive=True)) == (64, 48)
+    arr = np.zeros((40, 30, 3), np.uint8)
+    for mode in ("L", "CMYK"):
+        buf = io.BytesIO()
+        Image.fromarray(arr).convert(mode).save(buf, "JPEG")
+        assert open_plain(buf.getvalue()) is None  # Pillow's own path
+    png = io.BytesIO()
+    Image.fromarray(arr).save(png, "PNG")
+    assert open_plain(png.getvalue()) is None and open_plain(b"") is None and open_plain(b"\xff\xd8\xff") is None
+    huge = photo_like(64, 48, 0)
+    at = huge.index(b"\xff\xc0") + 5
+    bomb = huge[:at] + (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big") + huge[at + 4 :]
+    assert open_plain(bomb) is None  # left to Image.open's decompression-bomb check
+    with pytest.raises(DECODE_ERRORS):
+        augment(bomb, None, AugmentOptions(image_size=8, mode="eval"), None)

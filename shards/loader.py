@@ -9,8 +9,10 @@ Why it works this way:
   synset shards through a `buffer_size` shuffle buffer), the same whatever the number of ranks
   and workers. A rank, and a worker inside it, take fixed positions of it (`slot_positions`).
 - Samples are read by position through the shard indexes (`index/*.idx.parquet`: byte offset and
-  size of every sample), one ranged read each: inline from local files, and from an object store
-  by `threads` reader threads that also decode, `read_ahead` samples ahead, in order.
+  size of every sample), one ranged read each (`loader_read`), and decoded by `threads` reader
+  threads `read_ahead` samples ahead, in order: 8 for an object store, 2 for local files in the
+  main process, none (inline) inside a DataLoader worker. The decode (`augment`, `jpeg`) is
+  pixel-exact with a plain Pillow decode but decodes only the rows the crop needs.
 - The state is which positions are consumed (`loader_state`): it resumes bit-identically on the
   same shape and, from rank 0's state alone, exactly once on any other shape.
 - A corrupt sample or an unreadable shard is counted in `stats`, logged, and replaced by the
@@ -21,13 +23,10 @@ Why it works this way:
 from __future__ import annotations
 
 import bisect
-import collections
-import concurrent.futures as cf
 import hashlib
 import json
 import logging
 import os
-import threading
 from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
@@ -35,8 +34,8 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from .augment import DECODE_ERRORS, AugmentOptions, HookFn, augment
-from .index import read_index
-from .layout import ShardEntry, ShardError, join
+from .layout import ShardEntry, ShardError
+from .loader_read import ShardReader, in_order
 from .loader_state import LoaderState, LoaderStats, Shape, StateError, collect, consumed_positions
 from .release import Release, open_release
 from .shuffle import EpochOrder, Remainder, epoch_order, remaining, replacement, samples_per_rank
@@ -45,69 +44,13 @@ from .shuffle import from_ranges, slot_positions, to_ranges
 log = logging.getLogger(__name__)
 READ_ERRORS = (ShardError, OSError, EOFError, ValueError, pa.ArrowException)
 MAX_REPLACEMENTS = 16  # tries for a stand-in before the loader gives up on a bad epoch
-# Reader threads (default): local files are read inline, where threads measured slower
-# (bench_loader: 0.72 vs 0.62 CPU ms an image, the hand-over and GIL contention costing more than
-# the parallel decode gained on a busy machine); remote reads overlap their latency.
+# Reader threads (threads=None): remote reads overlap their latency with 8, one sample a task;
+# local files in the main process decode on up to 2 threads, 8 samples a task (Pillow's JPEG
+# decoder releases the GIL); inside a DataLoader worker (the workers are the parallelism)
+# inline, no hand-over.
 READ_THREADS = 8
-
-
-class _ShardReader:
-    """One sample's bytes by (shard, offset in file order), through the shard's index."""
-
-    def __init__(self, release: Release, shards: list[ShardEntry]) -> None:
-        self.release, self.shards = release, shards
-        self.local = isinstance(release.fs, LocalFileSystem)
-        self.indexes: dict[int, dict[str, Any]] = {}
-        self.lock = threading.Lock()
-        self.files = threading.local()  # per thread: an LRU of open shard files
-
-    def index(self, shard: int) -> dict[str, Any]:
-        with self.lock:
-            if shard not in self.indexes:
-                entry = self.shards[shard]
-                table = read_index(self.release.fs, self.release.root, entry).sort_by("offset")
-                if table.num_rows != entry.samples:
-                    raise ShardError(f"index of {entry.path} lists {table.num_rows} samples, "
-                                     f"the manifest {entry.samples}")  # fmt: skip
-                cols = {n: table.column(n).to_numpy() for n in
-                        ("offset", "size", "image_offset", "image_size", "json_offset", "json_size")}  # fmt: skip
-                cols["key"] = table.column("key").to_pylist()
-                self.indexes[shard] = cols
-            return self.indexes[shard]
-
-    def _file(self, shard: int) -> Any:
-        lru = getattr(self.files, "lru", None)
-        if lru is None:
-            lru = self.files.lru = collections.OrderedDict()
-        f = lru.get(shard)
-        if f is None:
-            path = join(self.release.root, self.shards[shard].path)
-            if self.local:
-                f = open(path, "rb", buffering=0)
-            else:
-                f = self.release.fs.open(path, "rb", block_size=4 << 20, cache_type="readahead")
-            lru[shard] = f
-            if len(lru) > 64:
-                lru.popitem(last=False)[1].close()
-        lru.move_to_end(shard)
-        return f
-
-    def read(self, shard: int, offset: int) -> tuple[str, bytes, bytes]:
-        """(key, image bytes, json bytes); READ_ERRORS when the shard or index is unreadable."""
-        ix = self.index(shard)
-        start, size = int(ix["offset"][offset]), int(ix["size"][offset])
-        f = self._file(shard)
-        if self.local:
-            blob = os.pread(f.fileno(), size, start)
-        else:
-            f.seek(start)
-            blob = f.read(size)
-        if len(blob) != size:
-            raise ShardError(f"{self.shards[shard].path}: sample {offset} is cut short")
-        i0, j0 = int(ix["image_offset"][offset]) - start, int(ix["json_offset"][offset]) - start
-        image = blob[i0 : i0 + int(ix["image_size"][offset])]
-        meta = blob[j0 : j0 + int(ix["json_size"][offset])]
-        return ix["key"][offset], image, meta
+LOCAL_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+LOCAL_CHUNK = 8
 
 
 class ShardDataset:
@@ -140,7 +83,7 @@ class ShardDataset:
         self.total = int(sum(self.sizes))
         self.stats = LoaderStats()
         self._paths = [_stable_int(e.path) for e in self.shards]
-        self._reader: _ShardReader | None = None
+        self._reader: ShardReader | None = None
         self._order: tuple[int, EpochOrder] | None = None
         self.set_epoch(0)
 
@@ -226,15 +169,17 @@ class ShardDataset:
         """This rank's samples for the current epoch, from the loaded state on."""
         return self.iter_worker(0, 1)
 
-    def iter_worker(self, worker: int, num_workers: int, batch_size: int = 1) -> Iterator[dict[str, Any]]:
+    def iter_worker(self, worker: int, num_workers: int, batch_size: int = 1,
+                    in_worker_process: bool = False) -> Iterator[dict[str, Any]]:  # fmt: skip
         """Worker `worker` of `num_workers`' samples (blocks of `batch_size` rank steps each,
-        in turn: match the DataLoader's batch size to get the rank's samples in sequence order)."""
+        in turn: match the DataLoader's batch size to get the rank's samples in sequence order).
+        `in_worker_process`: running in a DataLoader worker (local files then decode inline)."""
         shape = Shape(self.world_size, num_workers, batch_size)
         mine, start = self._plan(shape, worker)
         self._slot, self._yielded = (shape, worker), start
         order = self.order()
-        threads = self.threads or (1 if self._reader_local() else READ_THREADS)
-        for sample in _in_order(mine[start:].tolist(), self._load, threads, self.read_ahead):
+        threads, chunk = self._threads(in_worker_process)
+        for sample in in_order(mine[start:].tolist(), self._load, threads, self.read_ahead, chunk):
             position = sample.pop("_position")
             if self.hook:
                 rng = self._rng(order, position)
@@ -287,7 +232,7 @@ class ShardDataset:
     def sample_at(self, shard: int, offset: int, rng: np.random.Generator | None) -> dict[str, Any] | None:
         """Read, decode and augment one sample; None (counted and logged) when it is bad."""
         if self._reader is None:
-            self._reader = _ShardReader(self.release, self.shards)
+            self._reader = ShardReader(self.release, self.shards)
         entry = self.shards[shard]
         try:
             key, data, meta_bytes = self._reader.read(shard, offset)
@@ -305,6 +250,14 @@ class ShardDataset:
 
     def _reader_local(self) -> bool:
         return isinstance(self.release.fs, LocalFileSystem)
+
+    def _threads(self, in_worker_process: bool) -> tuple[int, int]:
+        """(reader threads, samples a task) for this iteration (see READ_THREADS)."""
+        if not self._reader_local():
+            return self.threads or READ_THREADS, 1
+        if self.threads is not None:
+            return self.threads, LOCAL_CHUNK
+        return (1 if in_worker_process else LOCAL_THREADS), LOCAL_CHUNK
 
     def __getstate__(self) -> dict[str, Any]:  # worker processes open their own files
         return {**vars(self), "_reader": None}
@@ -333,30 +286,6 @@ class ShardMapView:
             if sample is not None:
                 return sample
         raise ShardError(f"sample {i} and {MAX_REPLACEMENTS} stand-ins are bad: the release is damaged")
-
-
-def _in_order(items: list[int], fn: Any, threads: int, ahead: int) -> Iterator[Any]:
-    """`fn(item)` for each item, in order, computed by `threads` threads up to `ahead` items
-    ahead (one thread: inline, no hand-over)."""
-    if threads <= 1:
-        yield from map(fn, items)
-        return
-    pending: collections.deque = collections.deque()
-    with cf.ThreadPoolExecutor(threads, thread_name_prefix="synshard-read") as pool:
-        try:
-            it = iter(items)
-            for item in it:
-                pending.append(pool.submit(fn, item))
-                if len(pending) >= ahead:
-                    break
-            for item in it:
-                yield pending.popleft().result()
-                pending.append(pool.submit(fn, item))
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
 
 
 def sample_rng(seed: int, epoch: int, path_hash: int, offset: int) -> np.random.Generator:

@@ -46,7 +46,7 @@ class TorchShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        yield from self.dataset.iter_worker(worker, workers, self.batch_size)
+        yield from self.dataset.iter_worker(worker, workers, self.batch_size, in_worker_process=info is not None)
 
     def state_dict(self, batches_seen: int | None = None, batch_size: int | None = None,
                    num_workers: int = 0, drop_last: bool = False) -> Any:  # fmt: skip

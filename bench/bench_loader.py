@@ -2,21 +2,27 @@
 
 Job: one epoch over the same resized images (a release built from scripts/photos.py photographs:
 shorter side 256, JPEG q90), shuffled, each image decoded and centre-cropped to 224 x 224 uint8
-by the same function (`synshard.shards.augment.augment`, eval mode) on the same Pillow, so what
-differs is the loader. Loaders, each in its own process, in turn, `--repeats` rounds (median):
+on the same Pillow. The peers decode with the plain Pillow path a user writes (`plain_pillow`:
+`Image.open`, centre crop, `np.asarray`; no RGB copy, `draft` as synshard asks); synshard with
+its own decode (`synshard.shards.augment`: only the rows the crop needs, packed straight to
+RGB), which gives the same pixels (checked on 300 images in each venv before timing). Loaders,
+each in its own process, in turn, `--repeats` rounds (median):
 
-  synshard    ShardDataset over the release (index reads; `synshard2t`: with two reader threads)
+  synshard    ShardDataset over the release (index reads; in one process its default 2 decode
+              threads; in DataLoader workers inline). `synshard1t`: one process, threads=1
   webdataset  `webdataset` over the release's own tars (shuffle buffer 1000)
   imagefolder torchvision's ImageFolder over the same JPEG bytes, one file each
   streaming   mosaicml-streaming's StreamingDataset over MDS written from the same bytes
   litdata     LitData's StreamingDataset over its `optimize` output of the same bytes
-  floor       the raw decode floor: the same function over the bytes already in memory
+  floor       the raw decode floor: the peers' `plain_pillow` over the bytes already in memory
+  synfloor    synshard's decode over the bytes already in memory (what its loader adds = the gap)
 
 Jobs: "1 process" (iterate the dataset in the main process), then "DataLoader(num_workers=2)"
 (batches of 64; LitData with its own StreamingDataLoader). The peers and synshard-on-Pillow run in
 .venv-peers/loader (bench/peers/venv.sh loader: plain Pillow; synshard installed --no-deps);
-synshard and the floor run again in .venv on its Pillow-SIMD. Prints img/s and ratios to
-synshard; `--json PATH` writes the rows `make bench-peers` reads.
+synshard and the floors run again in .venv on its Pillow-SIMD. Prints img/s, CPU ms per image,
+the load average before and after, and the ratios to the fastest peer and to the floor;
+`--json PATH` writes the rows `make bench-peers` reads.
 
     .venv/bin/python bench/bench_loader.py [--count 3000] [--repeats 3] [--json out.json]
 """
@@ -41,12 +47,53 @@ BATCH = 64
 
 
 # -- children: one measurement each, in the venv given -------------------------------------------
-def decoder() -> Callable[[bytes], Any]:
+def plain_pillow(data: bytes) -> Any:
+    """The peers' decode: what a user of a peer writes with Pillow, at its best (as synshard's
+    loader decoded before it read only the crop's rows): open, `draft` when a smaller DCT scale
+    serves, no RGB copy of an RGB image, centre crop (or resize with box), `np.asarray`."""
+    import io
+    import math
+
     import numpy as np
+    from PIL import Image
+    from synshard.shards.augment import center_crop_box
+
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    box = center_crop_box(w, h, 256, 224)
+    if im.format == "JPEG":
+        need = 224 / min(box[2] - box[0], box[3] - box[1])
+        im.draft("RGB", (math.ceil(w * need), math.ceil(h * need)))
+    sx, sy = im.size[0] / w, im.size[1] / h
+    scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    if abs(scaled[2] - scaled[0] - 224) < 1e-6 and abs(scaled[3] - scaled[1] - 224) < 1e-6:
+        x0, y0 = round(scaled[0]), round(scaled[1])
+        return np.asarray(im.crop((x0, y0, x0 + 224, y0 + 224)))
+    return np.asarray(im.resize((224, 224), Image.Resampling.BILINEAR, box=scaled))
+
+
+def decoder() -> Callable[[bytes], Any]:
+    return plain_pillow
+
+
+def synshard_decoder() -> Callable[[bytes], Any]:
     from synshard.shards.augment import AugmentOptions, augment
 
-    opts, rng = AugmentOptions(image_size=224, mode="eval"), np.random.default_rng(0)
-    return lambda data: augment(data, None, opts, rng)[0]
+    opts = AugmentOptions(image_size=224, mode="eval")
+    return lambda data: augment(data, None, opts, None)[0]
+
+
+def check_pixels(work: Path, count: int = 300) -> None:
+    """synshard's decode gives the peers' pixels exactly (on this venv's Pillow), or exit."""
+    import numpy as np
+
+    mine = synshard_decoder()
+    for f in sorted((work / "files").rglob("*.jpg"))[:count]:
+        data = f.read_bytes()
+        if not np.array_equal(mine(data), plain_pillow(data)):
+            raise SystemExit(f"bench_loader: synshard's decode of {f} differs from plain Pillow's")
 
 
 def stack(samples: list[Any]) -> Any:
@@ -74,14 +121,14 @@ def make(name: str, work: Path, job: str) -> tuple[Iterator[Any], Callable[[Any]
 
     decode = decoder()
     one, batch = (lambda item: 1), (lambda b: len(b))
-    if name == "floor":
-        blobs = [p.read_bytes() for p in sorted((work / "files").rglob("*.jpg"))]
-        return (decode(b) for b in blobs), one
-    if name in ("synshard", "synshard2t"):
+    if name in ("floor", "synfloor"):
+        fn = decode if name == "floor" else synshard_decoder()
+        return (fn(b) for b in _BLOBS), one
+    if name in ("synshard", "synshard1t"):
         from synshard.shards import ShardDataset
         from synshard.shards.torch_adapter import data_loader
 
-        threads = 2 if name == "synshard2t" else None  # None: inline for local files
+        threads = 1 if name == "synshard1t" else None  # None: the loader's default
         ds = ShardDataset(str(work / "release"), "train", transform="eval", image_size=224, seed=0,
                           threads=threads)  # fmt: skip
         if job == "1proc":
@@ -135,6 +182,7 @@ PRELOAD = {"synshard": ["synshard.shards.loader", "synshard.shards.torch_adapter
 
 
 _SHIM: list[Any] = []
+_BLOBS: list[bytes] = []
 
 
 def torchvision_shim() -> None:
@@ -158,8 +206,10 @@ def child(name: str, work: Path, job: str) -> None:
     import importlib
 
     torchvision_shim()
-    for module in ["numpy", "torch", "PIL.Image", "synshard.shards.augment", *PRELOAD.get(name.removesuffix("2t"), [])]:
+    for module in ["numpy", "torch", "PIL.Image", "synshard.shards.augment", *PRELOAD.get(name.removesuffix("1t"), [])]:
         importlib.import_module(module)
+    if name in ("floor", "synfloor"):  # the floors time decoding only: bytes read beforehand
+        _BLOBS.extend(p.read_bytes() for p in sorted((work / "files").rglob("*.jpg")))
     start, cpu = time.perf_counter(), _cpu()
     items, size = make(name, work, job)
     n = sum(size(item) for item in items)
@@ -176,8 +226,10 @@ def _cpu() -> float:
 
 
 def prepare(work: Path) -> None:
-    """In the peers' venv: MDS and LitData outputs from the release's own JPEG bytes."""
+    """In the peers' venv: the pixel check, MDS and LitData outputs from the release's own JPEG
+    bytes."""
     torchvision_shim()
+    check_pixels(work)
     files = sorted((work / "files").rglob("*.jpg"))
     labels = {d: i for i, d in enumerate(sorted({f.parent.name for f in files}))}
     if not (work / "mds" / "index.json").exists():
@@ -262,18 +314,53 @@ def rows(rates: dict, cpu: dict, ver: dict[str, str], simd: str) -> list[dict]:
     pil = f"Pillow {ver['pillow']}"
     names = {"webdataset": f"webdataset {ver['webdataset']}", "imagefolder": f"torchvision ImageFolder {ver['torchvision']}",
              "streaming": f"mosaicml-streaming {ver['mosaicml-streaming']}", "litdata": f"LitData {ver['litdata']}",
-             "floor": "raw decode floor"}  # fmt: skip
-    pairs = [(job, ("peer", p), ("peer", "synshard"), pil) for job in JOBS for p in PEERS]
-    pairs += [("1proc", (v, "floor"), (v, "synshard"), pillow)
+             "floor": "raw decode floor, plain Pillow path", "synfloor": "synshard's decode alone"}  # fmt: skip
+    pairs = [(job, ("peer", p), ("peer", me), pil) for job in JOBS for me in MINE for p in PEERS
+             if me == "synshard" or job == "1proc"]  # fmt: skip
+    pairs += [("1proc", (v, floor), (v, me), pillow) for me in MINE for floor in ("floor", "synfloor")
               for v, pillow in (("peer", pil), ("simd", f"Pillow-SIMD {simd}"))]  # fmt: skip
     out = []
-    for job, (pv, pn), mine, pillow in pairs:
-        peer, me = (pv, pn, job), (*mine, job)
-        note = f"both on {pillow}; CPU ms/img: synshard {cpu.get(me, float('nan')):.2f}, peer {cpu.get(peer, float('nan')):.2f}"
-        out.append({"job": f"loader, one epoch, decode + centre crop 224, {JOBS[job]}",
-                    "peer": names[pn] + ("" if pn != "floor" else f" ({pillow})"), "peer_value": rates.get(peer),
-                    "synshard_value": rates.get(me), "unit": "img/s", "higher_is_better": True, "note": note})  # fmt: skip
+    for job, (pv, pn), (mv, mn), pillow in pairs:
+        peer, me = (pv, pn, job), (mv, mn, job)
+        if peer not in rates or me not in rates:
+            continue
+        how = MINE[mn] if job == "1proc" else "inline in each worker"
+        note = (f"both on {pillow}; synshard {how}; CPU ms/img: synshard {cpu[me]:.2f}, peer {cpu[peer]:.2f}"
+                + (f"; load average {LOAD[0]:.1f} before, {LOAD[1]:.1f} after" if len(LOAD) == 2 else ""))  # fmt: skip
+        label = "" if mn == "synshard" else ", synshard inline (threads=1)"
+        out.append({"job": f"loader, one epoch, decode + centre crop 224, {JOBS[job]}{label}",
+                    "peer": names[pn] + ("" if pn not in ("floor", "synfloor") else f" ({pillow})"),
+                    "peer_value": rates[peer], "synshard_value": rates[me], "unit": "img/s",
+                    "higher_is_better": True, "note": note})  # fmt: skip
     return out
+
+
+MINE = {"synshard": "with its default 2 decode threads", "synshard1t": "inline (threads=1)"}
+LOAD: list[float] = []
+
+
+def report(rates: dict, cpu: dict) -> None:
+    """Every figure, then synshard against the fastest peer and against the floors."""
+    for (venv, name, job), rate in rates.items():
+        pil = "Pillow-SIMD" if venv == "simd" else "Pillow"
+        print(f"{JOBS[job]:26s} {name:12s} {pil:12s} {rate:8.1f} img/s  {cpu[venv, name, job]:5.2f} CPU ms/img")
+    for job in JOBS:
+        peers = {p: rates[("peer", p, job)] for p in PEERS if ("peer", p, job) in rates}
+        if not peers:
+            continue
+        best = max(peers, key=peers.get)  # type: ignore[arg-type]
+        for me in MINE:
+            if ("peer", me, job) in rates:
+                print(f"ratio  {JOBS[job]:26s} {me:11s} / fastest peer ({best}, Pillow): "
+                      f"{rates['peer', me, job] / peers[best]:5.2f}")  # fmt: skip
+    for venv in ("peer", "simd"):
+        for floor in ("floor", "synfloor"):
+            for me in MINE:
+                if (venv, me, "1proc") in rates and (venv, floor, "1proc") in rates:
+                    print(f"ratio  1 process {me:11s} / {floor:8s} ({'Pillow-SIMD' if venv == 'simd' else 'Pillow'}): "
+                          f"{rates[venv, me, '1proc'] / rates[venv, floor, '1proc']:5.2f}")  # fmt: skip
+    if len(LOAD) == 2:
+        print(f"load average (1 min): {LOAD[0]:.1f} before, {LOAD[1]:.1f} after")
 
 
 def main() -> None:
@@ -299,29 +386,27 @@ def main() -> None:
     ver = versions(py)
     import PIL
 
+    check_pixels(work)  # on this venv's Pillow-SIMD too
     pythons = {"peer": py, "simd": sys.executable}
     wanted = set(args.only.split(",")) if args.only else None
-    mine = [("simd", "floor"), ("peer", "floor"), ("simd", "synshard"), ("peer", "synshard"),
-            ("simd", "synshard2t"), ("peer", "synshard2t")]  # fmt: skip
+    mine = [("simd", "floor"), ("peer", "floor"), ("simd", "synfloor"), ("peer", "synfloor"),
+            ("simd", "synshard"), ("peer", "synshard"), ("simd", "synshard1t"), ("peer", "synshard1t")]  # fmt: skip
     plan = [(v, n, j) for j in JOBS for v, n in mine + [("peer", p) for p in PEERS]
-            if not (n in ("floor", "synshard2t") and j != "1proc")]
+            if not (n in ("floor", "synfloor", "synshard1t") and j != "1proc")]
     plan = [p for p in plan if wanted is None or p[1] in wanted]
     images = sum(1 for _ in (work / "files").rglob("*.jpg"))
+    LOAD.append(os.getloadavg()[0])
     print(f"{images} train images; Pillow {ver['pillow']} (peers) and Pillow-SIMD {PIL.__version__}; "
-          f"{args.repeats} rounds, alternating; median img/s", file=sys.stderr)  # fmt: skip
+          f"{args.repeats} rounds, alternating; median img/s; load average {LOAD[0]:.1f}", file=sys.stderr)  # fmt: skip
     runs: dict[tuple[str, str, str], list[tuple[float, float]]] = {p: [] for p in plan}
     for r in range(args.repeats):
         for key in plan:
             runs[key].append(measure(pythons[key[0]], key[1], work, key[2]))
         print(f"round {r + 1}/{args.repeats} done", file=sys.stderr)
+    LOAD.append(os.getloadavg()[0])
     rates = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
-    for (venv, name, job), rate in rates.items():
-        base = rates.get((venv, "synshard", job))
-        ratio = f"  synshard/this {base / rate:5.2f}" if base and name != "synshard" else ""
-        pil = "Pillow-SIMD" if venv == "simd" else "Pillow"
-        print(f"{JOBS[job]:26s} {name:12s} {pil:12s} {rate:8.1f} img/s  "
-              f"{cpu[venv, name, job]:5.2f} CPU ms/img{ratio}")  # fmt: skip
+    report(rates, cpu)
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows(rates, cpu, ver, PIL.__version__)}, indent=1))
 

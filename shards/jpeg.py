@@ -54,20 +54,18 @@ def open_plain(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _pad_bytes(core: Any, row: int) -> bytes:
-    """The pad (4th) byte of every pixel of one row of an RGB image core."""
-    xsize = core.size[0]
+def _pad_byte(core: Any, x: int, y: int) -> int:
+    """The pad (4th) byte of pixel (x, y) of an RGB image core."""
     enc = Image._getencoder("RGB", "raw", ("RGBX",))
-    enc.setimage(core, (0, row, xsize, row + 1))
-    _, _, packed = enc.encode(4 * xsize)
-    return bytes(packed[3::4])
+    enc.setimage(core, (x, y, x + 1, y + 1))
+    return enc.encode(4)[2][3]
 
 
 def _partial_ok() -> bool:
     """Whether this Pillow gives what `decode_rows` relies on: a new RGB image is zeroed (its
     pad byte 0); the decoder writes 255 there (checked by the tests)."""
     try:
-        return _pad_bytes(Image.core.new("RGB", (2, 1)), 0) == b"\x00\x00"
+        return _pad_byte(Image.core.new("RGB", (2, 1)), 1, 0) == 0
     except (AttributeError, TypeError, ValueError, OSError):
         return False
 
@@ -81,7 +79,8 @@ def _decode_into(size: tuple[int, int], args: Any, config: Any, payload: bytes, 
 
     Stopping early makes libjpeg's finish step report too few scanlines, which Pillow reports
     as a broken stream; the pad byte (255 on every decoded pixel, 0 in the new image) of the
-    last row wanted tells that from a stream that really broke earlier. A stream cut short
+    last pixel wanted (libjpeg writes whole rows, in order) tells that from a stream that
+    really broke earlier. A stream cut short
     before `rows` raises too; damage below `rows` is not seen (those pixels are not used;
     `synshard verify` checks every shard's bytes)."""
     width, height = size
@@ -95,7 +94,7 @@ def _decode_into(size: tuple[int, int], args: Any, config: Any, payload: bytes, 
         decoder.cleanup()
     if consumed >= 0 and err == 0:
         raise OSError("image file is truncated")
-    if err < 0 and (rows == height or _pad_bytes(core, rows - 1) != b"\xff" * width):
+    if err < 0 and (rows == height or _pad_byte(core, width - 1, rows - 1) != 255):
         raise OSError("broken data stream when reading image file")
     return core
 

@@ -232,7 +232,9 @@ class ShardDataset:
     def sample_at(self, shard: int, offset: int, rng: np.random.Generator | None) -> dict[str, Any] | None:
         """Read, decode and augment one sample; None (counted and logged) when it is bad."""
         if self._reader is None:
-            self._reader = ShardReader(self.release, self.shards)
+            # a span for every piece being read at once, and the threads' read-ahead
+            spans = self.streams * self.open_shards + 2 * max(self.threads or 0, READ_THREADS)
+            self._reader = ShardReader(self.release, self.shards, cache_blocks=spans)
         entry = self.shards[shard]
         try:
             key, data, meta_bytes = self._reader.read(shard, offset)

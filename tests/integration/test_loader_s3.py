@@ -71,3 +71,39 @@ def test_s3_ranks_and_resume(s3, release):
     rest.load_state_dict(ds.state_dict())
     assert head + [s["key"] for s in rest] == full
     assert np.isclose(len(full), 0.5 * ds.release.manifest.counts["by_split"]["train"], atol=1)
+
+
+def test_s3_reads_each_span_once_per_process(s3, release, monkeypatch):
+    """No read amplification: with 8 reader threads, each BLOCK_SIZE span of a shard is one
+    ranged GET in the epoch (a per-thread read-ahead file made about one GET per sample)."""
+    import logging
+
+    from synshard.shards import loader_read
+
+    monkeypatch.setattr(loader_read, "BLOCK_SIZE", 32768)  # several spans per small test shard
+    gets: list[str] = []
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.args and record.args[0] == "get_object":
+                gets.append(str(record.args[1]))
+
+    _, uri = release
+    ds = ShardDataset(uri, "train", storage_options=s3, threads=8, **OPTS)
+    logger, handler = logging.getLogger("s3fs"), Count()
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        n = sum(1 for _ in ds)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert n == len(ds) and ds._reader is not None and ds._reader.cache is not None
+    spans = 0  # the spans that hold some sample's bytes
+    for shard in range(len(ds.shards)):
+        starts, sizes = ds._reader.index(shard)[:2]
+        spans += len({b for a, z in zip(starts, sizes) for b in range(a // 32768, (a + z - 1) // 32768 + 1)})
+    assert ds._reader.cache.fetches == spans  # every span once: none twice, none skipped
+    assert len(gets) == spans + len(ds.shards)  # plus one GET of each shard's index
+    assert n > 2 * spans  # several samples a span: a GET per sample would be more

@@ -106,8 +106,8 @@ def _decode(
     """(image, the whole-pixel region of it that is the output or None for all of it, crop
     box in stored pixels, flipped)."""
     plain_size = jpeg.open_plain(data)  # an ordinary JPEG: no Image.open needed
-    im = None if plain_size else Image.open(io.BytesIO(data))
-    width, height = plain_size or im.size  # type: ignore[union-attr]
+    opened = None if plain_size else Image.open(io.BytesIO(data))
+    width, height = plain_size or opened.size  # type: ignore[union-attr]
     if opts.mode == "train":
         assert rng is not None  # the loader gives every train sample its generator
         box = random_resized_crop_box(width, height, rng, opts.scale, opts.ratio)
@@ -115,20 +115,23 @@ def _decode(
     else:
         resize = opts.eval_resize or round(opts.image_size / 0.875)
         box, flip = center_crop_box(width, height, resize, opts.image_size), False
-    if opts.draft and (im is None or im.format == "JPEG"):
+    if opts.draft and (opened is None or opened.format == "JPEG"):
         need = opts.image_size / min(box[2] - box[0], box[3] - box[1])
         ask = (math.ceil(width * need), math.ceil(height * need))
         if min(width // ask[0], height // ask[1]) >= 2:  # else draft keeps scale 1: skip it
-            im = im or Image.open(io.BytesIO(data))
-            im.draft("RGB", ask)
-    sx, sy = (1.0, 1.0) if im is None else (im.size[0] / width, im.size[1] / height)
+            opened = opened or Image.open(io.BytesIO(data))
+            opened.draft("RGB", ask)
+    sx, sy = (1.0, 1.0) if opened is None else (opened.size[0] / width, opened.size[1] / height)
     scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     size = opts.image_size
     plain = abs(scaled[2] - scaled[0] - size) < 1e-6 and abs(scaled[3] - scaled[1] - size) < 1e-6
     # Rows the output needs: the box's, plus the resampling filter's reach below it.
     reach = 0.0 if plain else _SUPPORT.get(opts.resample, 3.0) * max(1.0, (scaled[3] - scaled[1]) / size)
     rows = math.ceil(scaled[3] + reach) + 1
-    im = jpeg.decode_plain(data, (width, height), rows) if im is None else jpeg.decode_rows(im, data, rows)
+    if opened is None:
+        im = jpeg.decode_plain(data, (width, height), rows)
+    else:
+        im = jpeg.decode_rows(opened, data, rows)
     if im.mode != "RGB":
         im = im.convert("RGB")
     if plain:
@@ -147,7 +150,7 @@ def _decode(
 
 # How far (in input pixels, at scale 1) each resampling filter reaches past its centre
 # (Pillow's filter supports): the rows below a resize box that its output still reads.
-_SUPPORT = {Image.Resampling.NEAREST: 0.5, Image.Resampling.BOX: 0.5, Image.Resampling.BILINEAR: 1.0,
+_SUPPORT: dict[int, float] = {Image.Resampling.NEAREST: 0.5, Image.Resampling.BOX: 0.5, Image.Resampling.BILINEAR: 1.0,
             Image.Resampling.HAMMING: 1.0, Image.Resampling.BICUBIC: 2.0, Image.Resampling.LANCZOS: 3.0}  # fmt: skip
 
 

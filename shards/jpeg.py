@@ -104,7 +104,7 @@ def decode_plain(data: bytes, size: tuple[int, int], rows: int) -> Image.Image:
     return Image.Image()._new(_decode_into(size, ("RGB", ""), (), data, rows if PARTIAL_DECODE else size[1]))
 
 
-def decode_rows(im: Image.Image, data: bytes, rows: int) -> Image.Image:
+def decode_rows(im: ImageFile.ImageFile, data: bytes, rows: int) -> Image.Image:
     """`im` (from `Image.open(BytesIO(data))`, maybe drafted) with at least its top `rows` rows
     decoded: only those for a one-tile RGB JPEG, else all of it (`im.load()`)."""
     tile = im.tile

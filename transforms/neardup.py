@@ -37,6 +37,8 @@ U64 = np.uint64
 DEFAULT_MAX_BUCKET = 2048
 DENSE_CHUNK = 1 << 22  # candidate pairs per step when a bucket is compared pairwise
 MAX_DEPTH = 1  # recursion levels for oversized buckets; deeper ones are compared pairwise
+OFFSET_LOOP_MAX = 32  # runs up to this size: compared one offset at a time, all runs at once
+PERMUTE_CHUNK = 1 << 16  # hashes per step of Layout.permute (its temporaries stay in cache)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,52 @@ class Layout:
             m |= zero.astype(np.int64) << b
         return m
 
+    @cached_property
+    def _pieces(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+        """Per table, the bit moves of `permute`: (source shift, bits, destination shift),
+        neighbouring blocks that stay neighbours moved as one piece."""
+        out = []
+        for key in self.tables:
+            moves: list[tuple[int, int, int]] = []
+            dst = 0
+            for b in [b for b in range(len(self.blocks)) if b not in key] + list(key):
+                src, bits = self.blocks[b]
+                last = moves[-1] if moves else (-1, 0, -1)
+                if last[0] + last[1] == src and last[2] + last[1] == dst:  # both contiguous
+                    moves[-1] = (last[0], last[1] + bits, last[2])
+                else:
+                    moves.append((src, bits, dst))
+                dst += bits
+            out.append(tuple(moves))
+        return tuple(out)
+
+    def permute(self, h: np.ndarray, table: int, inverse: bool = False) -> np.ndarray:
+        """A bijection of the hashes with the table's key in the top bits (the other blocks
+        below it, in order): sorting these sorts by key and keeps the whole hash, and Hamming
+        distances are unchanged. Worked in cache-sized chunks (a dozen passes each)."""
+        h = np.asarray(h, dtype=U64)
+        moves = [(d, b, s) if inverse else (s, b, d) for s, b, d in self._pieces[table]]
+        out = np.zeros(h.shape, dtype=U64)
+        flat_in, flat_out = h.reshape(-1), out.reshape(-1)
+        tmp = np.empty(min(flat_in.size, PERMUTE_CHUNK), dtype=U64)
+        for c0 in range(0, flat_in.size, PERMUTE_CHUNK):
+            src_c, out_c = flat_in[c0:c0 + PERMUTE_CHUNK], flat_out[c0:c0 + PERMUTE_CHUNK]
+            t = tmp[:src_c.size]
+            for src, bits, dst in moves:
+                if src > dst:
+                    np.right_shift(src_c, U64(src - dst), out=t)
+                elif src < dst:
+                    np.left_shift(src_c, U64(dst - src), out=t)
+                else:
+                    t[:] = src_c
+                np.bitwise_and(t, U64(((1 << bits) - 1) << dst), out=t)
+                np.bitwise_or(out_c, t, out=out_c)
+        return out
+
+    def unpermute(self, p: np.ndarray, table: int) -> np.ndarray:
+        """The inverse of `permute` (also maps xors: the permutation is linear over xor)."""
+        return self.permute(p, table, inverse=True)
+
 
 @lru_cache(maxsize=256)
 def layout_for(width: int, radius: int, q: int) -> Layout:
@@ -191,86 +239,137 @@ def collapse(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.reshape(-1)
 
 
-def _run_bounds(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end positions of each run of equal values in a sorted array."""
-    change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    ends = np.concatenate([change, [sorted_keys.size]]).astype(np.int64)
-    return starts, ends
+def _key_shift(layout: Layout, table: int) -> int:
+    """Where the key starts in the table's permuted hash (`Layout.permute`)."""
+    return layout.width - layout.key_bits(table)
 
 
-def _verify(h: np.ndarray, layout: Layout, table: int, a: np.ndarray, b: np.ndarray) -> Pairs:
-    """Keep candidates within radius whose first agreeing table is `table` (emit once)."""
-    x = h[a] ^ h[b]
-    d = popcount64(x)
-    ok = d <= layout.radius
-    a, b, x, d = a[ok], b[ok], x[ok], d[ok]
-    mine = layout.first_table[layout.equal_mask(x)] == table
-    a, b = a[mine], b[mine]
-    return Pairs(np.minimum(a, b), np.maximum(a, b), d[mine])
+def _close(x: np.ndarray, radius: int) -> np.ndarray:
+    """popcount(x) <= radius, without widening the counts (numpy>=2: one pass)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x) <= radius
+    return popcount64(x.ravel()).reshape(x.shape) <= radius
 
 
-def _pairs_in_runs(
-    h: np.ndarray, layout: Layout, table: int, order: np.ndarray, starts: np.ndarray,
-    ends: np.ndarray,
-) -> list[Pairs]:
-    """All in-run candidate pairs, one offset d at a time (memory O(positions) per step)."""
-    sizes = ends - starts
-    end_of = np.repeat(ends, sizes)
-    pos = np.repeat(starts, sizes) + (np.arange(end_of.size) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-    out, d = [], 1
-    active = np.flatnonzero(pos + 1 < end_of)
-    while active.size:
-        p = pos[active]
-        out.append(_verify(h, layout, table, order[p], order[p + d]))
-        d += 1
-        active = active[pos[active] + d < end_of[active]]
-    return out
+def _run_starts(ph: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal keys in a sorted permuted array: start positions and sizes.
+
+    Equal keys (the bits from `shift` up) <=> the xor of neighbours is below 2**shift."""
+    brk = np.flatnonzero((ph[1:] ^ ph[:-1]) >= U64(1 << shift))
+    starts = np.empty(1 + brk.size, np.int64)
+    starts[0] = 0
+    np.add(brk, 1, out=starts[1:])
+    del brk
+    sizes = np.empty_like(starts)
+    sizes[:-1] = starts[1:] - starts[:-1]
+    sizes[-1:] = ph.size - starts[-1:]
+    return starts, sizes
 
 
-def _table_pairs(
-    h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int, max_bucket: int,
-    depth: int = 0,
-) -> Pairs:
-    """Pairs emitted by one table over the keys in [key_lo, key_hi): a pure, independent task."""
-    key = layout.key(h, table)
-    if key_lo == 0 and key_hi >= 1 << layout.key_bits(table):
-        order = np.argsort(key)
+def _class_pairs(ph: np.ndarray, starts: np.ndarray, size: int, radius: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within radius inside runs that all have `size` members: positions (a < b).
+
+    The runs' values form an (m, size) matrix, so each offset (or, for big runs, each block of
+    pair columns) is one contiguous vector operation over all of these runs at once."""
+    cols = np.arange(size, dtype=np.int64)
+    out_a, out_b = [], []
+    if size <= OFFSET_LOOP_MAX:
+        v = ph[starts[:, None] + cols]
+        for d in range(1, size):
+            rr, cc = np.nonzero(_close(v[:, d:] ^ v[:, :-d], radius))
+            out_a.append(starts[rr] + cc)
+            out_b.append(starts[rr] + cc + d)
     else:
-        sel = np.flatnonzero((key >= U64(key_lo)) & (key < U64(key_hi)))
-        order = sel[np.argsort(key[sel])]
-    starts, ends = _run_bounds(key[order])
-    sizes = ends - starts
-    small = (sizes >= 2) & (sizes <= max_bucket)
-    out = _pairs_in_runs(h, layout, table, order, starts[small], ends[small])
-    for s, e in zip(starts[sizes > max_bucket], ends[sizes > max_bucket]):
-        out.append(_big_bucket(h, layout, table, order[s:e], max_bucket, depth))
-    return Pairs.concat(out)
+        ii, jj = np.triu_indices(size, 1)
+        rows = max(1, DENSE_CHUNK // ii.size)
+        for r0 in range(0, starts.size, rows):
+            s = starts[r0:r0 + rows]
+            v = ph[s[:, None] + cols]
+            rr, cc = np.nonzero(_close(v[:, ii] ^ v[:, jj], radius))
+            out_a.append(s[rr] + ii[cc])
+            out_b.append(s[rr] + jj[cc])
+    return _cat(out_a), _cat(out_b)
 
 
-def _dense_pairs(h: np.ndarray, layout: Layout, table: int, members: np.ndarray) -> Pairs:
-    """All pairs of one bucket, compared in row chunks of at most DENSE_CHUNK candidates."""
-    s, out = members.size, []
-    rows = max(1, DENSE_CHUNK // max(s, 1))
-    for r0 in range(0, s - 1, rows):
-        r = np.arange(r0, min(r0 + rows, s - 1))
-        a, b = np.nonzero(r[:, None] < np.arange(s)[None, :])
-        out.append(_verify(h, layout, table, members[r[a]], members[b]))
-    return Pairs.concat(out)
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.empty(0, np.int64)
 
 
-def _big_bucket(h: np.ndarray, layout: Layout, table: int, members: np.ndarray,
-                max_bucket: int, depth: int) -> Pairs:
-    """Recurse on the bits outside the key (members agree on the key bits, and are distinct)."""
-    rest_width = layout.width - layout.key_bits(table)
-    if depth >= MAX_DEPTH or rest_width < 2 * (layout.radius + 1):
-        return _dense_pairs(h, layout, table, members)
-    sub = search_distinct(layout.rest(h[members], table), layout.radius, rest_width, max_bucket,
-                          depth + 1)
-    a, b = members[sub.i], members[sub.j]
-    mine = layout.first_table[layout.equal_mask(h[a] ^ h[b])] == table
-    a, b = a[mine], b[mine]
-    return Pairs(np.minimum(a, b), np.maximum(a, b), sub.dist[mine])
+def _run_pairs(ph: np.ndarray, shift: int, radius: int, max_bucket: int, depth: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair within radius inside a run of equal keys of the sorted permuted array ph,
+    as positions (a < b). Runs above max_bucket recurse on the bits below the key."""
+    starts, sizes = _run_starts(ph, shift)
+    small = np.flatnonzero((sizes >= 2) & (sizes <= max_bucket))
+    by_size = sizes[small]
+    dtype = np.uint16 if max_bucket < 1 << 16 else np.int64  # uint16: a radix sort
+    small = small[np.argsort(by_size.astype(dtype), kind="stable")]
+    counts = np.bincount(by_size)
+    bounds = np.cumsum(counts)
+    out_a, out_b = [], []
+    for size in np.flatnonzero(counts).tolist():
+        lo, hi = bounds[size - 1], bounds[size]
+        a, b = _class_pairs(ph, starts[small[lo:hi]], size, radius)
+        out_a.append(a)
+        out_b.append(b)
+    for s in np.flatnonzero(sizes > max_bucket).tolist():
+        a, b = _big_run(ph[starts[s]:starts[s] + sizes[s]], shift, radius, max_bucket, depth)
+        out_a.append(a + starts[s])
+        out_b.append(b + starts[s])
+    return _cat(out_a), _cat(out_b)
+
+
+def _big_run(run: np.ndarray, shift: int, radius: int, max_bucket: int, depth: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """One oversized run: its members agree on the key and are distinct, so the distances live
+    in the `shift` bits below it: search those recursively (sorted, distinct), or pairwise."""
+    if depth >= MAX_DEPTH or shift < 2 * (radius + 1):
+        ii, jj = np.triu_indices(run.size, 1)
+        out_a, out_b = [], []
+        for c0 in range(0, ii.size, DENSE_CHUNK):
+            a, b = ii[c0:c0 + DENSE_CHUNK], jj[c0:c0 + DENSE_CHUNK]
+            ok = _close(run[a] ^ run[b], radius)
+            out_a.append(a[ok])
+            out_b.append(b[ok])
+        return _cat(out_a), _cat(out_b)
+    rest = run & U64((1 << shift) - 1)  # ascending and distinct, like the run itself
+    sub = search_distinct(rest, radius, shift, max_bucket, depth + 1)
+    return sub.i, sub.j
+
+
+def _indexer(h: np.ndarray):
+    """values -> their index in h (h distinct): a binary search, after sorting if need be."""
+    if h.size < 2 or bool(np.all(h[1:] > h[:-1])):
+        return lambda v: np.searchsorted(h, v).astype(np.int64)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    return lambda v: order[np.searchsorted(hs, v)].astype(np.int64)
+
+
+def _table_pairs(h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int,
+                 max_bucket: int, depth: int = 0, index_of=None) -> Pairs:
+    """Pairs emitted by one table over the keys in [key_lo, key_hi): a pure, independent task.
+
+    The table's permuted hashes (key on top) are sorted, so every bucket is a run and the full
+    hashes come along: candidates are compared where they lie, with no gather through an
+    argsort. Only pairs within radius are mapped back to indices (a binary search)."""
+    shift = _key_shift(layout, table)
+    ph = layout.permute(h, table)
+    if key_lo > 0 or key_hi < 1 << layout.key_bits(table):
+        key = ph >> U64(shift)
+        ph = ph[(key >= U64(key_lo)) & (key < U64(key_hi))]
+        del key
+    ph.sort()
+    a, b = _run_pairs(ph, shift, layout.radius, max_bucket, depth)
+    va, vb = ph[a], ph[b]
+    del ph
+    x = layout.unpermute(va ^ vb, table)
+    mine = layout.first_table[layout.equal_mask(x)] == table
+    index_of = index_of or _indexer(h)
+    i = index_of(layout.unpermute(va[mine], table))
+    j = index_of(layout.unpermute(vb[mine], table))
+    return Pairs(np.minimum(i, j), np.maximum(i, j), popcount64(x[mine]))
 
 
 @dataclass(frozen=True)
@@ -298,12 +397,21 @@ def plan_tasks(n: int, radius: int, width: int = 64, parts_per_table: int = 1,
     return tasks
 
 
+def run_tasks(distinct: np.ndarray, tasks: list[SearchTask],
+              max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
+    """Pairs (indices into `distinct`) that these tasks emit; pure, so any executor can run
+    them (synshard/builder/neardup_ray.py: a few tables per Ray task)."""
+    h = np.asarray(distinct, dtype=U64)
+    index_of = _indexer(h)
+    return Pairs.concat([
+        _table_pairs(h, layout_for(t.width, t.radius, t.q), t.table, t.key_lo, t.key_hi,
+                     max_bucket, depth, index_of) for t in tasks])
+
+
 def run_task(distinct: np.ndarray, task: SearchTask, max_bucket: int = DEFAULT_MAX_BUCKET,
              depth: int = 0) -> Pairs:
     """Pairs (indices into `distinct`) that this task emits; pure, so any executor can run it."""
-    layout = layout_for(task.width, task.radius, task.q)
-    h = np.asarray(distinct, dtype=U64)
-    return _table_pairs(h, layout, task.table, task.key_lo, task.key_hi, max_bucket, depth)
+    return run_tasks(distinct, [task], max_bucket, depth)
 
 
 def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
@@ -312,8 +420,7 @@ def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
     h = np.asarray(distinct, dtype=U64)
     if h.size < 2 or radius == 0:
         return Pairs.empty()
-    tasks = plan_tasks(h.size, radius, width)
-    return Pairs.concat([run_task(h, t, max_bucket, depth) for t in tasks])
+    return run_tasks(h, plan_tasks(h.size, radius, width), max_bucket, depth)
 
 
 def groups_of(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Callable
 from math import comb
 
 import numpy as np
@@ -211,10 +212,11 @@ def layout_for(width: int, radius: int, q: int) -> Layout:
     return Layout(width, radius, q)
 
 
-# Cost model constants (seconds), measured on the 2-core dev machine by bench/bench_neardup.py:
-# per hash per table (key extraction + argsort) and per candidate pair (xor, popcount, filters).
-SORT_COST = 1.2e-7
-PAIR_COST = 3.0e-8
+# Cost model constants (seconds), measured on the 2-core dev machine by bench/bench_neardup.py
+# --compare-q (1M hashes, r=6: q=2 2.0 s, q=3 2.8 s, q=4 6.2 s CPU): per hash per table
+# (permute, sort, find the runs) and per candidate pair (xor, popcount, compare).
+SORT_COST = 3.0e-8
+PAIR_COST = 6.0e-9
 
 
 def choose_match_blocks(n: int, radius: int, width: int = 64) -> int:
@@ -338,7 +340,10 @@ def _big_run(run: np.ndarray, shift: int, radius: int, max_bucket: int, depth: i
     return sub.i, sub.j
 
 
-def _indexer(h: np.ndarray):
+Indexer = Callable[[np.ndarray], np.ndarray]
+
+
+def _indexer(h: np.ndarray) -> Indexer:
     """values -> their index in h (h distinct): a binary search, after sorting if need be."""
     if h.size < 2 or bool(np.all(h[1:] > h[:-1])):
         return lambda v: np.searchsorted(h, v).astype(np.int64)
@@ -348,7 +353,7 @@ def _indexer(h: np.ndarray):
 
 
 def _table_pairs(h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int,
-                 max_bucket: int, depth: int = 0, index_of=None) -> Pairs:
+                 max_bucket: int, depth: int = 0, index_of: Indexer | None = None) -> Pairs:
     """Pairs emitted by one table over the keys in [key_lo, key_hi): a pure, independent task.
 
     The table's permuted hashes (key on top) are sorted, so every bucket is a run and the full

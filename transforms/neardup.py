@@ -39,6 +39,8 @@ DEFAULT_MAX_BUCKET = 2048
 DENSE_CHUNK = 1 << 22  # candidate pairs per step when a bucket is compared pairwise
 MAX_DEPTH = 1  # recursion levels for oversized buckets; deeper ones are compared pairwise
 OFFSET_LOOP_MAX = 32  # runs up to this size: compared one offset at a time, all runs at once
+SCAN_OFFSETS = 8  # pairs this close in a sorted table are found by one chunked scan
+SCAN_CHUNK = 1 << 15  # hashes per step of the scan
 PERMUTE_CHUNK = 1 << 16  # hashes per step of Layout.permute (its temporaries stay in cache)
 
 
@@ -253,44 +255,57 @@ def _close(x: np.ndarray, radius: int) -> np.ndarray:
     return popcount64(x.ravel()).reshape(x.shape) <= radius
 
 
-def _run_starts(ph: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal keys in a sorted permuted array: start positions and sizes.
+def _scan(ph: np.ndarray, shift: int, radius: int, offsets: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the sorted permuted array in cache-sized chunks: the run starts, and the
+    pairs (a, a + d) within radius at offsets d = 1..offsets inside a run.
 
-    Equal keys (the bits from `shift` up) <=> the xor of neighbours is below 2**shift."""
-    brk = np.flatnonzero((ph[1:] ^ ph[:-1]) >= U64(1 << shift))
-    starts = np.empty(1 + brk.size, np.int64)
-    starts[0] = 0
-    np.add(brk, 1, out=starts[1:])
-    del brk
-    sizes = np.empty_like(starts)
-    sizes[:-1] = starts[1:] - starts[:-1]
-    sizes[-1:] = ph.size - starts[-1:]
-    return starts, sizes
+    Same key (the bits from `shift` up) <=> the xor is below 2**shift, so neither needs the
+    runs first; offsets this small hold most of the candidates."""
+    lim, n = U64(1 << shift), ph.size
+    breaks, out_a, out_b = [np.zeros(1, np.int64)], [], []
+    for c0 in range(0, max(n - 1, 0), SCAN_CHUNK):
+        c = ph[c0:c0 + SCAN_CHUNK + offsets]
+        m = min(SCAN_CHUNK, n - 1 - c0)
+        for d in range(1, offsets + 1):
+            k = min(m, c.size - d)
+            if k <= 0:
+                break
+            x = c[d:d + k] ^ c[:k]
+            same = x < lim
+            if d == 1:
+                breaks.append(np.flatnonzero(~same) + (c0 + 1))
+            hit = np.flatnonzero(same & _close(x, radius)) + c0
+            out_a.append(hit)
+            out_b.append(hit + d)
+    return _cat(breaks), _cat(out_a), _cat(out_b)
 
 
-def _class_pairs(ph: np.ndarray, starts: np.ndarray, size: int, radius: int
+def _class_pairs(ph: np.ndarray, starts: np.ndarray, size: int, radius: int, first: int = 1
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs within radius inside runs that all have `size` members: positions (a < b).
+    """Pairs within radius inside runs that all have `size` members, members at least `first`
+    apart: positions (a < b).
 
-    The runs' values form an (m, size) matrix, so each offset (or, for big runs, each block of
-    pair columns) is one contiguous vector operation over all of these runs at once."""
-    cols = np.arange(size, dtype=np.int64)
+    The runs' values form a (size, m) matrix, member k of every run in row k, so each offset
+    (or, for big runs, each block of member pairs) is one vector operation along contiguous
+    rows of all these runs at once."""
+    members = np.arange(size, dtype=np.int64)[:, None]
     out_a, out_b = [], []
     if size <= OFFSET_LOOP_MAX:
-        v = ph[starts[:, None] + cols]
-        for d in range(1, size):
-            rr, cc = np.nonzero(_close(v[:, d:] ^ v[:, :-d], radius))
-            out_a.append(starts[rr] + cc)
-            out_b.append(starts[rr] + cc + d)
+        v = ph[starts[None, :] + members]
+        for d in range(first, size):
+            rr, cc = np.nonzero(_close(v[d:] ^ v[:-d], radius))
+            out_a.append(starts[cc] + rr)
+            out_b.append(starts[cc] + rr + d)
     else:
-        ii, jj = np.triu_indices(size, 1)
-        rows = max(1, DENSE_CHUNK // ii.size)
-        for r0 in range(0, starts.size, rows):
-            s = starts[r0:r0 + rows]
-            v = ph[s[:, None] + cols]
-            rr, cc = np.nonzero(_close(v[:, ii] ^ v[:, jj], radius))
-            out_a.append(s[rr] + ii[cc])
-            out_b.append(s[rr] + jj[cc])
+        ii, jj = np.triu_indices(size, first)
+        cols = max(1, DENSE_CHUNK // ii.size)
+        for c0 in range(0, starts.size, cols):
+            s = starts[c0:c0 + cols]
+            v = ph[s[None, :] + members]
+            rr, cc = np.nonzero(_close(v[ii] ^ v[jj], radius))
+            out_a.append(s[cc] + ii[rr])
+            out_b.append(s[cc] + jj[rr])
     return _cat(out_a), _cat(out_b)
 
 
@@ -302,20 +317,26 @@ def _run_pairs(ph: np.ndarray, shift: int, radius: int, max_bucket: int, depth: 
                ) -> tuple[np.ndarray, np.ndarray]:
     """Every pair within radius inside a run of equal keys of the sorted permuted array ph,
     as positions (a < b). Runs above max_bucket recurse on the bits below the key."""
-    starts, sizes = _run_starts(ph, shift)
-    small = np.flatnonzero((sizes >= 2) & (sizes <= max_bucket))
+    starts, near_a, near_b = _scan(ph, shift, radius, SCAN_OFFSETS)
+    sizes = np.diff(np.append(starts, ph.size))
+    big = np.flatnonzero(sizes > max_bucket)
+    if big.size:  # their pairs come from the recursion below, not from the scan
+        run = np.searchsorted(starts, near_a, "right") - 1
+        mine = sizes[run] <= max_bucket
+        near_a, near_b = near_a[mine], near_b[mine]
+    small = np.flatnonzero((sizes > SCAN_OFFSETS + 1) & (sizes <= max_bucket))
     by_size = sizes[small]
     dtype = np.uint16 if max_bucket < 1 << 16 else np.int64  # uint16: a radix sort
     small = small[np.argsort(by_size.astype(dtype), kind="stable")]
     counts = np.bincount(by_size)
     bounds = np.cumsum(counts)
-    out_a, out_b = [], []
+    out_a, out_b = [near_a], [near_b]
     for size in np.flatnonzero(counts).tolist():
         lo, hi = bounds[size - 1], bounds[size]
-        a, b = _class_pairs(ph, starts[small[lo:hi]], size, radius)
+        a, b = _class_pairs(ph, starts[small[lo:hi]], size, radius, SCAN_OFFSETS + 1)
         out_a.append(a)
         out_b.append(b)
-    for s in np.flatnonzero(sizes > max_bucket).tolist():
+    for s in big.tolist():
         a, b = _big_run(ph[starts[s]:starts[s] + sizes[s]], shift, radius, max_bucket, depth)
         out_a.append(a + starts[s])
         out_b.append(b + starts[s])
@@ -346,10 +367,18 @@ Indexer = Callable[[np.ndarray], np.ndarray]
 def _indexer(h: np.ndarray) -> Indexer:
     """values -> their index in h (h distinct): a binary search, after sorting if need be."""
     if h.size < 2 or bool(np.all(h[1:] > h[:-1])):
-        return lambda v: np.searchsorted(h, v).astype(np.int64)
+        return lambda v: _sorted_search(h, v)
     order = np.argsort(h, kind="stable")
     hs = h[order]
-    return lambda v: order[np.searchsorted(hs, v)].astype(np.int64)
+    return lambda v: order[_sorted_search(hs, v)]
+
+
+def _sorted_search(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """np.searchsorted with the needles in order (neighbouring searches share cache lines)."""
+    order = np.argsort(v)
+    out = np.empty(v.size, np.int64)
+    out[order] = np.searchsorted(h, v[order])
+    return out
 
 
 def _table_pairs(h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int,
@@ -372,8 +401,8 @@ def _table_pairs(h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi:
     x = layout.unpermute(va ^ vb, table)
     mine = layout.first_table[layout.equal_mask(x)] == table
     index_of = index_of or _indexer(h)
-    i = index_of(layout.unpermute(va[mine], table))
-    j = index_of(layout.unpermute(vb[mine], table))
+    ij = index_of(layout.unpermute(np.concatenate([va[mine], vb[mine]]), table))
+    i, j = ij[:ij.size // 2], ij[ij.size // 2:]
     return Pairs(np.minimum(i, j), np.maximum(i, j), popcount64(x[mine]))
 
 

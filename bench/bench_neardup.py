@@ -9,6 +9,7 @@ the driver and of the largest Ray worker, and brute force measured on a subsampl
 
     .venv/bin/python bench/bench_neardup.py                    # 10M hashes, r=6, Ray vs one
     .venv/bin/python bench/bench_neardup.py --n 1000000 --compare-q
+    .venv/bin/python bench/bench_neardup.py --policy        # near_dedup on 10M metadata rows
 """
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ def _flip(rng: np.random.Generator, h: np.ndarray, dist: np.ndarray) -> np.ndarr
 
 
 def realistic_hashes(n: int, radius: int = 6, seed: int = 0, near: float = 0.02,
-                     exact: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hashes, planted source index, planted copy index): see the module docstring."""
+                     exact: float = 0.01
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(hashes, planted source index, planted copy index, origin: per hash, the index of the
+    hash it copies or of its burst's first member, else its own): see the module docstring."""
     rng = np.random.default_rng(seed)
     n_near, n_exact = int(n * near), int(n * exact)
     n_blank = min(1000, n // 1000)
@@ -53,19 +56,25 @@ def realistic_hashes(n: int, radius: int = 6, seed: int = 0, near: float = 0.02,
     centres = rng.integers(0, 2**64, max(1, n_loose // 100), dtype=np.uint64)
     loose = centres[rng.integers(0, centres.size, n_loose)] ^ _sparse_bits(rng, n_loose, 2)
     bursts = rng.integers(0, 2**64, max(1, n_tight // 10), dtype=np.uint64)
-    tight = bursts[rng.integers(0, bursts.size, n_tight)] ^ _sparse_bits(rng, n_tight, 5)
+    burst = rng.integers(0, bursts.size, n_tight)
+    tight = bursts[burst] ^ _sparse_bits(rng, n_tight, 5)
+    first = np.full(bursts.size, -1, np.int64)
+    first[burst[::-1]] = np.arange(n_tight)[::-1]  # a burst's first member: its origin
     blank = _sparse_bits(rng, n_blank, 5)  # near-blank images: a few bits from all-zero
     base = np.concatenate([uniform, loose, tight, blank])
     src = rng.choice(base.size, n_near, replace=False)
     weights = np.array(NEAR_DISTANCES[:radius]) / sum(NEAR_DISTANCES[:radius])
     dist = rng.choice(np.arange(1, radius + 1), n_near, p=weights)
     copies = _flip(rng, base[src], dist)
-    exact_copies = base[rng.integers(0, base.size, n_exact)]
-    h = np.concatenate([base, copies, exact_copies])
+    exact_src = rng.integers(0, base.size, n_exact)
+    h = np.concatenate([base, copies, base[exact_src]])
+    origin = np.arange(base.size)
+    origin[uniform.size + loose.size:][:n_tight] = uniform.size + loose.size + first[burst]
+    origin = np.concatenate([origin, origin[src], origin[exact_src]])
     perm = rng.permutation(h.size)
     where = np.empty_like(perm)
     where[perm] = np.arange(perm.size)  # where[k]: position of original item k
-    return h[perm], where[src], where[base.size + np.arange(n_near)]
+    return h[perm], where[src], where[base.size + np.arange(n_near)], where[origin[perm]]
 
 
 def recall(uniq: np.ndarray, pairs: nd.Pairs, h: np.ndarray, src: np.ndarray,
@@ -130,6 +139,45 @@ def ray_search(uniq: np.ndarray, radius: int, cpus: int | None):
         ray.shutdown()
 
 
+def policy_table(h: np.ndarray, origin: np.ndarray, seed: int):
+    """A metadata table over the hashes: 1,000 synsets (a copy has its original's, but 3% of
+    copies another: label conflicts), 2% val, distinct keys, random sizes."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    n = h.size
+    keys = pa.array(np.char.add("k", np.arange(n).astype("U9")))
+    synset = rng.integers(0, 1000, n)[origin]
+    relabel = (origin != np.arange(n)) & (rng.random(n) < 0.03)
+    synset[relabel] = rng.integers(0, 1000, int(relabel.sum()))
+    synsets = pa.array(np.char.add("n", synset.astype("U8")))
+    return pa.table({
+        "key": keys, "synset": synsets,
+        "split": pa.array(np.where(rng.random(n) < 0.02, "val", "train")),
+        "width": pa.array(rng.integers(64, 500, n).astype(np.int32)),
+        "height": pa.array(rng.integers(64, 500, n).astype(np.int32)),
+        "phash": pa.array(h, pa.uint64()), "source": keys,
+    })
+
+
+def time_policy(h: np.ndarray, origin: np.ndarray, radius: int, seed: int) -> None:
+    """near_dedup (the build's policy) on a metadata table of these hashes, search included."""
+    from synshard.transforms.neardup_policy import near_dedup
+
+    meta = policy_table(h, origin, seed)
+    searched = []
+
+    def search(uniq: np.ndarray, r: int) -> nd.Pairs:
+        out, w, c = timed(nd.search_distinct, uniq, r)
+        searched.append(c)
+        return out
+
+    res, wall, cpu = timed(near_dedup, meta, radius, "keep", search)
+    print(f"near_dedup on {h.size:,} rows: wall {wall:.1f}s cpu {cpu:.1f}s, of which the "
+          f"search {searched[0]:.1f}s cpu; dropped {int((~res.keep).sum()):,}, conflicts "
+          f"{res.conflicts.num_rows:,}; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -138,9 +186,14 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="only the one-process search")
     ap.add_argument("--brute-sample", type=int, default=10_000)
     ap.add_argument("--compare-q", action="store_true", help="also time q=1..4 (slow at big n)")
+    ap.add_argument("--policy", action="store_true",
+                    help="only near_dedup (the policy, search included) on a metadata table")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    h, src, dst = realistic_hashes(args.n, args.radius, args.seed)
+    h, src, dst, origin = realistic_hashes(args.n, args.radius, args.seed)
+    if args.policy:
+        time_policy(h, origin, args.radius, args.seed)
+        return
     uniq, _ = nd.collapse(h)
     q = nd.choose_match_blocks(uniq.size, args.radius)
     print(f"n={args.n:,} distinct={uniq.size:,} radius={args.radius} planted={src.size:,} "

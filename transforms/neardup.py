@@ -9,20 +9,29 @@ q = 1 is the textbook r+1-block pigeonhole; q > 1 makes keys longer (fewer false
 the price of C(r+q, q) tables, and wins at millions of hashes (see `choose_match_blocks`, and
 bench/bench_neardup.py for the measured comparison).
 
+How a table is searched (profiled at 10M hashes, r=6, q=3: docs/phash.md): its hashes are
+*permuted* so that the key's bits are on top (`Layout.permute`, a bijection that keeps Hamming
+distances), then sorted in place. Every bucket is then a run of the sorted array and each
+element still carries its whole hash, so candidates are compared where they lie: no argsort,
+no gather through it. One chunked scan finds the run boundaries and every pair up to
+SCAN_OFFSETS apart (same key <=> their xor is below 2**shift); the members of longer runs are
+compared size class by size class, one vector operation per offset over all runs of that size.
+Only the pairs within the radius are mapped back to indices (a binary search).
+
 Each pair is emitted exactly once, with no global de-duplication: a pair is reported only by the
 *first* table (in lexicographic combination order) whose blocks it agrees on, found through a
 lookup from its block-equality bitmask. So every (table, key range) is an independent pure task
-(`SearchTask`, `run_task`), which synshard/builder/neardup_ray.py runs as Ray tasks. The search between
-two sets (a release against an evaluation set) is in neardup_between.py.
+(`SearchTask`, `run_tasks`), which synshard/builder/neardup_ray.py runs as Ray tasks; a build
+does so from `dedup.near_parallel_above` rows. The search between two sets (a release against
+an evaluation set) is in neardup_between.py.
 
 Bounds on huge buckets (flat or near-blank images):
 - identical hashes are collapsed first (`collapse`); their distance-0 pairs are enumerated from
   the groups (`expand_pairs`), never compared;
 - a bucket of distinct hashes larger than `max_bucket` is searched recursively with the same
-  method on the bits its key does not cover (its members agree on the key bits, so distance lives
-  in the rest), so time follows the output size rather than the bucket size squared;
-- candidates are generated one bucket offset at a time, so memory is O(n) per step, whatever the
-  bucket sizes.
+  method on the bits below its key (its members agree on the key bits, so distance lives in the
+  rest), so time follows the output size rather than the bucket size squared;
+- memory per table is a few arrays of n (the permuted copy, run starts), whatever the buckets.
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def _realistic(n: int, seed: int) -> np.ndarray:
     near copies) plus big groups of identical hashes (blank images)."""
     import bench_neardup
 
-    h, _, _ = bench_neardup.realistic_hashes(n, 6, seed)
+    h, _, _, _ = bench_neardup.realistic_hashes(n, 6, seed)
     blank = np.repeat(np.array([0, 2**64 - 1, 0x5555_5555_5555_5555], np.uint64), 400)
     return np.concatenate([h, blank])
 

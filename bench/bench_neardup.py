@@ -10,6 +10,7 @@ the driver and of the largest Ray worker, and brute force measured on a subsampl
     .venv/bin/python bench/bench_neardup.py                    # 10M hashes, r=6, Ray vs one
     .venv/bin/python bench/bench_neardup.py --n 1000000 --compare-q
     .venv/bin/python bench/bench_neardup.py --policy        # near_dedup on 10M metadata rows
+    .venv/bin/python bench/bench_neardup.py --profile-tables 7   # CPU per step of a table
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def realistic_hashes(n: int, radius: int = 6, seed: int = 0, near: float = 0.02,
     base = np.concatenate([uniform, loose, tight, blank])
     src = rng.choice(base.size, n_near, replace=False)
     weights = np.array(NEAR_DISTANCES[:radius]) / sum(NEAR_DISTANCES[:radius])
-    dist = rng.choice(np.arange(1, radius + 1), n_near, p=weights)
+    dist = rng.choice(np.arange(1, weights.size + 1), n_near, p=weights)
     copies = _flip(rng, base[src], dist)
     exact_src = rng.integers(0, base.size, n_exact)
     h = np.concatenate([base, copies, base[exact_src]])
@@ -178,6 +179,32 @@ def time_policy(h: np.ndarray, origin: np.ndarray, radius: int, seed: int) -> No
           f"{res.conflicts.num_rows:,}; peak RSS {peak_rss_mb():,.0f} MB", flush=True)
 
 
+def profile_tables(uniq: np.ndarray, radius: int, tables: int) -> None:
+    """CPU seconds per step of one table's search, mean over `tables` spread-out tables."""
+    layout = nd.layout_for(64, radius, nd.choose_match_blocks(uniq.size, radius))
+    picked = np.linspace(0, len(layout.tables) - 1, tables).astype(int).tolist()
+    steps: dict[str, float] = {}
+
+    def step(name: str, fn, *args):
+        c = time.process_time()
+        out = fn(*args)
+        steps[name] = steps.get(name, 0.0) + time.process_time() - c
+        return out
+
+    for t in picked:
+        shift = nd._key_shift(layout, t)
+        ph = step("permute (key bits on top)", layout.permute, uniq, t)
+        step("sort in place", ph.sort)
+        step("scan: run boundaries + pairs up to SCAN_OFFSETS apart", nd._scan, ph, shift,
+             radius, nd.SCAN_OFFSETS)
+        step("all run pairs (scan + longer runs by size class + big runs)", nd._run_pairs, ph,
+             shift, radius, nd.DEFAULT_MAX_BUCKET, 0)
+        step("whole table (+ first-table filter, index lookup)", nd._table_pairs, uniq, layout,
+             t, 0, 1 << 64, nd.DEFAULT_MAX_BUCKET)
+    for name, s in steps.items():
+        print(f"  {name}: {s / len(picked):.3f} s CPU / table", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -186,6 +213,8 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="only the one-process search")
     ap.add_argument("--brute-sample", type=int, default=10_000)
     ap.add_argument("--compare-q", action="store_true", help="also time q=1..4 (slow at big n)")
+    ap.add_argument("--profile-tables", type=int, default=0,
+                    help="only the per-step CPU of this many tables' searches")
     ap.add_argument("--policy", action="store_true",
                     help="only near_dedup (the policy, search included) on a metadata table")
     ap.add_argument("--seed", type=int, default=0)
@@ -195,6 +224,9 @@ def main() -> None:
         time_policy(h, origin, args.radius, args.seed)
         return
     uniq, _ = nd.collapse(h)
+    if args.profile_tables:
+        profile_tables(uniq, args.radius, args.profile_tables)
+        return
     q = nd.choose_match_blocks(uniq.size, args.radius)
     print(f"n={args.n:,} distinct={uniq.size:,} radius={args.radius} planted={src.size:,} "
           f"q={q} tables={len(nd.Layout(64, args.radius, q).tables)}", flush=True)

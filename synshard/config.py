@@ -104,7 +104,8 @@ class BuildConfig:
             "sources": sorted(self.sources),
             "transform": {**dataclasses.asdict(self.transform),
                           "resize": str(self.transform.resize)},
-            "dedup": dataclasses.asdict(self.dedup),
+            "dedup": {k: v for k, v in dataclasses.asdict(self.dedup).items()
+                      if k != "near_parallel_above"},  # where the join runs: same bytes
             "splits": dataclasses.asdict(self.splits),
             "formats": sorted(self.formats),
             "shard_bytes": self.shard_bytes,

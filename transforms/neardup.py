@@ -9,26 +9,36 @@ q = 1 is the textbook r+1-block pigeonhole; q > 1 makes keys longer (fewer false
 the price of C(r+q, q) tables, and wins at millions of hashes (see `choose_match_blocks`, and
 bench/bench_neardup.py for the measured comparison).
 
+How a table is searched (profiled at 10M hashes, r=6, q=3: docs/phash.md): its hashes are
+*permuted* so that the key's bits are on top (`Layout.permute`, a bijection that keeps Hamming
+distances), then sorted in place. Every bucket is then a run of the sorted array and each
+element still carries its whole hash, so candidates are compared where they lie: no argsort,
+no gather through it. One chunked scan finds the run boundaries and every pair up to
+SCAN_OFFSETS apart (same key <=> their xor is below 2**shift); the members of longer runs are
+compared size class by size class, one vector operation per offset over all runs of that size.
+Only the pairs within the radius are mapped back to indices (a binary search).
+
 Each pair is emitted exactly once, with no global de-duplication: a pair is reported only by the
 *first* table (in lexicographic combination order) whose blocks it agrees on, found through a
 lookup from its block-equality bitmask. So every (table, key range) is an independent pure task
-(`SearchTask`, `run_task`), which synshard/builder/neardup_ray.py runs as Ray tasks. The search between
-two sets (a release against an evaluation set) is in neardup_between.py.
+(`SearchTask`, `run_tasks`), which synshard/builder/neardup_ray.py runs as Ray tasks; a build
+does so from `dedup.near_parallel_above` rows. The search between two sets (a release against
+an evaluation set) is in neardup_between.py.
 
 Bounds on huge buckets (flat or near-blank images):
 - identical hashes are collapsed first (`collapse`); their distance-0 pairs are enumerated from
   the groups (`expand_pairs`), never compared;
 - a bucket of distinct hashes larger than `max_bucket` is searched recursively with the same
-  method on the bits its key does not cover (its members agree on the key bits, so distance lives
-  in the rest), so time follows the output size rather than the bucket size squared;
-- candidates are generated one bucket offset at a time, so memory is O(n) per step, whatever the
-  bucket sizes.
+  method on the bits below its key (its members agree on the key bits, so distance lives in the
+  rest), so time follows the output size rather than the bucket size squared;
+- memory per table is a few arrays of n (the permuted copy, run starts), whatever the buckets.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Callable
 from math import comb
 
 import numpy as np
@@ -37,6 +47,10 @@ U64 = np.uint64
 DEFAULT_MAX_BUCKET = 2048
 DENSE_CHUNK = 1 << 22  # candidate pairs per step when a bucket is compared pairwise
 MAX_DEPTH = 1  # recursion levels for oversized buckets; deeper ones are compared pairwise
+OFFSET_LOOP_MAX = 32  # runs up to this size: compared one offset at a time, all runs at once
+SCAN_OFFSETS = 8  # pairs this close in a sorted table are found by one chunked scan
+SCAN_CHUNK = 1 << 15  # hashes per step of the scan
+PERMUTE_CHUNK = 1 << 16  # hashes per step of Layout.permute (its temporaries stay in cache)
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,52 @@ class Layout:
             m |= zero.astype(np.int64) << b
         return m
 
+    @cached_property
+    def _pieces(self) -> tuple[tuple[tuple[int, int, int], ...], ...]:
+        """Per table, the bit moves of `permute`: (source shift, bits, destination shift),
+        neighbouring blocks that stay neighbours moved as one piece."""
+        out = []
+        for key in self.tables:
+            moves: list[tuple[int, int, int]] = []
+            dst = 0
+            for b in [b for b in range(len(self.blocks)) if b not in key] + list(key):
+                src, bits = self.blocks[b]
+                last = moves[-1] if moves else (-1, 0, -1)
+                if last[0] + last[1] == src and last[2] + last[1] == dst:  # both contiguous
+                    moves[-1] = (last[0], last[1] + bits, last[2])
+                else:
+                    moves.append((src, bits, dst))
+                dst += bits
+            out.append(tuple(moves))
+        return tuple(out)
+
+    def permute(self, h: np.ndarray, table: int, inverse: bool = False) -> np.ndarray:
+        """A bijection of the hashes with the table's key in the top bits (the other blocks
+        below it, in order): sorting these sorts by key and keeps the whole hash, and Hamming
+        distances are unchanged. Worked in cache-sized chunks (a dozen passes each)."""
+        h = np.asarray(h, dtype=U64)
+        moves = [(d, b, s) if inverse else (s, b, d) for s, b, d in self._pieces[table]]
+        out = np.zeros(h.shape, dtype=U64)
+        flat_in, flat_out = h.reshape(-1), out.reshape(-1)
+        tmp = np.empty(min(flat_in.size, PERMUTE_CHUNK), dtype=U64)
+        for c0 in range(0, flat_in.size, PERMUTE_CHUNK):
+            src_c, out_c = flat_in[c0:c0 + PERMUTE_CHUNK], flat_out[c0:c0 + PERMUTE_CHUNK]
+            t = tmp[:src_c.size]
+            for src, bits, dst in moves:
+                if src > dst:
+                    np.right_shift(src_c, U64(src - dst), out=t)
+                elif src < dst:
+                    np.left_shift(src_c, U64(dst - src), out=t)
+                else:
+                    t[:] = src_c
+                np.bitwise_and(t, U64(((1 << bits) - 1) << dst), out=t)
+                np.bitwise_or(out_c, t, out=out_c)
+        return out
+
+    def unpermute(self, p: np.ndarray, table: int) -> np.ndarray:
+        """The inverse of `permute` (also maps xors: the permutation is linear over xor)."""
+        return self.permute(p, table, inverse=True)
+
 
 @lru_cache(maxsize=256)
 def layout_for(width: int, radius: int, q: int) -> Layout:
@@ -163,10 +223,11 @@ def layout_for(width: int, radius: int, q: int) -> Layout:
     return Layout(width, radius, q)
 
 
-# Cost model constants (seconds), measured on the 2-core dev machine by bench/bench_neardup.py:
-# per hash per table (key extraction + argsort) and per candidate pair (xor, popcount, filters).
-SORT_COST = 1.2e-7
-PAIR_COST = 3.0e-8
+# Cost model constants (seconds), measured on the 2-core dev machine by bench/bench_neardup.py
+# --compare-q (1M hashes, r=6: q=2 2.0 s, q=3 2.8 s, q=4 6.2 s CPU): per hash per table
+# (permute, sort, find the runs) and per candidate pair (xor, popcount, compare).
+SORT_COST = 3.0e-8
+PAIR_COST = 6.0e-9
 
 
 def choose_match_blocks(n: int, radius: int, width: int = 64) -> int:
@@ -191,86 +252,167 @@ def collapse(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.reshape(-1)
 
 
-def _run_bounds(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end positions of each run of equal values in a sorted array."""
-    change = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    ends = np.concatenate([change, [sorted_keys.size]]).astype(np.int64)
-    return starts, ends
+def _key_shift(layout: Layout, table: int) -> int:
+    """Where the key starts in the table's permuted hash (`Layout.permute`)."""
+    return layout.width - layout.key_bits(table)
 
 
-def _verify(h: np.ndarray, layout: Layout, table: int, a: np.ndarray, b: np.ndarray) -> Pairs:
-    """Keep candidates within radius whose first agreeing table is `table` (emit once)."""
-    x = h[a] ^ h[b]
-    d = popcount64(x)
-    ok = d <= layout.radius
-    a, b, x, d = a[ok], b[ok], x[ok], d[ok]
-    mine = layout.first_table[layout.equal_mask(x)] == table
-    a, b = a[mine], b[mine]
-    return Pairs(np.minimum(a, b), np.maximum(a, b), d[mine])
+def _close(x: np.ndarray, radius: int) -> np.ndarray:
+    """popcount(x) <= radius, without widening the counts (numpy>=2: one pass)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x) <= radius
+    return popcount64(x.ravel()).reshape(x.shape) <= radius
 
 
-def _pairs_in_runs(
-    h: np.ndarray, layout: Layout, table: int, order: np.ndarray, starts: np.ndarray,
-    ends: np.ndarray,
-) -> list[Pairs]:
-    """All in-run candidate pairs, one offset d at a time (memory O(positions) per step)."""
-    sizes = ends - starts
-    end_of = np.repeat(ends, sizes)
-    pos = np.repeat(starts, sizes) + (np.arange(end_of.size) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-    out, d = [], 1
-    active = np.flatnonzero(pos + 1 < end_of)
-    while active.size:
-        p = pos[active]
-        out.append(_verify(h, layout, table, order[p], order[p + d]))
-        d += 1
-        active = active[pos[active] + d < end_of[active]]
+def _scan(ph: np.ndarray, shift: int, radius: int, offsets: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the sorted permuted array in cache-sized chunks: the run starts, and the
+    pairs (a, a + d) within radius at offsets d = 1..offsets inside a run.
+
+    Same key (the bits from `shift` up) <=> the xor is below 2**shift, so neither needs the
+    runs first; offsets this small hold most of the candidates."""
+    lim, n = U64(1 << shift), ph.size
+    breaks, out_a, out_b = [np.zeros(1, np.int64)], [], []
+    for c0 in range(0, max(n - 1, 0), SCAN_CHUNK):
+        c = ph[c0:c0 + SCAN_CHUNK + offsets]
+        m = min(SCAN_CHUNK, n - 1 - c0)
+        for d in range(1, offsets + 1):
+            k = min(m, c.size - d)
+            if k <= 0:
+                break
+            x = c[d:d + k] ^ c[:k]
+            same = x < lim
+            if d == 1:
+                breaks.append(np.flatnonzero(~same) + (c0 + 1))
+            hit = np.flatnonzero(same & _close(x, radius)) + c0
+            out_a.append(hit)
+            out_b.append(hit + d)
+    return _cat(breaks), _cat(out_a), _cat(out_b)
+
+
+def _class_pairs(ph: np.ndarray, starts: np.ndarray, size: int, radius: int, first: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs within radius inside runs that all have `size` members, members at least `first`
+    apart: positions (a < b).
+
+    The runs' values form a (size, m) matrix, member k of every run in row k, so each offset
+    (or, for big runs, each block of member pairs) is one vector operation along contiguous
+    rows of all these runs at once."""
+    members = np.arange(size, dtype=np.int64)[:, None]
+    out_a, out_b = [], []
+    if size <= OFFSET_LOOP_MAX:
+        v = ph[starts[None, :] + members]
+        for d in range(first, size):
+            rr, cc = np.nonzero(_close(v[d:] ^ v[:-d], radius))
+            out_a.append(starts[cc] + rr)
+            out_b.append(starts[cc] + rr + d)
+    else:
+        ii, jj = np.triu_indices(size, first)
+        cols = max(1, DENSE_CHUNK // ii.size)
+        for c0 in range(0, starts.size, cols):
+            s = starts[c0:c0 + cols]
+            v = ph[s[None, :] + members]
+            rr, cc = np.nonzero(_close(v[ii] ^ v[jj], radius))
+            out_a.append(s[cc] + ii[rr])
+            out_b.append(s[cc] + jj[rr])
+    return _cat(out_a), _cat(out_b)
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.empty(0, np.int64)
+
+
+def _run_pairs(ph: np.ndarray, shift: int, radius: int, max_bucket: int, depth: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair within radius inside a run of equal keys of the sorted permuted array ph,
+    as positions (a < b). Runs above max_bucket recurse on the bits below the key."""
+    starts, near_a, near_b = _scan(ph, shift, radius, SCAN_OFFSETS)
+    sizes = np.diff(np.append(starts, ph.size))
+    big = np.flatnonzero(sizes > max_bucket)
+    if big.size:  # their pairs come from the recursion below, not from the scan
+        run = np.searchsorted(starts, near_a, "right") - 1
+        mine = sizes[run] <= max_bucket
+        near_a, near_b = near_a[mine], near_b[mine]
+    small = np.flatnonzero((sizes > SCAN_OFFSETS + 1) & (sizes <= max_bucket))
+    by_size = sizes[small]
+    dtype = np.uint16 if max_bucket < 1 << 16 else np.int64  # uint16: a radix sort
+    small = small[np.argsort(by_size.astype(dtype), kind="stable")]
+    counts = np.bincount(by_size)
+    bounds = np.cumsum(counts)
+    out_a, out_b = [near_a], [near_b]
+    for size in np.flatnonzero(counts).tolist():
+        lo, hi = bounds[size - 1], bounds[size]
+        a, b = _class_pairs(ph, starts[small[lo:hi]], size, radius, SCAN_OFFSETS + 1)
+        out_a.append(a)
+        out_b.append(b)
+    for s in big.tolist():
+        a, b = _big_run(ph[starts[s]:starts[s] + sizes[s]], shift, radius, max_bucket, depth)
+        out_a.append(a + starts[s])
+        out_b.append(b + starts[s])
+    return _cat(out_a), _cat(out_b)
+
+
+def _big_run(run: np.ndarray, shift: int, radius: int, max_bucket: int, depth: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """One oversized run: its members agree on the key and are distinct, so the distances live
+    in the `shift` bits below it: search those recursively (sorted, distinct), or pairwise."""
+    if depth >= MAX_DEPTH or shift < 2 * (radius + 1):
+        ii, jj = np.triu_indices(run.size, 1)
+        out_a, out_b = [], []
+        for c0 in range(0, ii.size, DENSE_CHUNK):
+            a, b = ii[c0:c0 + DENSE_CHUNK], jj[c0:c0 + DENSE_CHUNK]
+            ok = _close(run[a] ^ run[b], radius)
+            out_a.append(a[ok])
+            out_b.append(b[ok])
+        return _cat(out_a), _cat(out_b)
+    rest = run & U64((1 << shift) - 1)  # ascending and distinct, like the run itself
+    sub = search_distinct(rest, radius, shift, max_bucket, depth + 1)
+    return sub.i, sub.j
+
+
+Indexer = Callable[[np.ndarray], np.ndarray]
+
+
+def _indexer(h: np.ndarray) -> Indexer:
+    """values -> their index in h (h distinct): a binary search, after sorting if need be."""
+    if h.size < 2 or bool(np.all(h[1:] > h[:-1])):
+        return lambda v: _sorted_search(h, v)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    return lambda v: order[_sorted_search(hs, v)]
+
+
+def _sorted_search(h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """np.searchsorted with the needles in order (neighbouring searches share cache lines)."""
+    order = np.argsort(v)
+    out = np.empty(v.size, np.int64)
+    out[order] = np.searchsorted(h, v[order])
     return out
 
 
-def _table_pairs(
-    h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int, max_bucket: int,
-    depth: int = 0,
-) -> Pairs:
-    """Pairs emitted by one table over the keys in [key_lo, key_hi): a pure, independent task."""
-    key = layout.key(h, table)
-    if key_lo == 0 and key_hi >= 1 << layout.key_bits(table):
-        order = np.argsort(key)
-    else:
-        sel = np.flatnonzero((key >= U64(key_lo)) & (key < U64(key_hi)))
-        order = sel[np.argsort(key[sel])]
-    starts, ends = _run_bounds(key[order])
-    sizes = ends - starts
-    small = (sizes >= 2) & (sizes <= max_bucket)
-    out = _pairs_in_runs(h, layout, table, order, starts[small], ends[small])
-    for s, e in zip(starts[sizes > max_bucket], ends[sizes > max_bucket]):
-        out.append(_big_bucket(h, layout, table, order[s:e], max_bucket, depth))
-    return Pairs.concat(out)
+def _table_pairs(h: np.ndarray, layout: Layout, table: int, key_lo: int, key_hi: int,
+                 max_bucket: int, depth: int = 0, index_of: Indexer | None = None) -> Pairs:
+    """Pairs emitted by one table over the keys in [key_lo, key_hi): a pure, independent task.
 
-
-def _dense_pairs(h: np.ndarray, layout: Layout, table: int, members: np.ndarray) -> Pairs:
-    """All pairs of one bucket, compared in row chunks of at most DENSE_CHUNK candidates."""
-    s, out = members.size, []
-    rows = max(1, DENSE_CHUNK // max(s, 1))
-    for r0 in range(0, s - 1, rows):
-        r = np.arange(r0, min(r0 + rows, s - 1))
-        a, b = np.nonzero(r[:, None] < np.arange(s)[None, :])
-        out.append(_verify(h, layout, table, members[r[a]], members[b]))
-    return Pairs.concat(out)
-
-
-def _big_bucket(h: np.ndarray, layout: Layout, table: int, members: np.ndarray,
-                max_bucket: int, depth: int) -> Pairs:
-    """Recurse on the bits outside the key (members agree on the key bits, and are distinct)."""
-    rest_width = layout.width - layout.key_bits(table)
-    if depth >= MAX_DEPTH or rest_width < 2 * (layout.radius + 1):
-        return _dense_pairs(h, layout, table, members)
-    sub = search_distinct(layout.rest(h[members], table), layout.radius, rest_width, max_bucket,
-                          depth + 1)
-    a, b = members[sub.i], members[sub.j]
-    mine = layout.first_table[layout.equal_mask(h[a] ^ h[b])] == table
-    a, b = a[mine], b[mine]
-    return Pairs(np.minimum(a, b), np.maximum(a, b), sub.dist[mine])
+    The table's permuted hashes (key on top) are sorted, so every bucket is a run and the full
+    hashes come along: candidates are compared where they lie, with no gather through an
+    argsort. Only pairs within radius are mapped back to indices (a binary search)."""
+    shift = _key_shift(layout, table)
+    ph = layout.permute(h, table)
+    if key_lo > 0 or key_hi < 1 << layout.key_bits(table):
+        key = ph >> U64(shift)
+        ph = ph[(key >= U64(key_lo)) & (key < U64(key_hi))]
+        del key
+    ph.sort()
+    a, b = _run_pairs(ph, shift, layout.radius, max_bucket, depth)
+    va, vb = ph[a], ph[b]
+    del ph
+    x = layout.unpermute(va ^ vb, table)
+    mine = layout.first_table[layout.equal_mask(x)] == table
+    index_of = index_of or _indexer(h)
+    ij = index_of(layout.unpermute(np.concatenate([va[mine], vb[mine]]), table))
+    i, j = ij[:ij.size // 2], ij[ij.size // 2:]
+    return Pairs(np.minimum(i, j), np.maximum(i, j), popcount64(x[mine]))
 
 
 @dataclass(frozen=True)
@@ -298,12 +440,21 @@ def plan_tasks(n: int, radius: int, width: int = 64, parts_per_table: int = 1,
     return tasks
 
 
+def run_tasks(distinct: np.ndarray, tasks: list[SearchTask],
+              max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
+    """Pairs (indices into `distinct`) that these tasks emit; pure, so any executor can run
+    them (synshard/builder/neardup_ray.py: a few tables per Ray task)."""
+    h = np.asarray(distinct, dtype=U64)
+    index_of = _indexer(h)
+    return Pairs.concat([
+        _table_pairs(h, layout_for(t.width, t.radius, t.q), t.table, t.key_lo, t.key_hi,
+                     max_bucket, depth, index_of) for t in tasks])
+
+
 def run_task(distinct: np.ndarray, task: SearchTask, max_bucket: int = DEFAULT_MAX_BUCKET,
              depth: int = 0) -> Pairs:
     """Pairs (indices into `distinct`) that this task emits; pure, so any executor can run it."""
-    layout = layout_for(task.width, task.radius, task.q)
-    h = np.asarray(distinct, dtype=U64)
-    return _table_pairs(h, layout, task.table, task.key_lo, task.key_hi, max_bucket, depth)
+    return run_tasks(distinct, [task], max_bucket, depth)
 
 
 def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
@@ -312,8 +463,7 @@ def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
     h = np.asarray(distinct, dtype=U64)
     if h.size < 2 or radius == 0:
         return Pairs.empty()
-    tasks = plan_tasks(h.size, radius, width)
-    return Pairs.concat([run_task(h, t, max_bucket, depth) for t in tasks])
+    return run_tasks(h, plan_tasks(h.size, radius, width), max_bucket, depth)
 
 
 def groups_of(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

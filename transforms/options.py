@@ -72,6 +72,10 @@ class DedupOptions:
     # brightness, while unrelated photographs were never closer than 14.
     near_radius: int | None = 6
     near_conflicts: NearConflictPolicy = "keep"  # near pairs across synsets: list, or drop
+    # From this many accepted rows a build's near-duplicate join runs as Ray tasks over every
+    # CPU of the cluster (the same pairs, docs/phash.md); below it, in the driver's process,
+    # with no Ray round trips. 0: always on Ray. Does not change the release's bytes.
+    near_parallel_above: int = 300_000
 
     def __post_init__(self) -> None:
         if self.label_conflict not in ("drop", "keep"):
@@ -82,3 +86,6 @@ class DedupOptions:
             # Exact search cost grows as 2^radius (docs/phash.md); past 12 it is impractical,
             # and unrelated photographs are already 14 bits apart.
             raise SynshardError(f"bad near_radius {self.near_radius}: 0..12, or none to turn off")
+        if self.near_parallel_above < 0:
+            raise SynshardError(f"bad near_parallel_above {self.near_parallel_above}: use 0 or "
+                                "more (rows; 0: always on Ray)")

@@ -27,6 +27,71 @@ def test_ray_search_equals_local_search(ray_local):
         np.testing.assert_array_equal(g, w)
 
 
+def _realistic(n: int, seed: int) -> np.ndarray:
+    """bench_neardup's realistic hashes (clusters, bursts, near-blank images, planted exact and
+    near copies) plus big groups of identical hashes (blank images)."""
+    import bench_neardup
+
+    h, _, _, _ = bench_neardup.realistic_hashes(n, 6, seed)
+    blank = np.repeat(np.array([0, 2**64 - 1, 0x5555_5555_5555_5555], np.uint64), 400)
+    return np.concatenate([h, blank])
+
+
+@pytest.mark.parametrize("parts_per_table", [None, 3])
+def test_ray_join_finds_exactly_the_in_process_pairs(ray_local, parts_per_table):
+    """Realistic hashes: the Ray search's distinct pairs equal the in-process ones (None:
+    tables grouped into tasks, same order too; 3: every table also split into key ranges)."""
+    from synshard.transforms.neardup import collapse, search_distinct
+
+    uniq, _ = collapse(_realistic(60_000, 5))
+    want = search_distinct(uniq, 6)
+    got = neardup_ray.search_distinct_ray(uniq, 6, parts_per_table=parts_per_table)
+    assert len(want) > 1000  # bursts and planted copies: a real amount of output
+    if parts_per_table is not None:
+        got, want = got.sorted(), want.sorted()
+    for g, w in zip(got.as_tuple(), want.as_tuple()):
+        np.testing.assert_array_equal(g, w)
+
+
+def _meta(n: int, seed: int):
+    """A metadata table over realistic hashes: 40 synsets, 10% val, shuffled keys."""
+    import pyarrow as pa
+
+    h = _realistic(n, seed)
+    rng = np.random.default_rng(seed)
+    m = h.size
+    return pa.table({
+        "key": [f"k{k:07d}" for k in rng.permutation(m)],
+        "synset": [f"n{k:08d}" for k in rng.integers(0, 40, m)],
+        "split": np.where(rng.random(m) < 0.1, "val", "train").tolist(),
+        "width": rng.integers(100, 500, m).astype(np.int32),
+        "height": rng.integers(100, 500, m).astype(np.int32),
+        "phash": pa.array(h, pa.uint64()),
+        "source": [f"src/{k}" for k in range(m)],
+    })
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop"])
+def test_policy_on_the_ray_join_is_the_in_process_policy(ray_local, policy):
+    """Survivors, duplicate records (near, cross-split, label-conflict) and the conflicts
+    table are the same whichever process found the pairs."""
+    from synshard.transforms.neardup_policy import near_dedup
+
+    meta = _meta(30_000, 9)
+    local = near_dedup(meta, 6, policy)
+    on_ray = near_dedup(meta, 6, policy, search=neardup_ray.search_distinct_ray)
+    np.testing.assert_array_equal(on_ray.keep, local.keep)
+    np.testing.assert_array_equal(on_ray.labels, local.labels)
+    assert on_ray.duplicates.equals(local.duplicates)
+    assert on_ray.conflicts.equals(local.conflicts)
+    kinds = set(local.duplicates["kind"].to_pylist())
+    assert {"near", "cross-split"} <= kinds
+    if policy == "keep":
+        assert local.conflicts.num_rows > 100 and "label-conflict" not in kinds
+    else:
+        assert local.conflicts.num_rows == 0 and "label-conflict" in kinds
+
+
 PHOTOS = Path(__file__).resolve().parents[2] / ".cache" / "photos" / "imagenet-like"
 DEFAULT_RADIUS = 6  # docs/phash.md
 # 100% found at radius 6 on all 600 study photos:

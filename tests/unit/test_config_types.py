@@ -15,7 +15,7 @@ from synshard.transforms.options import ResizeSpec
 
 SECTIONS = {"transform": ("resize", "upscale", "format", "quality", "keep_original", "draft",
                           "min_size", "max_aspect", "max_pixels"),
-            "dedup": ("label_conflict", "near_radius", "near_conflicts"),
+            "dedup": ("label_conflict", "near_radius", "near_conflicts", "near_parallel_above"),
             "splits": ("val_fraction", "test_fraction")}
 TOP = ("overwrite", "shard_bytes", "max_per_synset", "limit", "formats", "name", "subtrees",
        "vote_method", "batch_size", "files_per_task", "progress", "num_cpus", "storage_options")
@@ -63,6 +63,7 @@ def test_the_file_spellings_that_are_right(tmp_path: Path) -> None:
     ({"max_aspect": 0.5}, "max_aspect"), ({"quality": 0}, "quality"),
     ({"shard_bytes": 10}, "shard_bytes"), ({"overwrite": "false"}, "overwrite"),
     ({"fetch_concurrency": 0}, "concurrency"), ({"val_fraction": 2.0}, "val_fraction"),
+    ({"near_parallel_above": -1}, "near_parallel_above"),
 ])
 def test_nonsensical_values_are_refused_at_load_by_name(options: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
+from synshard.builder.decide.near_ray import near_search
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup
 from synshard.transforms.neardup_between import near_pairs
@@ -151,7 +152,8 @@ def _dedup_step(accepted: pa.Table, cfg: BuildConfig, ledger: _Ledger) -> pa.Tab
     ledger.duplicates.append(dedup.duplicates)
     if cfg.dedup.near_radius is None:
         return accepted
-    near = near_dedup(accepted, cfg.dedup.near_radius, cfg.dedup.near_conflicts)
+    near = near_dedup(accepted, cfg.dedup.near_radius, cfg.dedup.near_conflicts,
+                      search=near_search(cfg.dedup, accepted.num_rows))  # big: Ray tasks
     ledger.duplicates.append(near.duplicates)
     ledger.conflicts.append(near.conflicts)
     return accepted.filter(pa.array(near.keep))

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,14 +78,15 @@ def _kernel_worker(paths: list[Path], barrier: Any, results: Any) -> None:
               for chunk in (blobs[s:s + 64] for s in range(0, len(blobs), 64))]
     transform_batch(tables[0].slice(0, 1), opts)  # imports and first-call set-up, not timed
     barrier.wait()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for table in tables:
         transform_batch(table, opts)
-    results.put((t, time.perf_counter()))
+    results.put((t, time.perf_counter(), time.process_time() - cpu))
 
 
-def side_by_side_rate(paths: list[Path], processes: int) -> float:
-    """Images/s of the kernel on `paths` in `processes` plain processes started together.
+def side_by_side_rate(paths: list[Path], processes: int) -> tuple[float, float]:
+    """(images/s, CPU seconds) of the kernel on `paths` in `processes` plain processes started
+    together.
 
     Each process takes every N-th photo; the clock runs from the common start (a barrier, after
     imports and reading the files) to the last process's end."""
@@ -97,7 +99,59 @@ def side_by_side_rate(paths: list[Path], processes: int) -> float:
     spans = [results.get() for _ in procs]
     for p in procs:
         p.join()
-    return len(paths) / (max(e for _, e in spans) - min(s for s, _ in spans))
+    wall = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
+    return len(paths) / wall, sum(c for _, _, c in spans)
+
+
+class TreeCPU:
+    """CPU seconds of this process and every process descended from it (Ray's), from /proc.
+
+    A thread samples /proc every `interval` seconds, so a descendant that lives less than that
+    may be missed in part (Ray's processes live the whole build). Linux only."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.seen = interval, {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "TreeCPU":
+        self.cpu0 = time.process_time()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.own = time.process_time() - self.cpu0
+
+    def total(self) -> float:
+        return self.own + sum(self.seen.values())
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self.stop.is_set():
+            table = {}
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    try:
+                        fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1]
+                    except OSError:
+                        continue
+                    f = fields.split()
+                    table[int(entry.name)] = (int(f[1]), int(f[19]),
+                                              (int(f[11]) + int(f[12])) / self.tick)
+            family, grew = {me}, True
+            while grew:
+                grew = False
+                for pid, (ppid, _, _) in table.items():
+                    if pid not in family and ppid in family:
+                        family.add(pid)
+                        grew = True
+            for pid in family - {me}:
+                _, start, cpu = table[pid]
+                self.seen[(pid, start)] = cpu
+            self.stop.wait(self.interval)
 
 
 def _candidates(table: pa.Table) -> pa.Table:
@@ -120,14 +174,15 @@ def main() -> None:
     n = args.processes
     load = os.getloadavg()
     per_core = transform_rate(paths[::8])  # an eighth of the same photos, spread over all
-    before = side_by_side_rate(paths, n)
+    before, kernel_cpu = side_by_side_rate(paths, n)
     out = work / "release"
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    result = synshard.build([str(source)], str(out), resize="shorter:256", quality=90,
-                            progress=False, log=lambda m: None, num_cpus=n)
+    with TreeCPU() as cpu:
+        result = synshard.build([str(source)], str(out), resize="shorter:256", quality=90,
+                                progress=False, log=lambda m: None, num_cpus=n)
     whole = args.count / (time.perf_counter() - t)
-    after = side_by_side_rate(paths, n)
+    after, kernel_cpu_after = side_by_side_rate(paths, n)
     ceiling = (before + after) / 2
     stats = json.loads((out / "build.json").read_text())["stats"]
     phase = stats["images_per_s"]
@@ -141,6 +196,10 @@ def main() -> None:
           f"ratio to the side-by-side kernel {phase / ceiling:.2f} (goal >= 0.9)")
     print(f"whole build incl. Ray start-up:  {whole:8.1f} img/s  "
           f"ratio {whole / ceiling:.2f} (goal >= 0.8)")
+    print(f"CPU seconds, the same {args.count} photos: kernel {kernel_cpu:.1f} (after the build "
+          f"{kernel_cpu_after:.1f}), whole build {cpu.total():.1f} (this process "
+          f"{cpu.own:.1f}, Ray's {cpu.total() - cpu.own:.1f}): kernel / build "
+          f"{(kernel_cpu + kernel_cpu_after) / 2 / cpu.total():.2f} (independent of the load)")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
     print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count

@@ -14,11 +14,9 @@ killed build resumes from the journal (synshard/builder/staging.py): same comman
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -31,6 +29,7 @@ from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.commit import check_existing, commit_release
+from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
 from synshard.shards.release import release_fs
@@ -51,38 +50,31 @@ class BuildResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-# Planning runs this long on its own before Ray is started beside it: a build whose plan is quick
-# and has one read task runs in this process instead (Ray's start-up would be most of its time).
+# Planning runs this long on its own before Ray starts beside it: a build whose plan is quick and
+# has one read task runs in this process instead (Ray's start-up would be most of its time).
 PLAN_ALONE_S = 0.5
 
 
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     cfg.release_name(release_fs(cfg.out, dict(cfg.storage_options))[1])  # before any work
     cfg.synset_filter().validate()
-    with ThreadPoolExecutor(1, thread_name_prefix="synshard-plan") as pool, \
-            contextlib.ExitStack() as stack:
-        planning = pool.submit(_timed, prepare, cfg)
-        # A committed release may make this a no-op: then plan fully before any Ray starts.
-        wait([planning], timeout=None if _committed(cfg) else PLAN_ALONE_S)
-        cluster = None
-        if not planning.done():  # many inputs: Ray starts while the planning goes on
-            cluster = stack.enter_context(_ray().ray_session(cfg))
-        inputs, seconds = planning.result()
+    # A committed release may make this a no-op: then Ray starts only once there is work.
+    with BackgroundRay(cfg, delay=None if _committed(cfg) else PLAN_ALONE_S) as background:
+        inputs, seconds = _timed(prepare, cfg)
         timings = {"prepare": seconds}
         staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
                                     cfg.files_per_task)
-        lock = stack.enter_context(build_lock(cfg.out, dict(cfg.storage_options),
-                                              fingerprint=inputs.fingerprint))
-        existing = check_existing(cfg, inputs.fingerprint)
-        if existing is not None:
-            log(f"release at {cfg.out} is already this build: nothing to do")
-            return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
-        if cluster is None and not in_process(cfg, inputs):
-            t = time.perf_counter()
-            cluster = stack.enter_context(_ray().ray_session(cfg))
-            timings["ray start"] = time.perf_counter() - t
-        result = _build(cfg, inputs, staging, timings, lock, log, cluster)
-        staging.clear()
+        with build_lock(cfg.out, dict(cfg.storage_options),
+                        fingerprint=inputs.fingerprint) as lock:
+            existing = check_existing(cfg, inputs.fingerprint)
+            if existing is not None:
+                log(f"release at {cfg.out} is already this build: nothing to do")
+                return BuildResult(cfg.out, True, dict(existing.accounting),
+                                   dict(existing.counts))
+            here = in_process(cfg, inputs) and background.cancel()
+            result = _build(cfg, inputs, staging, timings, lock, log,
+                            None if here else background)
+            staging.clear()
     staging.remove_empty_parent()
     return result
 
@@ -98,13 +90,6 @@ def in_process(cfg: BuildConfig, inputs: Inputs) -> bool:
             and not (ray_module is not None and ray_module.is_initialized()))
 
 
-def _ray() -> Any:
-    """synshard.builder.raysession, imported when a build uses Ray (its import alone takes ~1 s)."""
-    from synshard.builder import raysession
-
-    return raysession
-
-
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     t = time.perf_counter()
     return fn(*args), time.perf_counter() - t
@@ -118,16 +103,16 @@ def _committed(cfg: BuildConfig) -> bool:
 
 def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float],
            lock: BuildLock, log: Callable[[str], None],
-           cluster: dict[str, Any] | None) -> BuildResult:
-    """The build on the Ray session `cluster` describes, or in this process when it is None."""
+           background: BackgroundRay | None) -> BuildResult:
+    """The build on Ray (started in the `background`), or all in this process when it is None."""
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
     t = time.perf_counter()
-    if cluster is None:
+    if background is None:
         meta, by_node = _stage_here(inputs.tasks, cfg, staging)
         cluster = {"address": "in-process", "cpus": 1, "nodes": 1}
     else:
-        meta, by_node = _stage(inputs.tasks, cfg, staging, log)
+        meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings)
     cluster = {**cluster, "inputs_read_by_node": by_node}
     votes = with_unmatched(votes, meta)
     timings["read+transform+stage"] = time.perf_counter() - t
@@ -137,7 +122,9 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     timings["decide"] = time.perf_counter() - t
     t = time.perf_counter()
     entries, assembly = _assemble(decisions, cfg, staging, inputs.base,
-                                  here=cluster["address"] == "in-process")
+                                  here=background is None)
+    if background is not None:
+        background.release()  # Ray shuts down while the release is committed
     timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
@@ -149,25 +136,41 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None]
-           ) -> tuple[pa.Table, dict[str, int]]:
-    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal.
+def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None],
+           background: BackgroundRay, timings: dict[str, float]
+           ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
+    """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
-    Also returns how many inputs each Ray node's read tasks settled in this run, by node id.
-    Plain Ray tasks, one per read task and a CPU each, at most two per CPU in flight (so a
-    worker never waits for the driver); each returns two numbers, never rows (the metadata goes
-    through the journal)."""
+    Until Ray is up, this process runs read tasks itself, one at a time; then the rest go to Ray
+    as plain tasks, one per read task and a CPU each, at most two per CPU in flight (so a worker
+    never waits for the driver); each returns two numbers, never rows (the metadata goes
+    through the journal). Also returns how many inputs each Ray node settled in this run (this
+    process's share under its own node's id), and the session's description."""
     done = staging.finished_tasks()
-    todo = [i for i in range(len(tasks)) if i not in done]
+    queue = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
+    queue.reverse()  # popped from the end: in task order
     by_node: dict[str, int] = {}
-    ray = _ray().ray
-    read = _ray().remote(_read_task, num_cpus=1, scheduling_strategy="SPREAD")
-    cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
-    limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    queue, pending = list(reversed(todo)), []
+    background.start()
     with _progress(cfg) as bar:
+        here = 0
+        while queue and not background.ready():
+            rows = sum(run_task(queue[-1], tasks[queue[-1]], cfg, staging))
+            queue.pop()
+            here += rows
+            bar(rows)
+        t = time.perf_counter()
+        cluster = background.wait()
+        timings["waiting for Ray"] = time.perf_counter() - t
+        from synshard.builder.raysession import ray, remote
+
+        if here:
+            by_node[ray.get_runtime_context().get_node_id()] = here
+        read = remote(_read_task, num_cpus=1, scheduling_strategy="SPREAD")
+        cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
+        limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        pending: list = []
         while queue or pending:
             while queue and len(pending) < limit:
                 i = queue.pop()
@@ -176,7 +179,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
             for rows, node in ray.get(ready):
                 bar(rows)
                 by_node[node] = by_node.get(node, 0) + rows
-    return _metadata(staging, len(tasks)), by_node
+    return _metadata(staging, len(tasks)), by_node, cluster
 
 
 def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
@@ -195,8 +198,10 @@ def _metadata(staging: Staging, count: int) -> pa.Table:
 
 def _read_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> tuple[int, str]:
     """Read task `index` on a Ray worker: (inputs it settled, the node it ran on)."""
+    from synshard.builder.raysession import ray
+
     rows = sum(run_task(index, task, cfg, staging))
-    return rows, _ray().ray.get_runtime_context().get_node_id()
+    return rows, ray.get_runtime_context().get_node_id()
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
@@ -223,9 +228,10 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
     if here:
         results = [run_job(j, *args) for j in todo]
     else:
-        raysession = _ray()
-        job = raysession.remote(run_job)
-        results = raysession.ray.get([job.remote(j, *args) for j in todo])
+        from synshard.builder.raysession import ray, remote
+
+        job = remote(run_job)
+        results = ray.get([job.remote(j, *args) for j in todo])
     for result in results:
         entries.extend(result)
     stats = {"synsets_reused": sum(j.reuse for j in jobs),

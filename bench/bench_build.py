@@ -1,6 +1,7 @@
 """Benchmark: the whole `synshard build` on all cores against the same kernel in N plain processes.
 
     .venv/bin/python bench/bench_build.py [--count 2400] [--synsets 40] [--processes N]
+    .venv/bin/python bench/bench_build.py --demo 3     # the fixed cost of `make demo`'s build
 
 ImageNet-sized photographic JPEGs (scripts/photos.py: crops of real photos, ~500x375, q75-95) are
 laid out as an ImageNet folder of --synsets classes (hard links, no copies). In one run it measures
@@ -160,6 +161,27 @@ def _candidates(table: pa.Table) -> pa.Table:
     return pa.table(cols, schema=CANDIDATE_SCHEMA)
 
 
+def demo_fixed_cost(runs: int, work: Path) -> None:
+    """`make demo`'s build (cli.run_demo's options) `runs` times: its seconds, and the part of
+    them outside read+transform+stage (the fixed cost: Ray, assembly, commit)."""
+    from synshard.sample import sample_path
+
+    out = work / "demo"
+    for _ in range(runs):
+        shutil.rmtree(out, ignore_errors=True)
+        load = os.getloadavg()[0]
+        t = time.perf_counter()
+        result = synshard.build([str(sample_path())], str(out), resize="shorter:256",
+                                val_fraction=0.2, shard_bytes=4 << 20, overwrite=True,
+                                progress=False, log=lambda m: None)
+        whole = time.perf_counter() - t
+        timings = json.loads((out / "build.json").read_text())["stats"]["timings_s"]
+        print(f"demo build of {result.accounting['inputs']} inputs: {whole:.2f} s, of which "
+              f"{whole - timings['read+transform+stage']:.2f} s outside read+transform+stage "
+              f"(load average {load:.1f}); phases: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=2400)
@@ -167,7 +189,11 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                     help="plain processes for the ceiling (default: the cores, as Ray gets)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "out" / "build"))
+    ap.add_argument("--demo", type=int, metavar="RUNS",
+                    help="only time `make demo`'s build RUNS times (its fixed cost)")
     args = ap.parse_args()
+    if args.demo:
+        return demo_fixed_cost(args.demo, Path(args.work))
     paths = photos.photo_paths(args.count)
     work = Path(args.work)
     source = layout(paths, args.synsets, work / "src")

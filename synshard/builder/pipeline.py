@@ -184,9 +184,13 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
 
 def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
     """`_stage` in this process (the build of one read task: see `in_process`)."""
-    done = staging.finished_tasks()
-    rows = sum(sum(run_task(i, task, cfg, staging)) for i, task in enumerate(tasks)
-               if i not in done)
+    done, rows = staging.finished_tasks(), 0
+    with _progress(cfg) as bar:
+        for i, task in enumerate(tasks):
+            if i not in done:
+                for settled in run_task(i, task, cfg, staging):
+                    bar(settled)
+                    rows += settled
     return _metadata(staging, len(tasks)), {"driver": rows}
 
 

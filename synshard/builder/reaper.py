@@ -71,7 +71,7 @@ def _kill(known: dict[int, int], sig: int) -> dict[int, int]:
     return alive
 
 
-def watch(roots: dict[int, int]) -> None:
+def watch(roots: dict[int, int | None]) -> None:
     """`roots`: pid -> start time (None: whatever process has that pid now)."""
     table = processes()
     known = tree({pid: table[pid][1] if start is None else start for pid, start in roots.items()

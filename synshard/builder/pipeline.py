@@ -14,11 +14,12 @@ killed build resumes from the journal (synshard/builder/staging.py): same comman
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
-import numpy as np
 import pyarrow as pa
 
 from synshard.builder.assembly import run_job, synset_jobs
@@ -27,13 +28,17 @@ from synshard.builder.decide.steps import Decisions, decide
 from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
-from synshard.builder.raysession import ray, ray_session, remote
 from synshard.builder.commit import check_existing, commit_release
+from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
+from synshard.shards.layout import MANIFEST_NAME, join
 from synshard.shards.release import release_fs
 from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
 from synshard.builder.decide.votes import build_votes, with_unmatched
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,41 +50,82 @@ class BuildResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+# Planning runs this long on its own before Ray starts beside it: a build whose plan is quick and
+# has one read task runs in this process instead (Ray's start-up would be most of its time).
+PLAN_ALONE_S = 0.5
+
+
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
-    t0 = time.perf_counter()
     cfg.release_name(release_fs(cfg.out, dict(cfg.storage_options))[1])  # before any work
-    inputs = prepare(cfg)
-    staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
-                                cfg.files_per_task)
-    with build_lock(cfg.out, dict(cfg.storage_options), fingerprint=inputs.fingerprint) as lock:
-        existing = check_existing(cfg, inputs.fingerprint)
-        if existing is not None:
-            log(f"release at {cfg.out} is already this build: nothing to do")
-            return BuildResult(cfg.out, True, dict(existing.accounting), dict(existing.counts))
-        cfg.synset_filter().validate()
-        result = _build(cfg, inputs, staging, {"prepare": time.perf_counter() - t0}, lock, log)
-        staging.clear()
+    cfg.synset_filter().validate()
+    # A committed release may make this a no-op: then Ray starts only once there is work.
+    with BackgroundRay(cfg, delay=None if _committed(cfg) else PLAN_ALONE_S) as background:
+        inputs, seconds = _timed(prepare, cfg)
+        timings = {"prepare": seconds}
+        staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
+                                    cfg.files_per_task)
+        with build_lock(cfg.out, dict(cfg.storage_options),
+                        fingerprint=inputs.fingerprint) as lock:
+            existing = check_existing(cfg, inputs.fingerprint)
+            if existing is not None:
+                log(f"release at {cfg.out} is already this build: nothing to do")
+                return BuildResult(cfg.out, True, dict(existing.accounting),
+                                   dict(existing.counts))
+            here = in_process(cfg, inputs) and background.cancel()
+            result = _build(cfg, inputs, staging, timings, lock, log,
+                            None if here else background)
+            staging.clear()
     staging.remove_empty_parent()
     return result
 
 
+def in_process(cfg: BuildConfig, inputs: Inputs) -> bool:
+    """One read task and no Ray to join or reuse: the build runs in this process, no Ray.
+
+    One task is one core's work whatever the cluster, so Ray would add only its start-up (seconds;
+    the demo's whole work is a fraction of one). The same functions run, so the release is the
+    same byte for byte."""
+    ray_module = sys.modules.get("ray")
+    return (len(inputs.tasks) <= 1 and not cfg.ray_address and not os.environ.get("RAY_ADDRESS")
+            and not (ray_module is not None and ray_module.is_initialized()))
+
+
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    t = time.perf_counter()
+    return fn(*args), time.perf_counter() - t
+
+
+def _committed(cfg: BuildConfig) -> bool:
+    """A manifest is at the output: the build may be a no-op (check_existing decides)."""
+    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
+    return bool(fs.exists(join(root, MANIFEST_NAME)))
+
+
 def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float],
-           lock: BuildLock, log: Callable[[str], None]) -> BuildResult:
+           lock: BuildLock, log: Callable[[str], None],
+           background: BackgroundRay | None) -> BuildResult:
+    """The build on Ray (started in the `background`), or all in this process when it is None."""
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
-    with ray_session(cfg) as cluster:
-        t = time.perf_counter()
-        meta, by_node = _stage(inputs.tasks, cfg, staging, log)
-        cluster = {**cluster, "inputs_read_by_node": by_node}
-        votes = with_unmatched(votes, meta)
-        timings["read+transform+stage"] = time.perf_counter() - t
-        t = time.perf_counter()
-        decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
-                           base=inputs.base, takedown=inputs.takedown, external=inputs.external)
-        timings["decide"] = time.perf_counter() - t
-        t = time.perf_counter()
-        entries, assembly = _assemble(decisions, cfg, staging, inputs.base)
-        timings["assemble"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if background is None:
+        meta, by_node = _stage_here(inputs.tasks, cfg, staging)
+        cluster = {"address": "in-process", "cpus": 1, "nodes": 1}
+    else:
+        meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings)
+    cluster = {**cluster, "inputs_read_by_node": by_node}
+    votes = with_unmatched(votes, meta)
+    timings["read+transform+stage"] = time.perf_counter() - t
+    t = time.perf_counter()
+    decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
+                       base=inputs.base, takedown=inputs.takedown, external=inputs.external)
+    timings["decide"] = time.perf_counter() - t
+    t = time.perf_counter()
+    entries, assembly = _assemble(decisions, cfg, staging, inputs.base,
+                                  here=background is None)
+    if background is not None:
+        background.release()  # Ray shuts down while the release is committed
+    timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
              "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
@@ -90,55 +136,107 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     return BuildResult(cfg.out, False, dict(manifest.accounting), dict(manifest.counts), stats)
 
 
-def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None]
-           ) -> tuple[pa.Table, dict[str, int]]:
-    """Run every unfinished read task on Ray; then gather all tasks' metadata from the journal.
+def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None],
+           background: BackgroundRay, timings: dict[str, float]
+           ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
+    """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
-    Also returns how many inputs each Ray node's read tasks settled in this run, by node id."""
+    Until Ray is up, this process runs read tasks itself, one at a time; then the rest go to Ray
+    as plain tasks, one per read task and a CPU each, at most two per CPU in flight (so a worker
+    never waits for the driver); each returns two numbers, never rows (the metadata goes
+    through the journal). Also returns how many inputs each Ray node settled in this run (this
+    process's share under its own node's id), and the session's description."""
     done = staging.finished_tasks()
-    todo = [i for i in range(len(tasks)) if i not in done]
+    queue = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
-
-    def run(batch: dict) -> Any:
-        node = ray.get_runtime_context().get_node_id()
-        for i in batch["task"].tolist():
-            for rows in run_task(i, tasks[i], cfg, staging):
-                yield {"rows": np.array([rows], dtype=np.int64), "node": np.array([node])}
-
+    queue.reverse()  # popped from the end: in task order
     by_node: dict[str, int] = {}
-    if todo:
-        ds = ray.data.from_items([{"task": i} for i in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(run, batch_size=1, batch_format="numpy",  # type: ignore[assignment]
-                            num_cpus=1)
-        with _progress(cfg) as bar:
-            for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                bar(int(block["rows"].sum()))
-                for node, rows in zip(block["node"].tolist(), block["rows"].tolist()):
-                    by_node[node] = by_node.get(node, 0) + rows
-    metas = staging.read_task_metas(len(tasks))
-    return (pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()), by_node
+    background.start()
+    with _progress(cfg) as bar:
+        here = 0
+        while queue and not background.ready():
+            rows = sum(run_task(queue[-1], tasks[queue[-1]], cfg, staging))
+            queue.pop()
+            here += rows
+            bar(rows)
+        t = time.perf_counter()
+        cluster = background.wait()
+        timings["waiting for Ray"] = time.perf_counter() - t
+        from synshard.builder.raysession import ray, remote
+
+        if here:
+            by_node[ray.get_runtime_context().get_node_id()] = here
+        read = remote(_read_task, num_cpus=1, scheduling_strategy="SPREAD")
+        cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
+        limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        pending: list = []
+        while queue or pending:
+            while queue and len(pending) < limit:
+                i = queue.pop()
+                pending.append(read.remote(i, tasks[i], cfg_ref, staging_ref))
+            ready, pending = ray.wait(pending, num_returns=1)
+            for rows, node in ray.get(ready):
+                bar(rows)
+                by_node[node] = by_node.get(node, 0) + rows
+    return _metadata(staging, len(tasks)), by_node, cluster
+
+
+def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
+    """`_stage` in this process (the build of one read task: see `in_process`)."""
+    done, rows = staging.finished_tasks(), 0
+    with _progress(cfg) as bar:
+        for i, task in enumerate(tasks):
+            if i not in done:
+                for settled in run_task(i, task, cfg, staging):
+                    bar(settled)
+                    rows += settled
+    return _metadata(staging, len(tasks)), {"driver": rows}
+
+
+def _metadata(staging: Staging, count: int) -> pa.Table:
+    """Every read task's metadata, from the journal."""
+    metas = staging.read_task_metas(count)
+    return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
+
+
+def _read_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> tuple[int, str]:
+    """Read task `index` on a Ray worker: (inputs it settled, the node it ran on)."""
+    from synshard.builder.raysession import ray
+
+    rows = sum(run_task(index, task, cfg, staging))
+    return rows, ray.get_runtime_context().get_node_id()
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
-              base: BaseRelease | None) -> tuple[list, dict[str, int]]:
-    """One Ray task per synset (synshard/builder/assembly.py); journalled synsets are not redone."""
+              base: BaseRelease | None, here: bool = False) -> tuple[list, dict[str, int]]:
+    """One Ray task per synset (synshard/builder/assembly.py), or all in this process (`here`);
+    journalled synsets are not redone. The largest synsets go first, so that the last job to
+    start is a small one and every CPU stays busy to the end."""
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()
     if base is not None:
         reusable = reusable_synsets(base, decisions.base_kept,
                                     set(decisions.kept["synset"].to_pylist()), cfg.formats)
     jobs = synset_jobs(decisions, base_entries, reusable)
-    job = remote(run_job)
-    entries, futures = [], []
+    entries, todo = [], []
     for j in jobs:
         journalled = staging.read_synset_entries(j.synset)
         if journalled is not None:
             entries.extend(journalled)
-            continue
-        futures.append(job.remote(j, staging, dict(cfg.storage_options),
-                                  base.uri if base else None, cfg.formats, cfg.shard_bytes))
-    for result in ray.get(futures):
+        else:
+            todo.append(j)
+    todo.sort(key=lambda j: (-j.keep.num_rows, j.synset))
+    args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
+            cfg.shard_bytes)
+    if here:
+        results = [run_job(j, *args) for j in todo]
+    else:
+        from synshard.builder.raysession import ray, remote
+
+        job = remote(run_job)
+        results = ray.get([job.remote(j, *args) for j in todo])
+    for result in results:
         entries.extend(result)
     stats = {"synsets_reused": sum(j.reuse for j in jobs),
              "synsets_written": sum(not j.reuse for j in jobs)}

@@ -34,9 +34,6 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
                 ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
             watcher = reaper.start(_node_pids())
         started = True
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
     resources = ray.cluster_resources()
     try:
         yield {"address": "local" if started and not cfg.ray_address else str(cfg.ray_address),

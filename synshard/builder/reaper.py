@@ -8,7 +8,7 @@ pid is never touched) up to date while the driver lives, and when its stdin pipe
 reaches end-of-file without the word "stop" (the driver died), it terminates every one of them
 (SIGTERM, then SIGKILL). Linux only (/proc); elsewhere `start` returns None and nothing watches.
 
-    python -m synshard.builder.reaper ROOT_PID [ROOT_PID ...]
+    python -m synshard.builder.reaper PID[:START_TIME] [PID[:START_TIME] ...]
 """
 from __future__ import annotations
 
@@ -71,9 +71,11 @@ def _kill(known: dict[int, int], sig: int) -> dict[int, int]:
     return alive
 
 
-def watch(roots: list[int]) -> None:
+def watch(roots: dict[int, int | None]) -> None:
+    """`roots`: pid -> start time (None: whatever process has that pid now)."""
     table = processes()
-    known = tree({pid: table[pid][1] for pid in roots if pid in table}, table)
+    known = tree({pid: table[pid][1] if start is None else start for pid, start in roots.items()
+                  if pid in table}, table)
     data = b""
     while True:
         ready, _, _ = select.select([sys.stdin.buffer], [], [], POLL_S)
@@ -99,7 +101,12 @@ def start(roots: list[int]) -> subprocess.Popen | None:
     """The watcher for these Ray processes; `stop(watcher)` when Ray was shut down normally."""
     if not sys.platform.startswith("linux") or not roots:
         return None
-    return subprocess.Popen([sys.executable, "-m", "synshard.builder.reaper", *map(str, roots)],
+    # The tree as the driver sees it now, passed on: the watcher's own first look comes later,
+    # when a driver killed at once may have taken the raylet along, re-parenting its agents.
+    table = processes()
+    known = tree({pid: table[pid][1] for pid in roots if pid in table}, table)
+    args = [f"{pid}:{start}" for pid, start in sorted(known.items())] or [str(p) for p in roots]
+    return subprocess.Popen([sys.executable, "-m", "synshard.builder.reaper", *args],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
@@ -117,4 +124,5 @@ def stop(watcher: subprocess.Popen | None) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the driver's to handle
-    watch([int(arg) for arg in sys.argv[1:]])
+    watch({int(pid): int(start) if start else None
+           for pid, _, start in (arg.partition(":") for arg in sys.argv[1:])})

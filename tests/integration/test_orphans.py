@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from synshard.builder.reaper import processes, tree
-from test_resume import _command, _count, _make_source, _reap_ray
+from test_resume import _command, _make_source, _reap_ray
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -26,6 +26,21 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 def _descendants(pid: int) -> dict[int, int]:
     table = processes()
     return {p: s for p, s in tree({pid: table[pid][1]}, table).items() if p != pid}
+
+
+def _watched(pid: int) -> bool:
+    """The driver `pid` has started Ray and Ray's watcher (synshard/builder/reaper.py)."""
+    try:
+        family = _descendants(pid)
+    except KeyError:  # the driver has just ended
+        return False
+    for p in family:
+        try:
+            if b"synshard.builder.reaper" in Path(f"/proc/{p}/cmdline").read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def test_kill_nine_of_the_driver_leaves_no_ray_process(tmp_path):
@@ -36,9 +51,10 @@ def test_kill_nine_of_the_driver_leaves_no_ray_process(tmp_path):
                             stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
     try:
-        while proc.poll() is None and _count(out, "*/_tasks/task-*.parquet") < 1:
+        # Ray starts beside the driver's first read tasks: kill once it is up (its watcher runs)
+        while proc.poll() is None and not _watched(proc.pid):
             time.sleep(0.02)
-        assert proc.poll() is None, "the build ended before its first read task was journalled"
+        assert proc.poll() is None, "the build ended before its embedded Ray was up"
         started = _descendants(proc.pid)
         names = {Path(f"/proc/{p}/comm").read_text().strip() for p in started
                  if Path(f"/proc/{p}/comm").exists()}

@@ -1,0 +1,105 @@
+"""Ray started beside the driver's own work: `raysession.ray_session` entered in a thread of its own.
+
+Ray's start-up takes seconds (GCS, raylet, agents, prestarted workers: 5-10 s on a busy 2-core
+machine), so the build does not wait for it doing nothing: it plans, takes its lock and runs its
+first read tasks itself while Ray comes up (synshard/builder/pipeline.py). The session lives in
+one thread from start to shutdown, because Ray ties its GCS and raylet to the thread that started
+them (Linux parent-death signal): a starter thread that ended would take them down with it.
+
+    with BackgroundRay(cfg, delay=0.5) as background:   # Ray starts after 0.5 s, or on demand
+        ...
+        background.cancel()        # True: Ray never began to start (a build without Ray)
+        cluster = background.wait()   # the session's description, once Ray is up
+        background.release()       # shut Ray down in the background; leaving the block waits
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from synshard.config import BuildConfig
+
+
+class BackgroundRay:
+    """A Ray session for `cfg` that begins after `delay` seconds (None: only on demand)."""
+
+    def __init__(self, cfg: BuildConfig, delay: float | None) -> None:
+        self._cfg, self._delay = cfg, delay
+        self._go, self._up, self._done = threading.Event(), threading.Event(), threading.Event()
+        self._lock = threading.Lock()
+        self._state = "waiting"  # -> "starting" -> ("up" | "failed"), or -> "cancelled"
+        self._cluster: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="synshard-ray", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> "BackgroundRay":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        self._go.wait(self._delay)
+        with self._lock:
+            if self._state == "cancelled":
+                return
+            self._state = "starting"
+        t = time.perf_counter()
+        try:
+            from synshard.builder.raysession import ray_session  # imports Ray (about a second)
+
+            with ray_session(self._cfg) as cluster:
+                self._cluster = {**cluster, "start_s": round(time.perf_counter() - t, 3)}
+                self._state = "up"
+                self._up.set()
+                self._done.wait()
+        except BaseException as exc:  # handed to the thread that waits for Ray
+            self._error, self._state = exc, "failed"
+        finally:
+            self._up.set()
+
+    def start(self) -> None:
+        """Start Ray now, if it has not begun to."""
+        self._go.set()
+
+    def started(self) -> bool:
+        """Ray has begun to start (or is up, or failed to)."""
+        return self._state not in ("waiting", "cancelled")
+
+    def ready(self) -> bool:
+        """Ray is up, or failed to start (then `wait` raises why)."""
+        return self._up.is_set()
+
+    def cancel(self) -> bool:
+        """Never start Ray, if it has not begun to start; True when so."""
+        with self._lock:
+            if self._state not in ("waiting", "cancelled"):
+                return False
+            self._state = "cancelled"
+        self._go.set()
+        self._thread.join()
+        return True
+
+    def wait(self) -> dict[str, Any]:
+        """Start Ray now if it has not begun; once it is up, the session's description (with
+        `start_s`, the seconds its start-up took)."""
+        self.start()
+        self._up.wait()
+        if self._error is not None:
+            raise self._error
+        return self._cluster
+
+    def release(self) -> None:
+        """Let the session end (Ray shuts down in its thread) without waiting for it."""
+        self._done.set()
+        self._go.set()
+
+    def close(self) -> None:
+        """End the session and wait until Ray has shut down (a cancelled one returns at once)."""
+        with self._lock:
+            if self._state == "waiting":
+                self._state = "cancelled"
+        self.release()
+        self._thread.join()

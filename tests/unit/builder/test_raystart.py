@@ -1,0 +1,33 @@
+"""BackgroundRay without Ray: a session that never began to start is cancelled at once."""
+from __future__ import annotations
+
+import sys
+
+from synshard.builder.raystart import BackgroundRay
+from synshard.config import build_config
+
+
+def _cfg(tmp_path):
+    return build_config({"sources": [str(tmp_path)], "out": str(tmp_path / "out")})
+
+
+def test_on_demand_session_is_cancelled_without_starting_ray(tmp_path):
+    background = BackgroundRay(_cfg(tmp_path), delay=None)
+    assert not background.started() and not background.ready()
+    assert background.cancel()
+    assert not background.started()
+    background.close()  # a cancelled session closes at once
+    assert background.cancel()  # still never started
+
+
+def test_delayed_session_cancelled_before_its_delay(tmp_path):
+    with BackgroundRay(_cfg(tmp_path), delay=600) as background:
+        assert background.cancel()
+    assert not background.started()
+
+
+def test_leaving_the_block_of_a_session_that_never_started_does_not_start_it(tmp_path):
+    with BackgroundRay(_cfg(tmp_path), delay=None) as background:
+        pass
+    assert not background.started()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

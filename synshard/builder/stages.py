@@ -50,11 +50,13 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Itera
 def read_candidates(task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
-        table = _fetcher(cfg.fetch).fetch_batch(task.urls)
-        stats = FetchStats.from_table(table)
-        staging.write_stats(f"fetch-{task.start:012d}", {"fetch": json.loads(stats.to_json())},
-                     task.uri)
-        yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        # Streamed: the chunk's URLs are fetched on the worker's fetch thread while the batches
+        # already fetched are transformed here (no drain between batches).
+        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size)
+        for table in stream:
+            yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        staging.write_stats(f"fetch-{task.start:012d}",
+                            {"fetch": json.loads(stream.stats.to_json())}, task.uri)
         return
     problems: Counter = Counter()
     for batch in read_task(task, storage_options=options):

@@ -69,13 +69,20 @@ class Starter(Protocol):
 
 
 class FetchStream:
-    """Iterate for CANDIDATE_SCHEMA tables of `rows` input rows each, in order; then `stats`."""
+    """Iterate for CANDIDATE_SCHEMA tables of `rows` input rows each, in order; then `stats`.
 
-    def __init__(self, fetcher: Starter, urls: pa.Table, rows: int) -> None:
+    `idle`, if given, is called (repeatedly, each call returning within about a second) while
+    the consumer has waited `patience` seconds for the next batch: nothing left to transform but
+    slow URLs to wait for. A Ray read task passes one that gives its CPU back meanwhile."""
+
+    def __init__(self, fetcher: Starter, urls: pa.Table, rows: int,
+                 idle: Callable[[], None] | None = None, patience: float = 1.0) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, not {rows}")
         self.fetcher, self.urls, self.rows = fetcher, urls, rows
+        self.idle, self.patience = idle, patience
         self.stats = FetchStats()
+        self.idle_calls = 0
 
     def __iter__(self) -> Iterator[pa.Table]:
         urls, n, rows = self.urls, self.urls.num_rows, self.rows
@@ -87,7 +94,11 @@ class FetchStream:
         total = FetchStats()
         try:
             for b, start in enumerate(range(0, n, rows)):
-                plan.wait(b, job)
+                if not plan.wait(b, job, self.patience if self.idle else None):
+                    while not plan.wait(b, job, 0.0):
+                        assert self.idle is not None
+                        self.idle_calls += 1
+                        self.idle()
                 part = urls.slice(start, rows)
                 table, stats = plan.candidates(b, part, wanted, reasons, start)
                 total = total.merge(stats)
@@ -140,15 +151,22 @@ class _Plan:
             if self.needs[b] == 0:
                 self.ready[b].set_result(None)
 
-    def wait(self, b: int, job: "concurrent.futures.Future[FetchStats] | None") -> None:
-        """Until batch `b`'s URLs are done; the run's own failure (a bug) is raised here."""
+    def wait(self, b: int, job: "concurrent.futures.Future[FetchStats] | None",
+             timeout: float | None = None) -> bool:
+        """Whether batch `b`'s URLs are done, waiting at most `timeout` seconds (None: until
+        they are); the run's own failure (a bug) is raised here."""
         ready = self.ready[b]
-        if not ready.done() and job is not None:
-            concurrent.futures.wait([ready, job], return_when=concurrent.futures.FIRST_COMPLETED)
-        if not ready.done():
-            if job is not None:
-                job.result()
+        if not ready.done() and job is not None and (timeout is None or timeout > 0):
+            concurrent.futures.wait([ready, job], timeout,
+                                    return_when=concurrent.futures.FIRST_COMPLETED)
+        if ready.done():
+            return True
+        if job is not None and job.done():
+            job.result()
             raise AssertionError("fetch run ended before every URL was done")
+        if timeout is None:
+            raise AssertionError("no fetch run for a batch that waits for URLs")
+        return False
 
     def candidates(self, b: int, part: pa.Table, wanted: list[Any], reasons: list[Any],
                    start: int) -> tuple[pa.Table, FetchStats]:

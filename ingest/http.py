@@ -399,11 +399,13 @@ class Fetcher:
         table = tables[0] if tables else fetched_candidates(urls, [], [], [], FetchStats())
         return table.replace_schema_metadata({STATS_METADATA_KEY: stream.stats.to_json()})
 
-    def stream(self, urls: pa.Table, rows: int) -> "FetchStream":
+    def stream(self, urls: pa.Table, rows: int, idle: Callable[[], None] | None = None
+               ) -> "FetchStream":
         """Fetch every row of `urls`, yielding CANDIDATE_SCHEMA tables of `rows` input rows in
         order, each as soon as its URLs are done while the rest are fetched. A URL given twice is
-        fetched once. `stats` of the returned stream is set once it is exhausted."""
-        return FetchStream(self, urls, rows)
+        fetched once. `stats` of the returned stream is set once it is exhausted; `idle`: see
+        `FetchStream`."""
+        return FetchStream(self, urls, rows, idle)
 
     def start_run(self, urls: list[str], done: Callable[[int, Result], None]
                   ) -> "concurrent.futures.Future[FetchStats]":

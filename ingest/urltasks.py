@@ -93,7 +93,7 @@ def _chunks(urls: pa.ChunkedArray | pa.Array | list[str | None], size: int
     return runs
 
 
-def _content_hash(table: pa.Table, rows: int = 65536) -> str:
+def _content_hash(table: pa.Table, rows: int = 4096) -> str:
     """sha256 over each column's `repr(to_pylist())`, built `rows` values at a time (the same
     bytes as the whole list's repr, without a Python object per row of the whole list)."""
     h = hashlib.sha256()

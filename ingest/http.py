@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import random
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, TypeVar
 
@@ -354,6 +355,7 @@ class Fetcher:
         # worker: kept-alive connections are reused instead of reopened per batch (see `close`).
         self._loop: LoopThread | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._finalizer: weakref.finalize | None = None
 
     def origin(self, url: URL) -> str:
         """`scheme://host:port` of `url` (cached: one string per origin, not one per URL)."""
@@ -371,23 +373,22 @@ class Fetcher:
             self._session = None
         if self._session is None:
             self._session = self._loop.call(self._open())
+            # Closed with the Fetcher, or at interpreter exit if it is still alive then (a
+            # worker's Fetcher lives as long as its process): no "unclosed session" warnings.
+            self._finalizer = weakref.finalize(self, _shut, self._loop, self._session)
         return self._loop, self._session
 
     async def _open(self) -> aiohttp.ClientSession:
         return new_session(self.opts, self.guard)
 
     def close(self) -> None:
-        """Close the kept HTTP session and its loop (also done when the Fetcher is collected)."""
-        loop, session, self._loop, self._session = self._loop, self._session, None, None
-        if loop is None:
-            return
-        if session is not None and loop.alive():
-            loop.call(session.close())
-        loop.stop()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
+        """Close the kept HTTP session and its loop (also done when the Fetcher is collected,
+        and at exit)."""
+        loop, self._loop, self._session = self._loop, None, None
+        if self._finalizer is not None:
+            self._finalizer()  # closes the session, stops the loop; runs once
+        elif loop is not None:
+            loop.stop()
 
     def __call__(self, urls: pa.Table) -> pa.Table:
         return self.fetch_batch(urls)
@@ -423,6 +424,13 @@ class Fetcher:
 
         await asyncio.gather(*(one(i, url) for i, url in enumerate(urls)))
         return run.stats
+
+
+def _shut(loop: LoopThread, session: aiohttp.ClientSession) -> None:
+    with contextlib.suppress(Exception):
+        if loop.alive():
+            loop.call(session.close())
+        loop.stop()
 
 
 def fetch_batch(urls: pa.Table, opts: FetchOptions) -> pa.Table:

@@ -2,8 +2,10 @@
 
 Client: aiohttp. It streams bodies (so the size cap aborts a 2 GB response after `max_bytes`),
 takes a pluggable resolver (so the SSRF guard filters the addresses actually connected to, see
-`netguard`), and runs thousands of requests on one asyncio loop per worker. Redirects are followed
-by hand, so the guard and robots.txt are checked on every hop before connecting.
+`netguard`), and runs thousands of requests on one asyncio loop per worker, in a thread of its own
+(`ingest/fetchstream.py`) so that a read task streams its URLs while it transforms what has
+arrived. Redirects are followed by hand, so the guard and robots.txt are checked on every hop
+before connecting.
 
 Statistics: `fetch_batch` returns the table with a `FetchStats` JSON document in its schema
 metadata under `STATS_METADATA_KEY`; read it with `FetchStats.from_table`. `Fetcher` (a callable
@@ -89,7 +91,7 @@ class HostRate:
 def request_timeout(opts: FetchOptions, total: float | None = None) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for one attempt: `total` (default `total_timeout`) covers connecting,
     the headers and the whole body; `read_timeout` is the longest silence while reading;
-    `connect_timeout` bounds opening a connection (`sock_connect`: aiohttp's `connect` would add
+    `connect_timeout` bounds opening a connection, TCP and TLS (`sock_connect`; `connect` would add
     a timer to every request for the wait for a pooled connection, which the fetcher's own
     semaphores keep at nothing)."""
     return aiohttp.ClientTimeout(

@@ -138,8 +138,8 @@ class _Plan:
         for j, b in last.items():
             self.frees[b].append(j)
         self.ready = [concurrent.futures.Future[None]() for _ in batches]
-        for b, need in enumerate(self.needs):
-            if need == 0:
+        for b, count in enumerate(self.needs):
+            if count == 0:
                 self.ready[b].set_result(None)
         self.results: list[Result | None] = [None] * len(self.todo)
 
@@ -157,8 +157,8 @@ class _Plan:
         they are); the run's own failure (a bug) is raised here."""
         ready = self.ready[b]
         if not ready.done() and job is not None and (timeout is None or timeout > 0):
-            concurrent.futures.wait([ready, job], timeout,
-                                    return_when=concurrent.futures.FIRST_COMPLETED)
+            either: list[concurrent.futures.Future[Any]] = [ready, job]
+            concurrent.futures.wait(either, timeout, return_when=concurrent.futures.FIRST_COMPLETED)
         if ready.done():
             return True
         if job is not None and job.done():

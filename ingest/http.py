@@ -127,6 +127,7 @@ class Run:
         self.opts = fetcher.opts
         self.session = session
         self.loop = asyncio.get_running_loop()
+        self.timeout = request_timeout(self.opts)  # an attempt's, unless its deadline is nearer
         self.stats = FetchStats()
         self.all_slots = asyncio.Semaphore(self.opts.concurrency)
         self.host_slots: dict[str, asyncio.Semaphore] = {}
@@ -264,7 +265,7 @@ class Run:
             if delay > 0:
                 await asyncio.sleep(delay)
             async with self.all_slots:
-                extra = {}
+                timeout = self.timeout
                 if state is not None:
                     now = self.loop.time()
                     if state.deadline_at is None:
@@ -273,11 +274,12 @@ class Run:
                     if left <= 0:
                         raise Deadline()
                     if left < self.opts.total_timeout:
-                        extra["timeout"] = request_timeout(self.opts, left)
+                        timeout = request_timeout(self.opts, left)
                 self.stats.requests += 1
                 self.stats.robots_requests += 0 if image else 1
                 try:
-                    async with self.session.get(url, allow_redirects=False, **extra) as resp:
+                    async with self.session.get(url, allow_redirects=False,
+                                                timeout=timeout) as resp:
                         return await self.reply(resp, image)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     if (isinstance(exc, asyncio.TimeoutError) and state is not None
@@ -320,7 +322,8 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, truncate: bool) ->
     Content-Length past the cap is refused before reading."""
     if not truncate and (resp.content_length or 0) > limit:
         raise Rejected("too large")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk, end_of_http_chunk = await resp.content.readchunk()
         if not chunk:

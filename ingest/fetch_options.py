@@ -36,12 +36,13 @@ class FetchOptions:
     concurrency: int = 64  # requests in flight per worker, all hosts together
     per_host: int = 8  # requests in flight per worker to one host (scheme, host, port)
     rps_per_host: float | None = None  # requests per second per host per worker; None: no limit
-    connect_timeout: float = 10.0  # seconds to open a TCP (+TLS) connection
+    connect_timeout: float = 10.0  # seconds to open a TCP (+TLS) connection (aiohttp: sock_connect)
     read_timeout: float = 30.0  # seconds of silence allowed while reading
     total_timeout: float = 60.0  # seconds for one attempt: connect, headers and the whole body
     retries: int = 3  # extra attempts after a transient failure (resets, timeouts, 429, 5xx)
     # A request that timed out is retried at most this many times, and only once every other URL
-    # of its batch has had its first try (so hanging URLs never hold slots the others need).
+    # of its read task (or batch) has had its first try (so hanging URLs never hold slots the
+    # others need).
     timeout_retries: int = 1
     # Seconds one URL may take from its first request on, across retries and redirect hops; past
     # it the URL is rejected with reason "deadline" (waiting for a slot before that does not count)

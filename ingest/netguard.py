@@ -94,6 +94,7 @@ class Guard:
             ipaddress.ip_network(cidr, strict=False) for cidr in allowed_networks
         )
         self._reasons: dict[str, str | None] = {}  # parsing IPs per request costs measurably
+        self._literals: dict[str, bool] = {}  # host -> given as an IP literal (same reason)
 
     def address_reason(self, address: str) -> str | None:
         """The rejection reason for connecting to `address` (an IP string), or None if allowed."""
@@ -130,7 +131,12 @@ class Guard:
         if url.user is not None or url.password is not None:
             return "bad url: credentials in url"
         host = url.raw_host.strip("[]")
-        if not _looks_like_ip(host):
+        literal = self._literals.get(host)
+        if literal is None:
+            if len(self._literals) >= 4096:  # bounded, as `_reasons`
+                self._literals.clear()
+            literal = self._literals[host] = _looks_like_ip(host)
+        if not literal:
             return None  # a name: checked on the addresses it resolves to
         reason = self.address_reason(host)
         return None if reason == "blocked: bad address" else reason

@@ -49,6 +49,12 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+def head(chunks: list[bytes], n: int = 16) -> bytes:
+    """The first `n` bytes of a body given as chunks."""
+    first = chunks[0] if chunks else b""
+    return first[:n] if len(first) >= n else b"".join(chunks)[:n]
+
+
 _MAGIC = (
     (b"\xff\xd8\xff", "jpeg"),
     (b"\x89PNG\r\n\x1a\n", "png"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -67,6 +68,11 @@ def read_url_list(uri: str, storage_options: dict[str, Any] | None = None) -> pa
     fmt = list_format(uri)
     reader = _READERS[fmt]
     try:
+        if fmt in _ARROW_READERS:  # a well-formed list: read and checked in Arrow, no row objects
+            with fsspec.open(uri, "rb", compression="infer", **(storage_options or {})) as f:
+                fast = _ARROW_READERS[fmt](f)
+            if fast is not None:
+                return fast
         with fsspec.open(uri, "rb", compression="infer", **(storage_options or {})) as f:
             records = reader(f)
     except (pa.ArrowInvalid, UnicodeDecodeError, csv.Error) as exc:
@@ -191,6 +197,100 @@ _READERS: dict[str, Callable[[IO[bytes]], _Records]] = {
     "csv": _read_csv,
     "tsv": _read_tsv,
     "jsonl": _read_jsonl,
+}
+
+
+def _arrow_csv(f: IO[bytes], delimiter: str = ",") -> pa.Table | None:
+    """The list read by Arrow's CSV reader and normalised in Arrow, or None when it needs the
+    row-by-row reader (a row it cannot parse, bytes that are not UTF-8, a value in a quoted
+    line break, a row with a reason: those must name their line). Same table either way."""
+    import pyarrow.csv as pacsv
+
+    head = f.read(1 << 16)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        names = next(csv.reader([first.decode("utf-8")], delimiter=delimiter))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return None
+    stripped = _unique_names([n.strip() for n in names])  # a name twice: _BadHeader
+    try:
+        table = pacsv.read_csv(
+            _Prefixed(head, f),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return _arrow_normalise(table.rename_columns(stripped))
+
+
+def _arrow_csv_tab(f: IO[bytes]) -> pa.Table | None:
+    return _arrow_csv(f, delimiter="\t")
+
+
+class _Prefixed(io.RawIOBase):
+    """`head` (already read) followed by the rest of `f`, as one readable stream."""
+
+    def __init__(self, head: bytes, f: IO[bytes]) -> None:
+        self.head, self.f = memoryview(head), f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.f.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _arrow_normalise(table: pa.Table) -> pa.Table | None:
+    """`_normalise` in Arrow for a list whose every row is good (else None: the row-by-row path
+    gives the reasons with their lines). Boxes also take that path (they are parsed per row)."""
+    import pyarrow.compute as pc
+
+    names = set(table.column_names)
+    if "url" not in names or ({"bboxes", "bbox"} & names and any(
+            table[c].null_count < table.num_rows for c in {"bboxes", "bbox"} & names)):
+        return None
+    n = table.num_rows
+    columns: dict[str, Any] = {}
+    for name in TEXT_COLUMNS:
+        column = table[name] if name in names else pa.nulls(n, pa.string())
+        if not pa.types.is_string(column.type) and not pa.types.is_null(column.type):
+            return None
+        columns[name] = column.cast(pa.string())
+    url = pc.utf8_trim_whitespace(columns["url"])
+    if url.null_count or pc.any(pc.equal(url, "")).as_py():
+        return None  # "no url": a reason with its line
+    columns["url"] = url
+    splits = [v for v in pc.unique(columns["split"]).to_pylist() if v is not None]
+    if any(_split_reason(v) for v in splits):
+        return None
+    columns["bboxes"] = pa.nulls(n, BBOXES_TYPE)
+    columns["reason"] = pa.nulls(n, pa.string())
+    columns["row"] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(columns, schema=URLLIST_SCHEMA)
+
+
+def _arrow_parquet(f: IO[bytes]) -> pa.Table | None:
+    parquet = pq.ParquetFile(f)
+    _unique_names(parquet.schema_arrow.names)
+    return _arrow_normalise(parquet.read())
+
+
+_ARROW_READERS: dict[str, Callable[[IO[bytes]], pa.Table | None]] = {
+    "csv": _arrow_csv,
+    "tsv": _arrow_csv_tab,
+    "parquet": _arrow_parquet,
 }
 
 

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -50,9 +51,16 @@ def plan_url_lists(uris: Sequence[str], storage_options: dict[str, Any] | None =
             table = table.slice(0, limit)
         table = _sorted_by_url(table)
         digest.update(uri.encode() + b"\0" + _content_hash(table).encode())
-        for start, stop in _chunks(table["url"].to_pylist(), chunk_rows):
-            tasks.append(UrlTask(uri, start, table.slice(start, stop - start)))
+        for start, stop in _chunks(table["url"], chunk_rows):
+            tasks.append(UrlTask(uri, start, _compact(table, start, stop)))
     return tasks, digest.hexdigest()
+
+
+def _compact(table: pa.Table, start: int, stop: int) -> pa.Table:
+    """Rows [start, stop) in buffers of their own. A slice would share the whole list's buffers,
+    and pickling it (to send the task to a worker) copies all of them: every task would carry
+    the whole list (measured: a 256-row slice of a 100,000-row list pickles to 4.9 MB)."""
+    return table.take(pa.array(np.arange(start, stop, dtype=np.int64)))
 
 
 def _sorted_by_url(table: pa.Table) -> pa.Table:
@@ -63,21 +71,38 @@ def _sorted_by_url(table: pa.Table) -> pa.Table:
     return keyed.sort_by([(c, "ascending") for c in order]).drop_columns(["_url"])
 
 
-def _chunks(urls: list[str | None], size: int) -> list[tuple[int, int]]:
-    """[start, stop) runs of about `size` rows that never split a run of equal URLs."""
+def _chunks(urls: pa.ChunkedArray | pa.Array | list[str | None], size: int
+            ) -> list[tuple[int, int]]:
+    """[start, stop) runs of about `size` rows that never split a run of equal URLs.
+
+    On Arrow columns: no Python string per URL (a list of 10 million URLs stays in Arrow)."""
+    column = pa.chunked_array([pa.array(urls, pa.string())]) if isinstance(urls, list) else urls
+    n = len(column)
+    # same[i]: row i has the URL of row i - 1 (nulls never match)
+    same = np.zeros(n + 1, dtype=bool)
+    if n > 1:
+        equal = pc.equal(column.slice(1), column.slice(0, n - 1))
+        same[1:n] = pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
     runs, start = [], 0
-    while start < len(urls):
-        stop = min(start + size, len(urls))
-        while stop < len(urls) and urls[stop] is not None and urls[stop] == urls[stop - 1]:
+    while start < n:
+        stop = min(start + size, n)
+        while stop < n and same[stop]:
             stop += 1
         runs.append((start, stop))
         start = stop
     return runs
 
 
-def _content_hash(table: pa.Table) -> str:
+def _content_hash(table: pa.Table, rows: int = 4096) -> str:
+    """sha256 over each column's `repr(to_pylist())`, built `rows` values at a time (the same
+    bytes as the whole list's repr, without a Python object per row of the whole list)."""
     h = hashlib.sha256()
     for name in sorted(table.column_names):
         h.update(name.encode())
-        h.update(repr(table[name].to_pylist()).encode())
+        column = table[name]
+        h.update(b"[")
+        for start in range(0, len(column), rows):
+            part = column.slice(start, rows).to_pylist()
+            h.update(((", " if start else "") + ", ".join(map(repr, part))).encode())
+        h.update(b"]")
     return h.hexdigest()

@@ -29,11 +29,19 @@ import time
 from pathlib import Path
 
 
+HANG_S = 30.0  # a URL whose query is `?hang` is answered (with its file) only after this long
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real image host
 
     def log_message(self, *args) -> None:  # no line per request
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path.endswith("?hang"):  # bench/bench_crawl_hang.py: a host that hangs
+            time.sleep(HANG_S)
+        super().do_GET()
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections import Counter
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +37,22 @@ def _fetcher(opts: FetchOptions) -> Fetcher:
     return Fetcher(opts)
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@lru_cache(maxsize=1)
+def _off_cpu_pause() -> Callable[[], None] | None:
+    """In a Ray task: half a second's wait that lends the task's CPU back to Ray (a task blocked
+    in `ray.get` releases its CPU: Ray's "Yielding Resources While Blocked"), so a read task left
+    waiting only for slow URLs lets another read task run meanwhile. None outside a Ray task."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_task_id() is None:
+        return None
+    pause = ray.remote(num_cpus=0)(_sleep)
+    return lambda: ray.get(pause.remote(0.5))
+
+
 def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[int]:
     """Run read task `index`; yields rows settled so far (for progress), journals the metadata."""
     metas = []
@@ -50,11 +68,13 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Itera
 def read_candidates(task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
-        table = _fetcher(cfg.fetch).fetch_batch(task.urls)
-        stats = FetchStats.from_table(table)
-        staging.write_stats(f"fetch-{task.start:012d}", {"fetch": json.loads(stats.to_json())},
-                     task.uri)
-        yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        # Streamed: the chunk's URLs are fetched on the worker's fetch thread while the batches
+        # already fetched are transformed here (no drain between batches).
+        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=_off_cpu_pause())
+        for table in stream:
+            yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        staging.write_stats(f"fetch-{task.start:012d}",
+                            {"fetch": json.loads(stream.stats.to_json())}, task.uri)
         return
     problems: Counter = Counter()
     for batch in read_task(task, storage_options=options):

@@ -234,3 +234,26 @@ def test_a_timeout_is_retried_once_and_only_after_the_batch_had_its_first_tries(
     last_good = max(i for i, p in enumerate(order) if p.startswith("/img/"))
     second_tries = [i for i, p in enumerate(order) if p.startswith("/hang/")][5:]
     assert min(second_tries) > last_good, order
+
+
+def test_a_streamed_task_gives_fetch_batchs_rows_in_order_batch_by_batch(
+        server: FaultServer) -> None:
+    urls = [server.base + path for path in EXPECTED] + [server.base + "/img/1.jpg"]  # a repeat
+    fetcher = Fetcher(OPTS)
+    try:
+        idle: list[int] = []
+        stream = fetcher.stream(urls_table(urls), 4, idle=lambda: idle.append(1))
+        parts = list(stream)
+    finally:
+        fetcher.close()
+    assert [p.num_rows for p in parts] == [4] * (len(urls) // 4) + [len(urls) % 4] * bool(
+        len(urls) % 4)
+    whole = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+    assert whole.column("source").to_pylist() == urls
+    got = {src.removeprefix(server.base): r for src, r in outcomes(whole).items()}
+    assert got == EXPECTED
+    assert whole.column("data")[len(urls) - 1].as_py() == make_jpeg(1)
+    assert server.hits["/img/1.jpg"] == 1  # the repeat was fetched once
+    stats = stream.stats
+    assert stats.urls == len(urls) and stats.duplicates == 1 and stats.robots_requests == 1
+    assert stats.fetched == list(EXPECTED.values()).count(None) + 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -151,3 +152,51 @@ def test_bboxes_round_trip_through_json(boxes: list[tuple[float, float, float, f
 def test_bad_bboxes(value: str) -> None:
     boxes, reason = parse_bboxes(value)
     assert boxes is None and reason and reason.startswith("bad bboxes")
+
+
+WELL_FORMED = [
+    "url,synset\nhttp://h/1.jpg,n01440764\nhttp://h/2.jpg,n01443537\n",
+    "\ufeff url , synset ,extra\r\n  http://h/1.jpg ,n01440764,x\r\n\r\n\"http://h/a,b.jpg\",,\n",
+    "url,split,license,attribution,id\nhttp://h/1.jpg,Train,CC-BY,\"Ann, \"\"A\"\"\",7\n"
+    "http://h/2.jpg,validation,,,\n",
+    "synset,url\n",
+    "url,synset\n\"http://h/1\n.jpg\",n01440764\n",  # a line break in a quoted value
+]
+NEEDS_ROWS = [  # the row-by-row reader: a reason with its line, or what Arrow cannot parse
+    "url,synset\nhttp://h/1.jpg,n01440764\n,n01440764\n",
+    "url,synset\nhttp://h/1.jpg\n",
+    "url,split\nhttp://h/1.jpg,dev\n",
+    "url,bboxes\nhttp://h/1.jpg,\"[1,2,3,4]\"\n",
+]
+
+
+@pytest.mark.parametrize("text", WELL_FORMED + NEEDS_ROWS)
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_the_arrow_path_gives_the_row_by_row_table_or_steps_aside(tmp_path: Path, text: str,
+                                                                 suffix: str) -> None:
+    from synshard.ingest import urllist
+
+    if suffix == ".tsv":
+        text = text.replace(",", "\t")
+    path = tmp_path / f"list{suffix}"
+    path.write_bytes(text.encode())
+    slow = urllist._normalise((urllist._read_tsv if suffix == ".tsv" else urllist._read_csv)(
+        io.BytesIO(path.read_bytes())))
+    fast = (urllist._arrow_csv_tab if suffix == ".tsv" else urllist._arrow_csv)(
+        io.BytesIO(path.read_bytes()))
+    if text in NEEDS_ROWS or text.replace("\t", ",") in NEEDS_ROWS:
+        assert fast is None
+    else:
+        assert fast is not None and fast.equals(slow), (fast.to_pylist(), slow.to_pylist())
+    assert read_url_list(str(path)).equals(slow)
+
+
+def test_not_utf8_takes_the_row_by_row_path(tmp_path: Path) -> None:
+    from synshard.ingest import urllist
+
+    data = b"url,synset\nhttp://h/\xff.jpg,n01440764\nhttp://h/2.jpg,n01440764\n"
+    assert urllist._arrow_csv(io.BytesIO(data)) is None
+    path = tmp_path / "l.csv"
+    path.write_bytes(data)
+    reasons = read_url_list(str(path))["reason"].to_pylist()
+    assert reasons[0] is None and reasons[1].startswith("bad csv row (line ")

@@ -1,0 +1,187 @@
+"""A read task's URLs fetched as one continuous stream, handed on in order, batch by batch.
+
+The fetcher's event loop runs in a thread of its own (`LoopThread`, one per worker, kept across
+tasks with its HTTP session). `FetchStream` starts every URL of the task on it at once (in flight
+bounded by the fetcher's semaphores, not by batches), and yields the task's rows `rows` at a time,
+in input order, as soon as all URLs of those rows are done: the caller transforms batch k while
+batch k+1 is being fetched, and the concurrency never drains between batches. Memory is that of
+the task's bodies, as when the task was fetched in one piece; a body is dropped once handed on.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import Counter
+from typing import Any, Callable, Coroutine, Iterator, Protocol, TypeVar
+
+import pyarrow as pa
+
+from .candidates import column_or_nulls, fetched_candidates
+from .fetch_options import FetchStats
+
+T = TypeVar("T")
+Result = tuple[list[bytes] | None, str | None]  # (body chunks, None) or (None, reason)
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread; coroutines are submitted to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="synshard-fetch",
+                                       daemon=True)
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.submit(coro).result()
+
+    def stop(self) -> None:
+        """Stop the loop and its thread, cancelling what still runs on it."""
+        if not self.alive():
+            return
+        self.call(_cancel_others())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+async def _cancel_others() -> None:
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+class Starter(Protocol):
+    stats: FetchStats
+
+    def start_run(self, urls: list[str], done: Callable[[int, Result], None]
+                  ) -> "concurrent.futures.Future[FetchStats]": ...
+
+
+class FetchStream:
+    """Iterate for CANDIDATE_SCHEMA tables of `rows` input rows each, in order; then `stats`.
+
+    `idle`, if given, is called (repeatedly, each call returning within about a second) while
+    the consumer has waited `patience` seconds for the next batch: nothing left to transform but
+    slow URLs to wait for. A Ray read task passes one that gives its CPU back meanwhile."""
+
+    def __init__(self, fetcher: Starter, urls: pa.Table, rows: int,
+                 idle: Callable[[], None] | None = None, patience: float = 1.0) -> None:
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, not {rows}")
+        self.fetcher, self.urls, self.rows = fetcher, urls, rows
+        self.idle, self.patience = idle, patience
+        self.stats = FetchStats()
+        self.idle_calls = 0
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        urls, n, rows = self.urls, self.urls.num_rows, self.rows
+        wanted = column_or_nulls(urls, "url", n).to_pylist()
+        given = column_or_nulls(urls, "reason", n).to_pylist()
+        reasons = [g or (None if u else "no url") for u, g in zip(wanted, given)]
+        plan = _Plan(wanted, reasons, rows)
+        job = self.fetcher.start_run(plan.todo, plan.done) if plan.todo else None
+        total = FetchStats()
+        try:
+            for b, start in enumerate(range(0, n, rows)):
+                if not plan.wait(b, job, self.patience if self.idle else None):
+                    while not plan.wait(b, job, 0.0):
+                        assert self.idle is not None
+                        self.idle_calls += 1
+                        self.idle()
+                part = urls.slice(start, rows)
+                table, stats = plan.candidates(b, part, wanted, reasons, start)
+                total = total.merge(stats)
+                yield table
+            if job is not None:
+                total = total.merge(job.result())
+        finally:
+            if job is not None and not job.done():
+                job.cancel()  # the consumer gave up: stop fetching for it
+        self.stats = total
+        self.fetcher.stats = self.fetcher.stats.merge(total)
+
+
+class _Plan:
+    """Which unique URLs each batch of rows waits for, and their results as they arrive."""
+
+    def __init__(self, wanted: list[Any], reasons: list[Any], rows: int) -> None:
+        self.slot: dict[str, int] = {}  # URL -> index in `todo`
+        self.first = [False] * len(wanted)  # the row is its URL's first in the list
+        for i, (url, reason) in enumerate(zip(wanted, reasons)):
+            if reason is None and url not in self.slot:
+                self.slot[url] = len(self.slot)
+                self.first[i] = True
+        self.todo = list(self.slot)
+        batches = range(0, len(wanted), rows)
+        self.waiters: list[list[int]] = [[] for _ in self.todo]  # URL -> batches waiting
+        self.needs = [0] * len(batches)  # batch -> URLs not done yet
+        self.frees: list[list[int]] = [[] for _ in batches]  # batch -> URLs last needed there
+        last: dict[int, int] = {}
+        for b, start in enumerate(batches):
+            need = {self.slot[u] for u, r in zip(wanted[start:start + rows],
+                                                  reasons[start:start + rows]) if r is None}
+            self.needs[b] = len(need)
+            for j in need:
+                self.waiters[j].append(b)
+                last[j] = b
+        for j, b in last.items():
+            self.frees[b].append(j)
+        self.ready = [concurrent.futures.Future[None]() for _ in batches]
+        for b, count in enumerate(self.needs):
+            if count == 0:
+                self.ready[b].set_result(None)
+        self.results: list[Result | None] = [None] * len(self.todo)
+
+    def done(self, j: int, result: Result) -> None:
+        """URL `j` is done (called on the loop thread)."""
+        self.results[j] = result
+        for b in self.waiters[j]:
+            self.needs[b] -= 1
+            if self.needs[b] == 0:
+                self.ready[b].set_result(None)
+
+    def wait(self, b: int, job: "concurrent.futures.Future[FetchStats] | None",
+             timeout: float | None = None) -> bool:
+        """Whether batch `b`'s URLs are done, waiting at most `timeout` seconds (None: until
+        they are); the run's own failure (a bug) is raised here."""
+        ready = self.ready[b]
+        if not ready.done() and job is not None and (timeout is None or timeout > 0):
+            either: list[concurrent.futures.Future[Any]] = [ready, job]
+            concurrent.futures.wait(either, timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        if ready.done():
+            return True
+        if job is not None and job.done():
+            job.result()
+            raise AssertionError("fetch run ended before every URL was done")
+        if timeout is None:
+            raise AssertionError("no fetch run for a batch that waits for URLs")
+        return False
+
+    def candidates(self, b: int, part: pa.Table, wanted: list[Any], reasons: list[Any],
+                   start: int) -> tuple[pa.Table, FetchStats]:
+        stop = start + part.num_rows
+        data, why = [], []
+        for url, reason in zip(wanted[start:stop], reasons[start:stop]):
+            result = self.results[self.slot[url]] if reason is None else (None, reason)
+            assert result is not None
+            data.append(result[0])
+            why.append(result[1])
+        for j in self.frees[b]:
+            self.results[j] = None  # handed on: the table holds the bytes now
+        stats = FetchStats(
+            urls=part.num_rows, fetched=sum(d is not None for d in data),
+            duplicates=sum(r is None and not f for r, f in zip(reasons[start:stop],
+                                                               self.first[start:stop])),
+            failures=dict(sorted(Counter(r for r in why if r).items())))
+        return fetched_candidates(part, wanted[start:stop], data, why, stats), stats

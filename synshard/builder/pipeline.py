@@ -31,7 +31,6 @@ from synshard.builder.raysession import ray, ray_session, remote
 from synshard.builder.commit import check_existing, commit_release
 from synshard.builder.staging import Staging
 from synshard.shards.release import release_fs
-from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
 from synshard.builder.decide.votes import build_votes, with_unmatched
 
@@ -116,8 +115,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
                 bar(int(block["rows"].sum()))
                 for node, rows in zip(block["node"].tolist(), block["rows"].tolist()):
                     by_node[node] = by_node.get(node, 0) + rows
-    metas = staging.read_task_metas(len(tasks))
-    return (pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()), by_node
+    return staging.gather_metas(len(tasks)), by_node
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,

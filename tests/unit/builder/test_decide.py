@@ -120,4 +120,4 @@ def test_assembly_plan_has_one_job_per_synset_with_its_staged_files():
     assert [j.synset for j in jobs] == [LADYBUG, SEASHORE]
     assert [j.keep.num_rows for j in jobs] == [1, 2]
     assert all(not j.reuse and j.staged_paths for j in jobs)
-    assert jobs[1].keep.column_names == ["source", "key", "split", "label", "confidence"]
+    assert jobs[1].keep.column_names == ["staged_path", "staged_row", "split", "label", "confidence"]

@@ -32,14 +32,16 @@ class DedupResult:
     conflict_reasons: list[str]
 
 
-def exact_dedup(meta: pa.Table, opts: DedupOptions) -> DedupResult:
-    """`meta` needs key, source, synset, split, sha256 (and optionally confidence)."""
+def exact_dedup(meta: pa.Table, opts: DedupOptions, block: np.ndarray | None = None
+                ) -> DedupResult:
+    """`meta` needs key, source, synset, split, sha256 (and optionally confidence); `block`, if
+    given, is `sha256_block` of its sha256 column (computed where the column already is)."""
     n = meta.num_rows
     keep = np.ones(n, dtype=bool)
     dup_rows: list[dict] = []
     conflicts: list[int] = []
     reasons: list[str] = []
-    groups = _duplicate_groups(meta)
+    groups = _duplicate_groups(meta, block)
     if groups:
         every = _rows(meta, np.concatenate(groups))
         at = 0
@@ -50,7 +52,7 @@ def exact_dedup(meta: pa.Table, opts: DedupOptions) -> DedupResult:
     return DedupResult(keep, dups, np.asarray(conflicts, dtype=np.int64), reasons)
 
 
-def _duplicate_groups(meta: pa.Table) -> list[np.ndarray]:
+def _duplicate_groups(meta: pa.Table, block: np.ndarray | None = None) -> list[np.ndarray]:
     """Row indices of every sha256 that occurs more than once, in order of first occurrence.
 
     Sort based and bounded: rows are ordered by a 64-bit block of their hash (the first 16 hex
@@ -59,7 +61,8 @@ def _duplicate_groups(meta: pa.Table) -> list[np.ndarray]:
     block range is independent (a task per range could do it on a cluster)."""
     if meta.num_rows == 0:
         return []
-    block = sha256_block(meta.column("sha256"))
+    if block is None:
+        block = sha256_block(meta.column("sha256"))
     order = np.argsort(block, kind="stable")
     ranked = block[order]
     same = ranked[1:] == ranked[:-1]
@@ -69,10 +72,11 @@ def _duplicate_groups(meta: pa.Table) -> list[np.ndarray]:
     multi[1:] |= same
     multi[:-1] |= same
     cand = np.sort(order[multi])
-    full = pc.dictionary_encode(meta.column("sha256").take(pa.array(cand))).combine_chunks()
-    ids = np.asarray(full.indices)
-    counts = np.bincount(ids)
-    keep = counts[ids] > 1
+    hashes = meta.column("sha256").take(pa.array(cand))
+    valid = pc.is_valid(hashes).to_numpy(zero_copy_only=False)
+    ids = pc.dictionary_encode(pc.fill_null(hashes.cast(pa.string()), "")).combine_chunks()
+    ids = ids.indices.to_numpy(zero_copy_only=False)
+    keep = (np.bincount(ids)[ids] > 1) & valid  # a missing hash is nobody's copy
     cand, ids = cand[keep], ids[keep]
     if cand.size == 0:
         return []
@@ -101,25 +105,31 @@ def sha256_block(column: pa.ChunkedArray | pa.Array, chunk: int = 1 << 18) -> np
 def _block(array: pa.Array) -> np.ndarray:
     array = array.cast(pa.string())
     n = len(array)
+    out = np.zeros(n, np.uint64)
     if n == 0:
-        return np.empty(0, np.uint64)
+        return out
     offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, array.offset * 4)
-    if array.null_count == 0 and np.all(np.diff(offsets) == 64):
-        data = np.frombuffer(array.buffers()[2], np.uint8)[offsets[0]:offsets[-1]]
-        digits = _NIBBLE[data.reshape(n, 64)[:, :16]]
-        shifts = np.arange(60, -4, -4, dtype=np.uint64)
-        return np.bitwise_or.reduce(digits << shifts, axis=1)
-    hashed = pc.hash_64(array) if hasattr(pc, "hash_64") else None
-    if hashed is not None:
-        return hashed.to_numpy(zero_copy_only=False).astype(np.uint64)
-    return np.array([hash(s) & (2**64 - 1) for s in array.to_pylist()], dtype=np.uint64)
+    data = array.buffers()[2]
+    hexes = np.diff(offsets) == 64
+    if array.null_count:
+        hexes &= pc.is_valid(array).to_numpy(zero_copy_only=False)
+    if hexes.any():
+        starts = offsets[:-1][hexes]
+        text = np.frombuffer(data, np.uint8)
+        digits = _NIBBLE[text[starts[:, None] + np.arange(16)]]
+        out[hexes] = np.bitwise_or.reduce(digits << np.arange(60, -4, -4, dtype=np.uint64), axis=1)
+    other = np.flatnonzero(~hexes)
+    if other.size:  # not a hex sha256 (tests, a null): any stable 64-bit value will do
+        values = array.take(pa.array(other)).to_pylist()
+        out[other] = [hash(v) & (2**64 - 1) for v in values]
+    return out
 
 
 def _rows(meta: pa.Table, idx: np.ndarray) -> list[dict]:
     cols = ["key", "source", "synset", "split"]
     if "confidence" in meta.column_names:
         cols.append("confidence")
-    rows = meta.select(cols).take(pa.array(idx, pa.int64())).to_pylist()
+    rows = meta.take(pa.array(idx, pa.int64())).select(cols).to_pylist()
     for i, row in zip(idx.tolist(), rows):
         row.setdefault("confidence", None)
         row["index"] = i

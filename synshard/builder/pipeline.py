@@ -75,13 +75,15 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
         t = time.perf_counter()
         decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
                            base=inputs.base, takedown=inputs.takedown, external=inputs.external)
+        n_inputs = meta.num_rows
+        del meta  # the gathered table: what assembly and commit read is in the decisions
         timings["decide"] = time.perf_counter() - t
         t = time.perf_counter()
         entries, assembly = _assemble(decisions, cfg, staging, inputs.base)
         timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
-             "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
+             "images_per_s": n_inputs / max(timings["read+transform+stage"], 1e-9),
              **read_stats(staging), "votes": votes.summary, "assembly": assembly}
     lock.ensure_held()
     manifest = commit_release(staging, cfg, decisions, entries, inputs.fingerprint, stats)

@@ -87,9 +87,10 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
 
 
 # What a step reads of the accepted rows; the kept table leaves out what nothing after the
-# decisions reads (hashes, sizes, the read stage's verdict).
+# decisions reads (sources, hashes, sizes, the read stage's verdict: assembly reads the records
+# themselves from staging by `staged_path` and `staged_row`).
 BASE_COLUMNS = ["key", "source", "synset", "split", "sha256", "phash"]
-KEPT_DROP = ("sha256", "phash", "width", "height", "stage", "reason", "label")
+KEPT_DROP = ("source", "sha256", "phash", "width", "height", "stage", "reason", "label")
 
 
 def _kept_table(accepted: Accepted, classes: list[str]) -> pa.Table:

@@ -85,8 +85,8 @@ def test_low_confidence_is_rejected_and_unvoted_samples_kept_with_null_confidenc
     cfg = _cfg(near_radius="none", min_confidence=0.5, votes="/votes.csv")
     d = decide(table, cfg, posteriors=posteriors)
     _identity(d)
-    conf = dict(zip(d.kept["source"].to_pylist(), d.kept["confidence"].to_pylist()))
-    assert conf[rows[0]["source"]] == pytest.approx(0.9) and conf[rows[2]["source"]] is None
+    conf = dict(zip(d.kept["key"].to_pylist(), d.kept["confidence"].to_pylist()))
+    assert conf[rows[0]["key"]] == pytest.approx(0.9) and conf[rows[2]["key"]] is None
     assert [r["reason"] for r in d.rejects.to_pylist()] == ["low confidence"]
 
 
@@ -100,7 +100,7 @@ def test_takedown_by_key_source_and_sha(tmp_path):
     assert takedown.fingerprint() != Takedown().fingerprint() and not Takedown()
     d = decide(meta_table(rows), _cfg(near_radius="none", remove=str(listing)), takedown=takedown)
     _identity(d)
-    assert d.kept["source"].to_pylist() == [rows[3]["source"]]
+    assert d.kept["key"].to_pylist() == [rows[3]["key"]]
     assert sorted(r["reason"] for r in d.rejects.to_pylist()) == [
         "takedown: key listed", "takedown: sha256 listed", "takedown: source listed"]
 

@@ -185,6 +185,8 @@ def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger
 
 
 def _cap_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
+    if cfg.max_per_synset is None:
+        return  # (without reading keys, splits and synsets of every row)
     capped = cap_per_synset_mask(accepted.table(["key", "split", "synset"]), cfg.max_per_synset)
     if capped.all():
         return

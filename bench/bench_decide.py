@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def simulate(rows: int, synsets: int, seed: int = 0) -> tuple[pa.Table, dict]:
             "source": _strings(src),
             "synset": _strings(w),
             "split": pa.nulls(m, pa.string()),
-            "key": pa.array(_strings(key), mask=bad) if bad.any() else _strings(key),
+            "key": pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), _strings(key)),
             "width": pa.array(np.full(m, 85, np.int32), mask=bad),
             "height": pa.array(np.full(m, 64, np.int32), mask=bad),
             "sha256": pa.array(_strings(_hex(sha[sl])).to_numpy(zero_copy_only=False),
@@ -237,8 +238,6 @@ def main() -> None:
 
 
 def _kinds(table: pa.Table) -> dict:
-    import pyarrow.compute as pc
-
     return {d["values"]: d["counts"] for d in pc.value_counts(table["kind"]).to_pylist()}
 
 

@@ -201,6 +201,8 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.time_pid, self.release, self.interval = time_pid, release, interval
         self.driver = 0
+        self.before_assembly = 0  # the driver's peak until the first synset is assembled
+        self.assembling = False
         self.workers: dict[int, dict[str, int]] = {}
         self.staging = 0
         self.cpu: dict[int, float] = {}  # CPU seconds of every process of the tree, last seen
@@ -222,6 +224,10 @@ class Sampler(threading.Thread):
             self.driver = max(self.driver, _status(driver)["VmHWM"])
         except (OSError, KeyError):
             return
+        if not self.assembling:  # read, gather and decide: no synset's shards journalled yet
+            self.assembling = any((self.release / "_staging").glob("*/_shards"))
+            if not self.assembling:
+                self.before_assembly = self.driver
         tree = [driver, *_descendants(driver)]
         for pid in tree:
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
@@ -263,7 +269,7 @@ def build(src: Path, out: Path, count: int, extra: list[str]) -> dict:
         "count": count, "wall_s": wall,
         "cpu_s": sum(sampler.cpu.values()),
         "timings": stats["stats"]["timings_s"], "accounting": manifest["accounting"],
-        "driver_peak": sampler.driver,
+        "driver_peak": sampler.driver, "driver_peak_before_assembly": sampler.before_assembly,
         "time_v_max_rss": int(tv.get("Maximum resident set size (kbytes)", 0)) * 1024,
         "worker_peak": biggest["VmHWM"], "worker_peak_anon": max(
             (w["RssAnon"] for w in sampler.workers.values()), default=0),
@@ -282,7 +288,8 @@ def report(r: dict) -> None:
     print("   phases s: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
     print(f"   accounting: {r['accounting']}")
     print(f"   driver peak RSS {r['driver_peak'] / mib:,.0f} MiB "
-          f"({r['driver_peak'] / r['count']:,.0f} B/image all told); /usr/bin/time max RSS "
+          f"({r['driver_peak'] / r['count']:,.0f} B/image all told; until the first synset was "
+          f"assembled {r['driver_peak_before_assembly'] / mib:,.0f} MiB); /usr/bin/time max RSS "
           f"{r['time_v_max_rss'] / mib:,.0f} MiB")
     print(f"   largest Ray worker peak RSS {r['worker_peak'] / mib:,.0f} MiB (anonymous "
           f"{r['worker_peak_anon'] / mib:,.0f} MiB; {r['workers_seen']} workers seen)")

@@ -57,16 +57,51 @@ def normalise_split(name: str | None) -> str | None:
     return split
 
 
+BATCH = 1 << 16  # keys turned into Python strings at a time (hashing a key is Python's hashlib)
+
+
 def assign_splits_batch(meta: pa.Table, opts: SplitOptions) -> pa.Table:
-    """Fill `split` where the source declared none; keys must be present (accepted rows)."""
-    keys = meta.column("key").to_pylist()
-    declared = meta.column("split").to_pylist()
-    splits = [
-        normalise_split(d) if d is not None else split_for_key(k, opts)
-        for k, d in zip(keys, declared)
-    ]
+    """Fill `split` where the source declared none; keys must be present (accepted rows).
+
+    Columnar: declared names are normalised once per distinct name; undeclared rows are all
+    `train` when no val/test fraction is asked for, else hashed from their keys, BATCH at a time
+    (so the Python strings alive at once are bounded, whatever the table's size)."""
+    declared = _normalised(meta.column("split"))
+    if declared.null_count and (opts.val_fraction or opts.test_fraction):
+        keys = meta.column("key")
+        parts = []
+        for start in range(0, meta.num_rows, BATCH):
+            given = declared.slice(start, BATCH)
+            if not given.null_count:
+                parts.append(given)
+                continue
+            pairs = zip(keys.slice(start, BATCH).to_pylist(), given.to_pylist())
+            parts.append(pa.array([d if d is not None else split_for_key(k, opts)
+                                   for k, d in pairs], pa.string()))
+        declared = pa.chunked_array(parts, pa.string())
+    elif declared.null_count:
+        declared = pc.fill_null(declared, "train")
     idx = meta.schema.get_field_index("split")
-    return meta.set_column(idx, "split", pa.array(splits, pa.string()))
+    return meta.set_column(idx, "split", declared)
+
+
+def _normalised(declared: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Declared split names as train|val|test (nulls stay null), one lookup per distinct name."""
+    if isinstance(declared, pa.Array):
+        declared = pa.chunked_array([declared])
+    declared = declared.cast(pa.string())
+    names = pc.unique(declared).drop_null()
+    if not len(names):
+        return declared
+    spelled = pa.array([normalise_split(v) for v in names.to_pylist()], pa.string())
+    return pc.take(spelled, pc.index_in(declared, value_set=names))
+
+
+def _key_units(keys: pa.ChunkedArray, salt: bytes) -> np.ndarray:
+    out = [np.empty(0)]
+    for start in range(0, len(keys), BATCH):
+        out.append(np.array([key_unit(k, salt) for k in keys.slice(start, BATCH).to_pylist()]))
+    return np.concatenate(out)
 
 
 def cap_per_synset_mask(meta: pa.Table, max_per_synset: int | None) -> np.ndarray:
@@ -78,7 +113,7 @@ def cap_per_synset_mask(meta: pa.Table, max_per_synset: int | None) -> np.ndarra
     n = meta.num_rows
     if max_per_synset is None or n == 0:
         return np.ones(n, dtype=bool)
-    rank_key = np.array([key_unit(k, b"synshard-cap-v1:") for k in meta.column("key").to_pylist()])
+    rank_key = _key_units(meta.column("key"), b"synshard-cap-v1:")
     groups = pc.binary_join_element_wise(meta.column("split"), meta.column("synset"), "/")
     group_ids = np.asarray(pc.dictionary_encode(groups).combine_chunks().indices)
     order = np.lexsort((rank_key, group_ids))

@@ -28,18 +28,34 @@ META_SCHEMA = (
     TRANSFORMED_SCHEMA.remove(TRANSFORMED_SCHEMA.get_field_index("image"))
     .append(pa.field("image_bytes", pa.int64()))
     .append(pa.field("staged_path", pa.string()))
+    .append(pa.field("staged_row", pa.int32()))  # the row's index in its staged file
 )
+# What the driver gathers of META_SCHEMA for the decisions (`staged_path` dictionary-encoded:
+# a staged file's path once, 4 bytes a row); the rest (ops, licence, attribution, boxes, sizes
+# of the original) stays in the staged files and reaches the shards through the assembly tasks.
+DECIDE_COLUMNS = ("source", "synset", "split", "key", "width", "height", "sha256", "phash",
+                  "confidence", "stage", "reason", "staged_path", "staged_row")
+
+
+
+def decide_schema() -> pa.Schema:
+    """The schema of the table the driver gathers (Staging.gather_metas)."""
+    fields = [META_SCHEMA.field(c) for c in DECIDE_COLUMNS]
+    at = DECIDE_COLUMNS.index("staged_path")
+    fields[at] = pa.field("staged_path", pa.dictionary(pa.int32(), pa.string()))
+    return pa.schema(fields)
 
 
 def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:
     """Write accepted rows per synset under `staging`; return all rows' metadata.
 
     The metadata table has TRANSFORMED_SCHEMA minus `image`, plus `image_bytes` (int64) and
-    `staged_path` (null for rejected rows). File names are a hash of the keys and sources they
+    `staged_path`, `staged_row` (null for rejected rows). File names are a hash of the keys and sources they
     hold, so writing the same batch twice writes the same file.
     """
     accepted = pc.is_null(transformed.column("reason"))
     staged = pa.nulls(transformed.num_rows, pa.string()).to_pylist()
+    staged_row = np.full(transformed.num_rows, -1, dtype=np.int32)
     synsets = transformed.column("synset").to_pylist()
     acc = np.asarray(accepted.to_numpy(zero_copy_only=False), dtype=bool)
     for synset in sorted({s for s, a in zip(synsets, acc) if a}):
@@ -48,10 +64,12 @@ def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:
         path = _write_part(fs, staging, synset, part)
         for r in rows.tolist():
             staged[r] = path
+        staged_row[rows] = np.arange(rows.size, dtype=np.int32)
     lengths = pc.binary_length(transformed.column("image")).cast(pa.int64())
     meta = transformed.drop_columns(list(META_DROP))
     meta = meta.append_column("image_bytes", lengths)
-    return meta.append_column("staged_path", pa.array(staged, pa.string()))
+    meta = meta.append_column("staged_path", pa.array(staged, pa.string()))
+    return meta.append_column("staged_row", pa.array(staged_row, mask=staged_row < 0))
 
 
 def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
@@ -67,27 +85,26 @@ def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
 
 
 def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
-    """The staged records listed in `keep` (columns source, key, split, label, confidence).
+    """The staged records listed in `keep` (columns staged_path, staged_row, split, label,
+    confidence: the row locator and the decisions), read from the staged files `paths`.
 
     Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key.
     """
-    wanted = {(s, k): i for i, (s, k) in enumerate(zip(keep["source"].to_pylist(),
-                                                         keep["key"].to_pylist()))}
+    where = pc.cast(keep["staged_path"], pa.string()).to_numpy(zero_copy_only=False)
+    rows = keep["staged_row"].to_numpy(zero_copy_only=False)
     parts = []
     for path in sorted(set(paths)):
+        idx = np.flatnonzero(where == path)
+        if not idx.size:
+            continue
+        idx = idx[np.argsort(rows[idx], kind="stable")]
         with fs.open(path, "rb") as f:
             table = read_parquet(f)
-        idx = []
-        for pair in zip(table["source"].to_pylist(), table["key"].to_pylist()):
-            # A URL listed twice is fetched once and staged twice with the same (source, key):
-            # the copies are identical, dedup kept one, so take the first and pop the pair.
-            idx.append(wanted.pop(pair, -1))
-        mask = pa.array([i >= 0 for i in idx])
-        picked = table.filter(mask)
-        order = [i for i in idx if i >= 0]
-        decided = keep.take(pa.array(order, pa.int64()))
+        picked = table.take(pa.array(rows[idx].astype(np.int64)))
+        decided = keep.take(pa.array(idx, pa.int64()))
         for col in ("split", "label", "confidence"):
-            picked = picked.set_column(picked.schema.get_field_index(col), col, decided[col])
+            picked = picked.set_column(picked.schema.get_field_index(col), col,
+                                       decided[col].cast(picked.schema.field(col).type))
         parts.append(picked)
     if not parts:
         return RECORD_SCHEMA.empty_table()

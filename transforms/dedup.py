@@ -32,43 +32,107 @@ class DedupResult:
     conflict_reasons: list[str]
 
 
-def exact_dedup(meta: pa.Table, opts: DedupOptions) -> DedupResult:
-    """`meta` needs key, source, synset, split, sha256 (and optionally confidence)."""
+def exact_dedup(meta: pa.Table, opts: DedupOptions, block: np.ndarray | None = None
+                ) -> DedupResult:
+    """`meta` needs key, source, synset, split, sha256 (and optionally confidence); `block`, if
+    given, is `sha256_block` of its sha256 column (computed where the column already is)."""
     n = meta.num_rows
     keep = np.ones(n, dtype=bool)
     dup_rows: list[dict] = []
     conflicts: list[int] = []
     reasons: list[str] = []
-    for group in _duplicate_groups(meta):
-        rows = _rows(meta, group)
-        _settle_group(rows, opts, keep, dup_rows, conflicts, reasons)
+    groups = _duplicate_groups(meta, block)
+    if groups:
+        every = _rows(meta, np.concatenate(groups))
+        at = 0
+        for group in groups:
+            _settle_group(every[at:at + group.size], opts, keep, dup_rows, conflicts, reasons)
+            at += group.size
     dups = pa.Table.from_pylist(dup_rows, schema=DUPLICATE_SCHEMA)
     return DedupResult(keep, dups, np.asarray(conflicts, dtype=np.int64), reasons)
 
 
-def _duplicate_groups(meta: pa.Table) -> list[np.ndarray]:
-    """Row indices of every sha256 that occurs more than once (vectorised grouping)."""
+def _duplicate_groups(meta: pa.Table, block: np.ndarray | None = None) -> list[np.ndarray]:
+    """Row indices of every sha256 that occurs more than once, in order of first occurrence.
+
+    Sort based and bounded: rows are ordered by a 64-bit block of their hash (the first 16 hex
+    digits), only rows whose block occurs twice are compared on the whole hash. So the memory is
+    8-16 bytes a row plus the candidates (the copies), never a hash table of every hash; each
+    block range is independent (a task per range could do it on a cluster)."""
     if meta.num_rows == 0:
         return []
-    ids = np.asarray(pc.dictionary_encode(meta.column("sha256")).combine_chunks().indices)
-    counts = np.bincount(ids)
-    multi = np.flatnonzero(counts[ids] > 1)
-    if multi.size == 0:
+    if block is None:
+        block = sha256_block(meta.column("sha256"))
+    order = np.argsort(block, kind="stable")
+    ranked = block[order]
+    same = ranked[1:] == ranked[:-1]
+    if not same.any():
         return []
-    order = multi[np.argsort(ids[multi], kind="stable")]
-    bounds = np.flatnonzero(np.diff(ids[order])) + 1
-    return np.split(order, bounds)
+    multi = np.zeros(order.size, dtype=bool)
+    multi[1:] |= same
+    multi[:-1] |= same
+    cand = np.sort(order[multi])
+    hashes = meta.column("sha256").take(pa.array(cand))
+    valid = pc.is_valid(hashes).to_numpy(zero_copy_only=False)
+    ids = pc.dictionary_encode(pc.fill_null(hashes.cast(pa.string()), "")).combine_chunks()
+    ids = ids.indices.to_numpy(zero_copy_only=False)
+    keep = (np.bincount(ids)[ids] > 1) & valid  # a missing hash is nobody's copy
+    cand, ids = cand[keep], ids[keep]
+    if cand.size == 0:
+        return []
+    grouped = np.argsort(ids, kind="stable")  # ids number the hashes by first occurrence
+    bounds = np.flatnonzero(np.diff(ids[grouped])) + 1
+    return np.split(cand[grouped], bounds)
+
+
+_NIBBLE = np.zeros(256, dtype=np.uint64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+    _NIBBLE[ord(chr(_c).upper())] = _i
+
+
+def sha256_block(column: pa.ChunkedArray | pa.Array, chunk: int = 1 << 18) -> np.ndarray:
+    """The first 64 bits of each row's hex sha256 as uint64 (rows that are not 64 hex digits:
+    a hash of the string instead), vectorised over the string buffer, `chunk` rows at a time."""
+    arrays = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = [np.empty(0, np.uint64)]
+    for array in arrays:
+        for start in range(0, len(array), chunk):
+            out.append(_block(array.slice(start, chunk)))
+    return np.concatenate(out)
+
+
+def _block(array: pa.Array) -> np.ndarray:
+    array = array.cast(pa.string())
+    n = len(array)
+    out = np.zeros(n, np.uint64)
+    if n == 0:
+        return out
+    offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, array.offset * 4)
+    data = array.buffers()[2]
+    hexes = np.diff(offsets) == 64
+    if array.null_count:
+        hexes &= pc.is_valid(array).to_numpy(zero_copy_only=False)
+    if hexes.any():
+        starts = offsets[:-1][hexes]
+        text = np.frombuffer(data, np.uint8)
+        digits = _NIBBLE[text[starts[:, None] + np.arange(16)]]
+        out[hexes] = np.bitwise_or.reduce(digits << np.arange(60, -4, -4, dtype=np.uint64), axis=1)
+    other = np.flatnonzero(~hexes)
+    if other.size:  # not a hex sha256 (tests, a null): any stable 64-bit value will do
+        values = array.take(pa.array(other)).to_pylist()
+        out[other] = [hash(v) & (2**64 - 1) for v in values]
+    return out
 
 
 def _rows(meta: pa.Table, idx: np.ndarray) -> list[dict]:
     cols = ["key", "source", "synset", "split"]
-    conf = meta.column("confidence") if "confidence" in meta.column_names else None
-    rows = []
-    for i in idx.tolist():
-        row = {c: meta.column(c)[i].as_py() for c in cols}
-        row["confidence"] = conf[i].as_py() if conf is not None else None
+    if "confidence" in meta.column_names:
+        cols.append("confidence")
+    rows = meta.take(pa.array(idx, pa.int64())).select(cols).to_pylist()
+    for i, row in zip(idx.tolist(), rows):
+        row.setdefault("confidence", None)
         row["index"] = i
-        rows.append(row)
     return rows
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,7 +29,7 @@ WRITERS = {"webdataset": write_webdataset_shards, "parquet": write_parquet_shard
 class SynsetJob:
     synset: str
     staged_paths: tuple[str, ...]  # staging files holding its new records
-    keep: pa.Table  # new records to write: source, key, split, label, confidence
+    keep: pa.Table  # new records to write: JOB_COLUMNS (staged file and row, the decisions)
     base_shards: tuple[ShardEntry, ...] = ()  # the base's entries of this synset (all formats)
     base_keep: pa.Table | None = None  # base samples to carry: key, label
     reuse: bool = False  # copy base_shards as they are
@@ -37,20 +38,38 @@ class SynsetJob:
 def synset_jobs(decisions: Decisions, base_entries: list[ShardEntry],
                 reusable: set[str]) -> list[SynsetJob]:
     kept, base = decisions.kept, decisions.base_kept
-    synsets = set(kept["synset"].to_pylist())
+    by_synset = _rows_by_synset(kept)
+    synsets = set(by_synset)
     synsets |= set(base["synset"].to_pylist()) if base is not None else set()
+    locator = kept.select(list(JOB_COLUMNS))
     jobs = []
     for synset in sorted(synsets):
-        rows = kept.filter(pc.equal(kept["synset"], synset))
+        rows = locator.take(by_synset.get(synset, pa.array([], pa.int64())))
         shards = tuple(e for e in base_entries if e.synset == synset)
         base_keep = None
         if base is not None:
             base_keep = base.filter(pc.equal(base["synset"], synset)).select(["key", "label"])
-        jobs.append(SynsetJob(
-            synset, tuple(sorted(set(rows["staged_path"].to_pylist()))),
-            rows.select(["source", "key", "split", "label", "confidence"]),
-            shards, base_keep, synset in reusable))
+        paths = pc.unique(pc.cast(rows["staged_path"], pa.string())).to_pylist()
+        jobs.append(SynsetJob(synset, tuple(sorted(paths)), rows, shards, base_keep,
+                              synset in reusable))
     return jobs
+
+
+# What an assembly task is told of each new record: where it is staged, and the decisions.
+JOB_COLUMNS = ("staged_path", "staged_row", "split", "label", "confidence")
+
+
+def _rows_by_synset(kept: pa.Table) -> dict[str, pa.Array]:
+    """Row indices of `kept` per synset, in row order (one sort, not a scan per synset)."""
+    if not kept.num_rows:
+        return {}
+    codes = pc.dictionary_encode(kept["synset"]).combine_chunks()
+    ids = codes.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(ids, kind="stable")
+    bounds = np.flatnonzero(np.diff(ids[order])) + 1
+    groups = np.split(order, bounds)
+    names = codes.dictionary.to_pylist()
+    return {names[ids[g[0]]]: pa.array(g, pa.int64()) for g in groups}
 
 
 def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: str | None,

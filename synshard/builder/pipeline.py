@@ -33,7 +33,6 @@ from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
 from synshard.shards.release import release_fs
-from synshard.shards.staging import META_SCHEMA
 from synshard.builder.stages import read_stats, run_task
 from synshard.builder.decide.votes import build_votes, with_unmatched
 
@@ -119,6 +118,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     t = time.perf_counter()
     decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
                        base=inputs.base, takedown=inputs.takedown, external=inputs.external)
+    n_inputs = meta.num_rows
+    del meta  # the gathered table: what assembly and commit read is in the decisions
     timings["decide"] = time.perf_counter() - t
     t = time.perf_counter()
     entries, assembly = _assemble(decisions, cfg, staging, inputs.base,
@@ -128,7 +129,7 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     timings["assemble"] = time.perf_counter() - t
     t = time.perf_counter()
     stats = {"timings_s": timings, "cluster": cluster, "tasks": len(inputs.tasks),
-             "images_per_s": meta.num_rows / max(timings["read+transform+stage"], 1e-9),
+             "images_per_s": n_inputs / max(timings["read+transform+stage"], 1e-9),
              **read_stats(staging), "votes": votes.summary, "assembly": assembly}
     lock.ensure_held()
     manifest = commit_release(staging, cfg, decisions, entries, inputs.fingerprint, stats)
@@ -195,9 +196,8 @@ def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Tab
 
 
 def _metadata(staging: Staging, count: int) -> pa.Table:
-    """Every read task's metadata, from the journal."""
-    metas = staging.read_task_metas(count)
-    return pa.concat_tables(metas) if metas else META_SCHEMA.empty_table()
+    """Every read task's metadata, from the journal (only the columns decide reads)."""
+    return staging.gather_metas(count)
 
 
 def _read_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> tuple[int, str]:

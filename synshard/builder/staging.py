@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import release_fs
-from synshard.shards.staging import read_staged, stage_batch
+from synshard.shards.staging import DECIDE_COLUMNS, decide_schema, read_staged, stage_batch
 from synshard.shards.pyfiles import read_parquet
 
 STAGING_DIR = "_staging"
@@ -77,12 +78,21 @@ class Staging:
         names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
         return {int(n[5:13]) for n in names if n.startswith("task-") and n.endswith(".parquet")}
 
-    def read_task_metas(self, count: int) -> list[pa.Table]:
-        out = []
+    def gather_metas(self, count: int) -> pa.Table:
+        """Tasks 0..count-1's metadata, only the columns the decisions need (DECIDE_COLUMNS).
+
+        `staged_path` comes dictionary-encoded with one dictionary for the whole table (each
+        staged file's path once), so a row costs a 4-byte file id plus its `staged_row`."""
+        parts = []
         for i in range(count):
             with self.fs.open(self.task_path(i), "rb") as f:
-                out.append(read_parquet(f))
-        return out
+                table = read_parquet(f, columns=list(DECIDE_COLUMNS))
+            at = table.schema.get_field_index("staged_path")
+            parts.append(table.set_column(at, "staged_path",
+                                          pc.dictionary_encode(table["staged_path"])))
+        if not parts:
+            return decide_schema().empty_table()
+        return pa.concat_tables(parts).unify_dictionaries()
 
     def synset_path(self, synset: str) -> str:
         return join(self.path, f"{SHARDS_DIR}/{synset}.json")

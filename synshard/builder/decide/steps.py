@@ -17,11 +17,12 @@ from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.builder.decide.near_ray import near_search
+from synshard.builder.decide.rows import Accepted
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
-from synshard.transforms.dedup import exact_dedup
+from synshard.transforms.dedup import exact_dedup, sha256_block
 from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
-from synshard.transforms.neardup_policy import near_dedup
+from synshard.transforms.neardup_policy import META_COLUMNS as NEAR_COLUMNS, near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names
@@ -53,32 +54,50 @@ class _Ledger:
 def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
            posteriors: pa.Table | None = None, base: BaseRelease | None = None,
            takedown: Takedown | None = None, external: pa.Table | None = None) -> Decisions:
-    """Settle every input: accepted, rejected (with stage and reason) or duplicate."""
+    """Settle every input: accepted, rejected (with stage and reason) or duplicate.
+
+    The accepted rows are row numbers into `meta` (decide/rows.py): each step reads the columns
+    it needs, and the kept table is taken once, at the end, sorted by key."""
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))
     ledger.reject(meta.filter(pc.invert(ok)))
-    accepted = assign_splits_batch(meta.filter(ok), cfg.splits)
-    accepted = _confidence_step(accepted, cfg, posteriors, ledger)
-    accepted = _takedown_step(accepted, takedown, ledger)
-    accepted = _external_step(accepted, external, cfg, ledger)
+    accepted = Accepted(meta, np.flatnonzero(ok.to_numpy(zero_copy_only=False)))
+    accepted.set("split", assign_splits_batch(accepted.table(["key", "split"]),
+                                              cfg.splits)["split"])
+    _confidence_step(accepted, cfg, posteriors, ledger)
+    _takedown_step(accepted, takedown, ledger)
+    _external_step(accepted, external, cfg, ledger)
     base_kept, removals = None, REMOVAL_SCHEMA.empty_table()
     if base is not None:
         base_kept, removals = settle_base(base, cfg, takedown, classes)
-        found = against_base(accepted, base_kept, cfg)
+        found = against_base(accepted.table(BASE_COLUMNS), base_kept, cfg)
         ledger.duplicates.append(found.duplicates)
         ledger.conflicts.append(found.conflicts)
-        accepted = accepted.filter(pa.array(found.keep))
-    accepted = _dedup_step(accepted, cfg, ledger)
-    accepted = _classes_step(accepted, classes, ledger)
-    accepted = _cap_step(accepted, cfg, ledger)
+        accepted.keep(found.keep)
+    _dedup_step(accepted, cfg, ledger)
+    _classes_step(accepted, classes, ledger)
+    _cap_step(accepted, cfg, ledger)
     if classes is None:
-        synsets = set(accepted["synset"].to_pylist())
+        synsets = set(pc.unique(accepted.column("synset")).to_pylist())
         synsets |= set(base_kept["synset"].to_pylist()) if base_kept is not None else set()
         classes = sorted(synsets)
-    accepted = _with_labels(accepted, classes).sort_by("key")
+    kept = _kept_table(accepted, classes)
     if base_kept is not None:
         base_kept = _with_labels(base_kept, classes).sort_by("key")
-    return _finish(meta.num_rows, accepted, ledger, classes, base_kept, removals)
+    return _finish(meta.num_rows, kept, ledger, classes, base_kept, removals)
+
+
+# What a step reads of the accepted rows; the kept table leaves out what nothing after the
+# decisions reads (sources, hashes, sizes, the read stage's verdict: assembly reads the records
+# themselves from staging by `staged_path` and `staged_row`).
+BASE_COLUMNS = ["key", "source", "synset", "split", "sha256", "phash"]
+KEPT_DROP = ("source", "sha256", "phash", "width", "height", "stage", "reason", "label")
+
+
+def _kept_table(accepted: Accepted, classes: list[str]) -> pa.Table:
+    order = pc.sort_indices(accepted.column("key"))  # stable: what sort_by("key") did
+    columns = [c for c in accepted.column_names if c not in KEPT_DROP]
+    return _with_labels(accepted.take(order, columns), classes)
 
 
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],
@@ -99,38 +118,37 @@ def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str]
                      base_kept, removals)
 
 
-def _confidence_step(accepted: pa.Table, cfg: BuildConfig, posteriors: pa.Table | None,
-                     ledger: _Ledger) -> pa.Table:
+def _confidence_step(accepted: Accepted, cfg: BuildConfig, posteriors: pa.Table | None,
+                     ledger: _Ledger) -> None:
     if posteriors is None:
-        return accepted
+        return
     from synshard.builder.decide.votes import confidence_column
 
-    column = confidence_column(accepted, posteriors)
-    accepted = accepted.set_column(accepted.schema.get_field_index("confidence"), "confidence",
-                                   column)
+    column = confidence_column(accepted.table(["key", "synset", "source"]), posteriors)
+    accepted.set("confidence", column)
     if cfg.min_confidence is None:
-        return accepted
-    low = pc.fill_null(pc.less(accepted["confidence"], cfg.min_confidence), False)
-    ledger.reject(accepted.filter(low), "consensus", "low confidence")
-    return accepted.filter(pc.invert(low))
+        return
+    low = pc.fill_null(pc.less(accepted.column("confidence"), cfg.min_confidence), False)
+    ledger.reject(accepted.where(low), "consensus", "low confidence")
+    accepted.keep(pc.invert(low))
 
 
-def _takedown_step(accepted: pa.Table, takedown: Takedown | None, ledger: _Ledger) -> pa.Table:
+def _takedown_step(accepted: Accepted, takedown: Takedown | None, ledger: _Ledger) -> None:
     if not takedown:
-        return accepted
-    down, reasons = takedown.mask(accepted)
-    ledger.reject(accepted.filter(pa.array(down)), "takedown", [r for r in reasons if r])
-    return accepted.filter(pa.array(~down))
+        return
+    down, reasons = takedown.mask(accepted.table(["key", "source", "sha256", "phash"]))
+    ledger.reject(accepted.where(down), "takedown", [r for r in reasons if r])
+    accepted.keep(~down)
 
 
-def _external_step(accepted: pa.Table, external: pa.Table | None, cfg: BuildConfig,
-                   ledger: _Ledger) -> pa.Table:
+def _external_step(accepted: Accepted, external: pa.Table | None, cfg: BuildConfig,
+                   ledger: _Ledger) -> None:
     """`--dedup-against`: drop new samples that near-duplicate another release or eval set."""
     if external is None or not external.num_rows or not accepted.num_rows:
-        return accepted
+        return
     radius = cfg.dedup.near_radius if cfg.dedup.near_radius is not None else 0
     theirs = external.filter(pc.is_valid(external["phash"]))
-    ours = accepted["phash"].to_numpy(zero_copy_only=False).astype(np.uint64)
+    ours = accepted.column("phash").to_numpy().astype(np.uint64)
     i, j, d = near_pairs(ours, theirs["phash"].to_numpy().astype(np.uint64), radius)
     reason: dict[int, str] = {}
     sources = theirs["source"].to_pylist()
@@ -138,43 +156,44 @@ def _external_step(accepted: pa.Table, external: pa.Table | None, cfg: BuildConf
         reason.setdefault(a, f"near copy of {sources[b]} (distance {dist})")
     hit = np.zeros(accepted.num_rows, dtype=bool)
     hit[list(reason)] = True
-    ledger.reject(accepted.filter(pa.array(hit)), "dedup-against",
-                  [reason[k] for k in sorted(reason)])
-    return accepted.filter(pa.array(~hit))
+    ledger.reject(accepted.where(hit), "dedup-against", [reason[k] for k in sorted(reason)])
+    accepted.keep(~hit)
 
 
-def _dedup_step(accepted: pa.Table, cfg: BuildConfig, ledger: _Ledger) -> pa.Table:
-    dedup = exact_dedup(accepted, cfg.dedup)
+def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
+    block = sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 bytes a row
+    dedup = exact_dedup(accepted, cfg.dedup, block)
     if len(dedup.conflict_rows):
-        ledger.reject(accepted.take(pa.array(dedup.conflict_rows)), "dedup",
-                      dedup.conflict_reasons)
-    accepted = accepted.filter(pa.array(dedup.keep))
+        ledger.reject(accepted.take(dedup.conflict_rows), "dedup", dedup.conflict_reasons)
+    accepted.keep(dedup.keep)
     ledger.duplicates.append(dedup.duplicates)
     if cfg.dedup.near_radius is None:
-        return accepted
-    near = near_dedup(accepted, cfg.dedup.near_radius, cfg.dedup.near_conflicts,
+        return
+    near = near_dedup(accepted.table(NEAR_COLUMNS), cfg.dedup.near_radius,
+                      cfg.dedup.near_conflicts,
                       search=near_search(cfg.dedup, accepted.num_rows))  # big: Ray tasks
     ledger.duplicates.append(near.duplicates)
     ledger.conflicts.append(near.conflicts)
-    return accepted.filter(pa.array(near.keep))
+    accepted.keep(near.keep)
 
 
-def _classes_step(accepted: pa.Table, classes: list[str] | None, ledger: _Ledger) -> pa.Table:
+def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger) -> None:
     if classes is None:
-        return accepted
+        return
     known = pc.is_in(accepted.column("synset"), value_set=pa.array(classes))
-    ledger.reject(accepted.filter(pc.invert(known)), "classes",
+    ledger.reject(accepted.where(pc.invert(known)), "classes",
                   "synset not in the pinned class list")
-    return accepted.filter(known)
+    accepted.keep(known)
 
 
-def _cap_step(accepted: pa.Table, cfg: BuildConfig, ledger: _Ledger) -> pa.Table:
-    capped = cap_per_synset_mask(accepted, cfg.max_per_synset)
+def _cap_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
+    if cfg.max_per_synset is None:
+        return  # (without reading keys, splits and synsets of every row)
+    capped = cap_per_synset_mask(accepted.table(["key", "split", "synset"]), cfg.max_per_synset)
     if capped.all():
-        return accepted
-    ledger.reject(accepted.filter(pa.array(~capped)), "limit",
-                  f"over max_per_synset {cfg.max_per_synset}")
-    return accepted.filter(pa.array(capped))
+        return
+    ledger.reject(accepted.where(~capped), "limit", f"over max_per_synset {cfg.max_per_synset}")
+    accepted.keep(capped)
 
 
 def _reject_rows(rows: pa.Table, stage: str | None = None,
@@ -194,8 +213,9 @@ def _reject_rows(rows: pa.Table, stage: str | None = None,
 
 
 def _with_labels(table: pa.Table, classes: list[str]) -> pa.Table:
-    index = {wnid: i for i, wnid in enumerate(classes)}
-    labels = np.array([index[s] for s in table["synset"].to_pylist()], dtype=np.int32)
+    labels = pc.index_in(table["synset"], value_set=pa.array(classes, pa.string()))
+    if labels.null_count:
+        raise AssertionError("a kept sample's synset is not in the class list")
     if "label" in table.column_names:
         table = table.drop_columns(["label"])
-    return table.append_column("label", pa.array(labels, pa.int32()))
+    return table.append_column("label", labels.cast(pa.int32()))

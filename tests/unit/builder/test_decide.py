@@ -85,8 +85,8 @@ def test_low_confidence_is_rejected_and_unvoted_samples_kept_with_null_confidenc
     cfg = _cfg(near_radius="none", min_confidence=0.5, votes="/votes.csv")
     d = decide(table, cfg, posteriors=posteriors)
     _identity(d)
-    conf = dict(zip(d.kept["source"].to_pylist(), d.kept["confidence"].to_pylist()))
-    assert conf[rows[0]["source"]] == pytest.approx(0.9) and conf[rows[2]["source"]] is None
+    conf = dict(zip(d.kept["key"].to_pylist(), d.kept["confidence"].to_pylist()))
+    assert conf[rows[0]["key"]] == pytest.approx(0.9) and conf[rows[2]["key"]] is None
     assert [r["reason"] for r in d.rejects.to_pylist()] == ["low confidence"]
 
 
@@ -100,7 +100,7 @@ def test_takedown_by_key_source_and_sha(tmp_path):
     assert takedown.fingerprint() != Takedown().fingerprint() and not Takedown()
     d = decide(meta_table(rows), _cfg(near_radius="none", remove=str(listing)), takedown=takedown)
     _identity(d)
-    assert d.kept["source"].to_pylist() == [rows[3]["source"]]
+    assert d.kept["key"].to_pylist() == [rows[3]["key"]]
     assert sorted(r["reason"] for r in d.rejects.to_pylist()) == [
         "takedown: key listed", "takedown: sha256 listed", "takedown: source listed"]
 
@@ -120,4 +120,4 @@ def test_assembly_plan_has_one_job_per_synset_with_its_staged_files():
     assert [j.synset for j in jobs] == [LADYBUG, SEASHORE]
     assert [j.keep.num_rows for j in jobs] == [1, 2]
     assert all(not j.reuse and j.staged_paths for j in jobs)
-    assert jobs[1].keep.column_names == ["source", "key", "split", "label", "confidence"]
+    assert jobs[1].keep.column_names == ["staged_path", "staged_row", "split", "label", "confidence"]

@@ -1,0 +1,339 @@
+"""Scale benchmark: N small crops of real photos in 1,000 ILSVRC synsets, built, measured.
+
+    .venv/bin/python bench/bench_scale.py --counts 100000[,1000000] [--cache DIR] [--keep]
+
+Generation (once, into an ignored cache folder, default `.cache/scale/`): image i is a random crop
+(random photo of scripts/photos.py's originals, random position and scale, random mirror) resized
+to 96x72, JPEG quality 75-95, written to `images/<wnid>/<wnid>_<i>.JPEG` with wnid the ILSVRC-2012
+class i % 1000. Every image depends on i alone, so generation is resumable (a `generated` file
+records how many exist) and incremental: 100,000 is a prefix of 1,000,000. A build of N reads a
+view folder of hard links to the first N images (`view-<N>/`, made once).
+
+Each count is built with `synshard build VIEW --resize shorter:64` as a subprocess under
+`/usr/bin/time -v`, while a sampler thread reads /proc once a second: the driver's own peak RSS
+(VmHWM of the `synshard build` process; /usr/bin/time's figure can be a descendant's), the peak
+RSS of the largest Ray worker (processes titled `ray::...`), and the staging folder's peak size.
+It prints images/s, every phase's seconds (build.json), those peaks, the CPU seconds of the
+whole process tree, and with two counts the per-image slope of the driver's peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+SIZE = (96, 72)
+CHUNK = 5000  # images per generation unit (the prefix property holds for any N)
+SYNSETS = 1000
+_PHOTOS: list = []
+
+
+# ---------------------------------------------------------------- generation
+
+def _load_photos() -> list:
+    """The originals, decoded once per process and downscaled to a longer side of 1600 px."""
+    if not _PHOTOS:
+        from PIL import Image
+        import photos
+
+        originals = photos.ensure_originals()
+        index = json.loads((originals / "index.json").read_text())
+        for entry in index["photos"]:
+            with Image.open(originals / entry["file"]) as im:
+                im.draft("RGB", (1600, 1600))
+                im = im.convert("RGB")
+                im.thumbnail((1600, 1600))
+                _PHOTOS.append(im)
+    return _PHOTOS
+
+
+def _wnids() -> list[str]:
+    from synshard.synsets.subsets import load_subset
+
+    wnids = load_subset("ilsvrc2012")
+    assert len(wnids) == SYNSETS, len(wnids)
+    return list(wnids)
+
+
+def render(i: int, photos: list):
+    """Image i (a PIL image and its JPEG quality): depends on i alone."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(20120 * 10**9 + i)
+    photo = photos[rng.randrange(len(photos))]
+    pw, ph = photo.size
+    scale = rng.uniform(0.06, 0.5)
+    bw = max(SIZE[0], round(min(pw, ph * 4 / 3) * scale))
+    bh = round(bw * 3 / 4)
+    x0, y0 = rng.randint(0, pw - bw), rng.randint(0, ph - bh)
+    image = photo.resize(SIZE, Image.Resampling.BILINEAR, box=(x0, y0, x0 + bw, y0 + bh),
+                         reducing_gap=2.0)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image, rng.randint(75, 95)
+
+
+def _generate_chunk(args: tuple[Path, int, int]) -> int:
+    images, start, stop = args
+    photos = _load_photos()
+    wnids = _wnids()
+    for i in range(start, stop):
+        wnid = wnids[i % SYNSETS]
+        image, quality = render(i, photos)
+        image.save(images / wnid / f"{wnid}_{i:08d}.JPEG", "JPEG", quality=quality)
+    return stop - start
+
+
+def generate(cache: Path, count: int, procs: int) -> Path:
+    """At least `count` images under `cache/images` (resumes from the `generated` record)."""
+    images = cache / "images"
+    record = cache / "generated"
+    have = int(record.read_text()) if record.exists() else 0
+    if have >= count:
+        return images
+    for wnid in _wnids():
+        (images / wnid).mkdir(parents=True, exist_ok=True)
+    chunks = [(images, s, min(s + CHUNK, count)) for s in range(have - have % CHUNK, count, CHUNK)]
+    t0 = time.perf_counter()
+    done = have - have % CHUNK
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        # imap keeps the order: `generated` only ever records a complete prefix
+        for n in pool.imap(_generate_chunk, chunks):
+            done += n
+            record.write_text(str(done))
+            rate = (done - have) / (time.perf_counter() - t0)
+            print(f"  generated {done:,} of {count:,} ({rate:,.0f} img/s)", flush=True)
+    return images
+
+
+def view(cache: Path, images: Path, count: int) -> Path:
+    """A folder of hard links to the first `count` images, made once."""
+    dest = cache / f"view-{count}"
+    done = dest.with_suffix(".done")
+    if done.exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    wnids = _wnids()
+    for wnid in wnids:
+        (dest / wnid).mkdir(parents=True)
+    for i in range(count):
+        wnid = wnids[i % SYNSETS]
+        name = f"{wnid}/{wnid}_{i:08d}.JPEG"
+        os.link(images / name, dest / name)
+    done.touch()
+    return dest
+
+
+# ---------------------------------------------------------------- measurement
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for top, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(top, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Sampler(threading.Thread):
+    """Once a second: the driver's VmHWM, each Ray worker's VmHWM/RssAnon, the staging size."""
+
+    def __init__(self, time_pid: int, release: Path, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.time_pid, self.release, self.interval = time_pid, release, interval
+        self.driver = 0
+        self.before_assembly = 0  # the driver's peak until the first synset is assembled
+        self.assembling = False
+        self.workers: dict[int, dict[str, int]] = {}
+        self.staging = 0
+        self.cpu: dict[int, float] = {}  # CPU seconds of every process of the tree, last seen
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        ticks = 0
+        while not self.stop.is_set():
+            self.sample(staging=ticks % 3 == 0)
+            ticks += 1
+            self.stop.wait(self.interval)
+
+    def sample(self, staging: bool) -> None:
+        kids = _children(self.time_pid)
+        if not kids:
+            return
+        driver = kids[0]
+        try:
+            self.driver = max(self.driver, _status(driver)["VmHWM"])
+        except (OSError, KeyError):
+            return
+        if not self.assembling:  # read, gather and decide: no synset's shards journalled yet
+            self.assembling = any((self.release / "_staging").glob("*/_shards"))
+            if not self.assembling:
+                self.before_assembly = self.driver
+        tree = [driver, *_descendants(driver)]
+        for pid in tree:
+            self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
+        for pid in tree[1:]:
+            if not _cmdline(pid).startswith("ray::"):
+                continue
+            try:
+                st = _status(pid)
+            except (OSError, KeyError):
+                continue
+            seen = self.workers.setdefault(pid, {"VmHWM": 0, "RssAnon": 0})
+            seen["VmHWM"] = max(seen["VmHWM"], st.get("VmHWM", 0))
+            seen["RssAnon"] = max(seen["RssAnon"], st.get("RssAnon", 0))
+        if staging and (self.release / "_staging").exists():
+            self.staging = max(self.staging, _tree_bytes(self.release / "_staging"))
+
+
+def build(src: Path, out: Path, count: int, extra: list[str]) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "synshard.cli", "build", str(src),
+           "--out", str(out), "--resize", "shorter:64", "--no-progress", "--name",
+           f"scale-{count}", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampler = Sampler(proc.pid, out)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        sys.exit(f"build of {count} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    tv = dict(re.findall(r"^\s*([^:\n]+): (.+)$", stderr, re.M))
+    stats = json.loads((out / "build.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    biggest = max(sampler.workers.values(), key=lambda w: w["VmHWM"], default={"VmHWM": 0,
+                                                                                  "RssAnon": 0})
+    return {
+        "count": count, "wall_s": wall,
+        "cpu_s": sum(sampler.cpu.values()),
+        "timings": stats["stats"]["timings_s"], "accounting": manifest["accounting"],
+        "driver_peak": sampler.driver, "driver_peak_before_assembly": sampler.before_assembly,
+        "time_v_max_rss": int(tv.get("Maximum resident set size (kbytes)", 0)) * 1024,
+        "worker_peak": biggest["VmHWM"], "worker_peak_anon": max(
+            (w["RssAnon"] for w in sampler.workers.values()), default=0),
+        "workers_seen": len(sampler.workers), "staging_peak": sampler.staging,
+        "release_bytes": _tree_bytes(out),
+    }
+
+
+def report(r: dict) -> None:
+    mib = 1024 * 1024
+    t = r["timings"]
+    stage = t.get("read+transform+stage", 0.0)
+    print(f"\n== {r['count']:,} images: whole command {r['count'] / r['wall_s']:,.0f} img/s "
+          f"(wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.0f} s in the build's process tree, sampled); "
+          f"read+transform+stage {r['count'] / max(stage, 1e-9):,.0f} img/s")
+    print("   phases s: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
+    print(f"   accounting: {r['accounting']}")
+    print(f"   driver peak RSS {r['driver_peak'] / mib:,.0f} MiB "
+          f"({r['driver_peak'] / r['count']:,.0f} B/image all told; until the first synset was "
+          f"assembled {r['driver_peak_before_assembly'] / mib:,.0f} MiB); /usr/bin/time max RSS "
+          f"{r['time_v_max_rss'] / mib:,.0f} MiB")
+    print(f"   largest Ray worker peak RSS {r['worker_peak'] / mib:,.0f} MiB (anonymous "
+          f"{r['worker_peak_anon'] / mib:,.0f} MiB; {r['workers_seen']} workers seen)")
+    print(f"   staging peak {r['staging_peak'] / 1e6:,.0f} MB "
+          f"({r['staging_peak'] / r['count']:,.0f} B/image); release "
+          f"{r['release_bytes'] / 1e6:,.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default="100000",
+                    help="comma-separated image counts to build (default 100000)")
+    ap.add_argument("--cache", default=str(ROOT / ".cache" / "scale"))
+    ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
+                    help="generation processes")
+    ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the releases (default: removed)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("build_args", nargs="*", help="extra `synshard build` flags (after --)")
+    args = ap.parse_args()
+    counts = sorted(int(c.replace("_", "")) for c in args.counts.split(","))
+    cache = Path(args.cache).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    print(f"load average {os.getloadavg()[0]:.1f}; generating up to {counts[-1]:,} into {cache}")
+    images = generate(cache, counts[-1], args.procs)
+    if args.generate_only:
+        return
+    results = []
+    for count in counts:
+        src = view(cache, images, count)
+        out = cache / f"release-{count}"
+        r = build(src, out, count, args.build_args)
+        report(r)
+        results.append(r)
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+    if len(results) >= 2:
+        a, b = results[0], results[-1]
+        slope = (b["driver_peak"] - a["driver_peak"]) / (b["count"] - a["count"])
+        print(f"\ndriver peak RSS slope {a['count']:,} -> {b['count']:,}: {slope:,.0f} B/image")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

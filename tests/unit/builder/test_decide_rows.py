@@ -1,0 +1,40 @@
+"""decide/rows.py: the accepted rows as row numbers into the gathered table, with the columns
+the decisions set held beside them; every view equals filtering a copy of the table."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from synshard.builder.decide.rows import Accepted
+
+
+def _meta() -> pa.Table:
+    return pa.table({"key": [f"k{i}" for i in range(6)], "source": [f"/s/{i}" for i in range(6)],
+                     "split": [None, "val", None, None, "train", None]})
+
+
+def test_views_match_filtering_a_copy():
+    meta = _meta()
+    acc = Accepted(meta, np.array([0, 2, 3, 4, 5]))
+    acc.set("split", pa.array(["a", "b", "c", "d", "e"]))
+    acc.set("label", pa.array([10, 11, 12, 13, 14], pa.int32()))
+    acc.keep(np.array([True, False, True, True, True]))
+    assert acc.num_rows == 4 and acc.rows.tolist() == [0, 3, 4, 5]
+    assert acc.column("key").to_pylist() == ["k0", "k3", "k4", "k5"]
+    assert acc.column("split").to_pylist() == ["a", "c", "d", "e"]
+    assert acc.table(["source", "label"]).to_pylist() == [
+        {"source": "/s/0", "label": 10}, {"source": "/s/3", "label": 12},
+        {"source": "/s/4", "label": 13}, {"source": "/s/5", "label": 14}]
+    picked = acc.take(pa.array([3, 0]), ["key", "split", "label"])
+    assert picked.column_names == ["key", "split", "label"]
+    assert picked.to_pylist() == [{"key": "k5", "split": "e", "label": 14},
+                                  {"key": "k0", "split": "a", "label": 10}]
+    assert acc.where(pa.array([False, True, False, False]))["key"].to_pylist() == ["k3"]
+    assert acc.take([1]).column_names == ["key", "source", "split", "label"]
+
+
+def test_a_set_column_must_match_the_rows():
+    acc = Accepted(_meta(), np.array([1, 2]))
+    with pytest.raises(ValueError, match="3 values for 2 rows"):
+        acc.set("split", pa.array(["a", "b", "c"]))

@@ -142,9 +142,9 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
            ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
-    Until Ray is up, this process runs read tasks itself, one at a time; then the rest go to Ray
-    as plain tasks, one per read task and a CPU each, at most two per CPU in flight (so a worker
-    never waits for the driver); each returns two numbers, never rows (the metadata goes
+    Until an embedded Ray is up, this process runs read tasks itself, one at a time; then the
+    rest go to Ray as plain tasks, one per read task and a CPU each, at most two per CPU in
+    flight (so a worker never waits for the driver); each returns two numbers, never rows (the metadata goes
     through the journal). Also returns how many inputs each Ray node settled in this run (this
     process's share under its own node's id), and the session's description."""
     done = staging.finished_tasks()
@@ -156,7 +156,10 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     background.start()
     with _progress(cfg) as bar:
         here = 0
-        while queue and not background.ready():
+        # while an embedded Ray starts (seconds), this process reads; joining a cluster is quick,
+        # and the cluster's nodes, not the driver, are where its read tasks belong
+        embedded = not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+        while embedded and queue and not background.ready():
             rows = sum(run_task(queue[-1], tasks[queue[-1]], cfg, staging))
             queue.pop()
             here += rows

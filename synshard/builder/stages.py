@@ -47,7 +47,10 @@ def _off_cpu_pause() -> Callable[[], None] | None:
     in `ray.get` releases its CPU: Ray's "Yielding Resources While Blocked"), so a read task left
     waiting only for slow URLs lets another read task run meanwhile. None outside a Ray task."""
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_task_id() is None:
+    try:
+        if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_task_id() is None:
+            return None
+    except AttributeError:  # the driver, while its background thread is still importing Ray
         return None
     pause = ray.remote(num_cpus=0)(_sleep)
     return lambda: ray.get(pause.remote(0.5))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,7 @@ class Staging:
         buf = io.BytesIO()
         pq.write_table(meta, buf, compression="zstd")
         self.fs.makedirs(join(self.path, TASKS_DIR), exist_ok=True)
-        self.fs.pipe_file(self.task_path(index), buf.getvalue())
+        self._put_record(self.task_path(index), buf.getvalue())
 
     def finished_tasks(self) -> set[int]:
         folder = join(self.path, TASKS_DIR)
@@ -100,7 +101,19 @@ class Staging:
     def write_synset_entries(self, synset: str, entries: list[ShardEntry]) -> None:
         self.fs.makedirs(join(self.path, SHARDS_DIR), exist_ok=True)
         data = json.dumps([e.to_dict() for e in entries], sort_keys=True).encode()
-        self.fs.pipe_file(self.synset_path(synset), data)
+        self._put_record(self.synset_path(synset), data)
+
+    def _put_record(self, path: str, data: bytes) -> None:
+        """A journal record appears whole or not at all: an object store's PUT already is; on a
+        local or mounted filesystem the bytes go to a temporary name first, then are renamed (a
+        kill -9 mid-write must not leave a short file that reads as a finished task)."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if "file" not in protocols and "local" not in protocols:
+            self.fs.pipe_file(path, data)
+            return
+        tmp = f"{path}.tmp-{os.getpid()}"
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, path)
 
     def read_synset_entries(self, synset: str) -> list[ShardEntry] | None:
         path = self.synset_path(synset)

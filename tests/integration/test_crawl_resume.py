@@ -40,8 +40,9 @@ def test_kill_nine_mid_crawl_then_rerun_refetches_no_finished_chunk(tmp_path):
         url_list.write_text("".join(json.dumps({"url": u, "synset": ("n01440764", "n01443537")[
             i % 2]}) + "\n" for i, u in enumerate(urls)))
         reference = tmp_path / "reference"
-        subprocess.run(_command(url_list, reference), check=True, capture_output=True,
-                       timeout=300)
+        ref = subprocess.run(_command(url_list, reference), capture_output=True, text=True,
+                             timeout=300)
+        assert ref.returncode == 0, ref.stderr[-2000:]
         expected = release_bytes(reference)
 
         out = tmp_path / "out"

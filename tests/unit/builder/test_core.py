@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -208,3 +209,13 @@ def test_split_fractions_hold_within_binomial_bounds_on_100000_keys():
         assert abs(counts[split] - n * p) < 5 * sigma, (split, counts)
     units = [key_unit(f"key{i:08d}") for i in range(1000)]
     assert all(0 <= u < 1 for u in units)
+
+
+def test_journal_records_appear_whole_or_not_at_all(tmp_path):
+    """A kill -9 mid-write leaves at most a temporary file, which is not a finished task."""
+    staging = Staging.for_build(str(tmp_path), {}, "f" * 64, 256)
+    staging.write_task_meta(0, pa.table({"x": [1, 2]}))
+    tasks = Path(staging.task_path(0)).parent
+    assert [p.name for p in tasks.iterdir()] == ["task-00000000.parquet"]  # no temporary left
+    (tasks / "task-00000001.parquet.tmp-123").write_bytes(b"")  # what a killed write leaves
+    assert staging.finished_tasks() == {0}

@@ -37,7 +37,20 @@ def build(sources: Sequence[str] = (), out: str = "", config: str | None = None,
     """Build a release; returns a BuildResult (uri, noop, accounting, counts, stats)."""
     from synshard.builder.pipeline import run_build  # Ray is imported only when a build runs
 
-    return run_build(make_config(sources, out, config, **options), log=log)
+    cfg = make_config(sources, out, config, **options)
+    _check_out(cfg)
+    return run_build(cfg, log=log)
+
+
+def _check_out(cfg: BuildConfig) -> None:
+    """The output is a folder (made if missing) or an object-store prefix, never a file."""
+    from synshard.config import ConfigError
+    from synshard.shards.release import release_fs
+
+    fs, root = release_fs(cfg.out, dict(cfg.storage_options))
+    if fs.isfile(root):
+        raise ConfigError(f"--out {cfg.out} is a file: the release is a folder (it is created "
+                          "if missing) or an s3:// prefix")
 
 
 def info(uri: str, storage_options: dict | None = None) -> Release:

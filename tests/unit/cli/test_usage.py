@@ -32,3 +32,11 @@ def test_a_refused_value_is_exit_2_in_one_line(argv, says, tmp_path, capsys):
 def test_a_failure_that_is_not_usage_stays_exit_1(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "SRC").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    assert main(["build", str(tmp_path / "SRC"), "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file: the release is a folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -36,6 +36,8 @@ Bounds on huge buckets (flat or near-blank images):
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Callable
@@ -366,7 +368,7 @@ def _big_run(run: np.ndarray, shift: int, radius: int, max_bucket: int, depth: i
             out_b.append(b[ok])
         return _cat(out_a), _cat(out_b)
     rest = run & U64((1 << shift) - 1)  # ascending and distinct, like the run itself
-    sub = search_distinct(rest, radius, shift, max_bucket, depth + 1)
+    sub = search_distinct(rest, radius, shift, max_bucket, depth + 1, threads=1)
     return sub.i, sub.j
 
 
@@ -440,15 +442,32 @@ def plan_tasks(n: int, radius: int, width: int = 64, parts_per_table: int = 1,
     return tasks
 
 
+def local_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_tasks(distinct: np.ndarray, tasks: list[SearchTask],
-              max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
-    """Pairs (indices into `distinct`) that these tasks emit; pure, so any executor can run
-    them (synshard/builder/neardup_ray.py: a few tables per Ray task)."""
+              max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0, threads: int = 1) -> Pairs:
+    """Pairs (indices into `distinct`) that these tasks emit, in task order whatever the
+    executor; pure, so any executor can run them (synshard/builder/neardup_ray.py: a few
+    tables per Ray task). `threads` > 1 runs the tables on that many threads of this process:
+    the sort and the vector passes release the GIL, so a table per core runs side by side
+    on the one shared copy of the hashes (memory: a permuted copy of them per thread)."""
     h = np.asarray(distinct, dtype=U64)
     index_of = _indexer(h)
-    return Pairs.concat([
-        _table_pairs(h, layout_for(t.width, t.radius, t.q), t.table, t.key_lo, t.key_hi,
-                     max_bucket, depth, index_of) for t in tasks])
+
+    def one(t: SearchTask) -> Pairs:
+        return _table_pairs(h, layout_for(t.width, t.radius, t.q), t.table, t.key_lo,
+                            t.key_hi, max_bucket, depth, index_of)
+
+    if threads <= 1 or len(tasks) < 2:
+        return Pairs.concat([one(t) for t in tasks])
+    with ThreadPoolExecutor(min(threads, len(tasks)), thread_name_prefix="neardup") as pool:
+        return Pairs.concat(list(pool.map(one, tasks)))
 
 
 def run_task(distinct: np.ndarray, task: SearchTask, max_bucket: int = DEFAULT_MAX_BUCKET,
@@ -457,13 +476,23 @@ def run_task(distinct: np.ndarray, task: SearchTask, max_bucket: int = DEFAULT_M
     return run_tasks(distinct, [task], max_bucket, depth)
 
 
+PARALLEL_ABOVE = 200_000  # distinct hashes from which search_distinct uses every local CPU
+
+
 def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
-                    max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
-    """All pairs of *distinct* hashes within `radius` (distance >= 1), each once, i < j."""
+                    max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0,
+                    threads: int | None = None) -> Pairs:
+    """All pairs of *distinct* hashes within `radius` (distance >= 1), each once, i < j.
+
+    `threads`: tables searched side by side in this process; by default every CPU this
+    process may use from PARALLEL_ABOVE hashes (the pairs and their order do not depend on it).
+    """
     h = np.asarray(distinct, dtype=U64)
     if h.size < 2 or radius == 0:
         return Pairs.empty()
-    return run_tasks(h, plan_tasks(h.size, radius, width), max_bucket, depth)
+    if threads is None:
+        threads = local_cpus() if depth == 0 and h.size >= PARALLEL_ABOVE else 1
+    return run_tasks(h, plan_tasks(h.size, radius, width), max_bucket, depth, threads)
 
 
 def groups_of(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -248,6 +248,26 @@ def choose_match_blocks(n: int, radius: int, width: int = 64) -> int:
     return best
 
 
+FILTER_BITS = 24  # sorted_members: a 16 MiB table of flags on the low bits
+
+
+def sorted_members(x: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Positions of the x (uint64) that are among `values` (distinct, ascending), ascending.
+
+    A table of flags on the low bits passes the members and a few percent of the rest (~0.6%
+    at 100,000 values), and only those are binary-searched: at 10M x, ~0.1 s against 1.4 s for
+    searching them all. For uniform bits (hash blocks, perceptual hashes); any bits are exact."""
+    x = np.asarray(x, dtype=U64)
+    if values.size == 0:
+        return np.empty(0, np.int64)
+    mask = U64((1 << FILTER_BITS) - 1)
+    flags = np.zeros(1 << FILTER_BITS, dtype=bool)
+    flags[(values & mask).astype(np.intp)] = True
+    maybe = np.flatnonzero(flags[(x & mask).astype(np.intp)])
+    at = np.minimum(np.searchsorted(values, x[maybe]), values.size - 1)
+    return maybe[values[at] == x[maybe]]
+
+
 def collapse(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct hashes (sorted) and, per input, the index of its distinct hash."""
     uniq, inverse = np.unique(np.asarray(hashes, dtype=U64), return_inverse=True)
@@ -269,10 +289,13 @@ def _close(x: np.ndarray, radius: int) -> np.ndarray:
 def _scan(ph: np.ndarray, shift: int, radius: int, offsets: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass over the sorted permuted array in cache-sized chunks: the run starts, and the
-    pairs (a, a + d) within radius at offsets d = 1..offsets inside a run.
+    pairs (a, a + d) within radius at offsets d = 1..offsets, inside a run and across runs.
 
-    Same key (the bits from `shift` up) <=> the xor is below 2**shift, so neither needs the
-    runs first; offsets this small hold most of the candidates."""
+    Same key (the bits from `shift` up) <=> the xor is below 2**shift, so the runs come from
+    offset 1 alone. The pairs are not checked for a shared key (two passes fewer an offset,
+    ~30% of the scan): a pair within radius whose key differs here is dropped by the caller's
+    first-table rule (`_table_pairs`: this table's blocks do not all agree, so it is not the
+    pair's first table), and offsets this small hold most of the candidates."""
     lim, n = U64(1 << shift), ph.size
     breaks, out_a, out_b = [np.zeros(1, np.int64)], [], []
     for c0 in range(0, max(n - 1, 0), SCAN_CHUNK):
@@ -283,10 +306,9 @@ def _scan(ph: np.ndarray, shift: int, radius: int, offsets: int
             if k <= 0:
                 break
             x = c[d:d + k] ^ c[:k]
-            same = x < lim
             if d == 1:
-                breaks.append(np.flatnonzero(~same) + (c0 + 1))
-            hit = np.flatnonzero(same & _close(x, radius)) + c0
+                breaks.append(np.flatnonzero(x >= lim) + (c0 + 1))
+            hit = np.flatnonzero(_close(x, radius)) + c0
             out_a.append(hit)
             out_b.append(hit + d)
     return _cat(breaks), _cat(out_a), _cat(out_b)

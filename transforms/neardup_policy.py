@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .clusters import clusters
-from .neardup import Pairs, expand_pairs, hamming, search_distinct
+from .neardup import Pairs, expand_pairs, hamming, search_distinct, sorted_members
 from .schema import DUPLICATE_SCHEMA
 from .takes import take_meta
 
@@ -96,8 +96,8 @@ def _hot(phash: np.ndarray, radius: int, search: Search) -> tuple[np.ndarray, np
     renumber = np.cumsum(hot) - 1
     hashes = uniq[hot]
     pairs = Pairs(renumber[distinct.i], renumber[distinct.j], distinct.dist)
-    pos = np.minimum(np.searchsorted(hashes, phash), max(hashes.size - 1, 0))
-    row_hot = hashes[pos] == phash if hashes.size else np.zeros(phash.size, dtype=bool)
+    row_hot = np.zeros(phash.size, dtype=bool)
+    row_hot[sorted_members(phash, hashes)] = True
     return row_hot, hashes, pairs
 
 

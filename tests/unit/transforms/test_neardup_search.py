@@ -165,3 +165,14 @@ def test_property_between(a, b, radius):
     b = np.array(b + a[:10], dtype=np.uint64) ^ np.uint64(0b101)
     a = np.array(a + a[:5], dtype=np.uint64)
     assert_same(find_pairs_between(a, b, radius, max_bucket=8), brute_between(a, b, radius))
+
+
+def test_sorted_members_is_isin():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 2**64, 50_000, dtype=np.uint64)
+    x[::7] = x[3]  # repeats
+    x[1::11] = np.uint64(5) | (np.uint64(1) << np.uint64(40))  # same low bits as a value
+    values = np.unique(np.concatenate([x[rng.choice(x.size, 500)], np.array([5], np.uint64)]))
+    got = nd.sorted_members(x, values)
+    assert got.tolist() == np.flatnonzero(np.isin(x, values)).tolist()
+    assert nd.sorted_members(x, np.empty(0, np.uint64)).size == 0

@@ -13,10 +13,13 @@ How a table is searched (profiled at 10M hashes, r=6, q=3: docs/phash.md): its h
 *permuted* so that the key's bits are on top (`Layout.permute`, a bijection that keeps Hamming
 distances), then sorted in place. Every bucket is then a run of the sorted array and each
 element still carries its whole hash, so candidates are compared where they lie: no argsort,
-no gather through it. One chunked scan finds the run boundaries and every pair up to
-SCAN_OFFSETS apart (same key <=> their xor is below 2**shift); the members of longer runs are
-compared size class by size class, one vector operation per offset over all runs of that size.
-Only the pairs within the radius are mapped back to indices (a binary search).
+no gather through it. One chunked scan finds the run boundaries (same key <=> their xor is
+below 2**shift) and every pair within the radius up to SCAN_OFFSETS apart (across runs too: the
+first-table rule below drops those); the members of longer runs are compared size class by size
+class, one vector operation per offset over all runs of that size. Only the pairs within the
+radius are mapped back to indices (a binary search). In one process the tables run on a thread
+per local CPU (`run_tasks(threads=)`: the sorts and vector passes release the GIL), over the
+one shared array of hashes.
 
 Each pair is emitted exactly once, with no global de-duplication: a pair is reported only by the
 *first* table (in lexicographic combination order) whose blocks it agrees on, found through a
@@ -472,6 +475,19 @@ def local_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def spare_cpus() -> int:
+    """The local CPUs not already kept busy by other processes (the 1-minute load average,
+    less this process's own one), at least 1. Measured on the 2-core dev machine at load ~18:
+    near_dedup on 1M rows took 2.3 CPU-s / 6.1-7.0 s on one thread and 3.0-3.2 CPU-s /
+    8.5-10.1 s on two, so threads only pay on cores that are free."""
+    cpus = local_cpus()
+    try:
+        others = os.getloadavg()[0] - 1.0
+    except (AttributeError, OSError):  # no load average here
+        return cpus
+    return max(1, min(cpus, int(cpus - others + 0.5)))
+
+
 def run_tasks(distinct: np.ndarray, tasks: list[SearchTask],
               max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0, threads: int = 1) -> Pairs:
     """Pairs (indices into `distinct`) that these tasks emit, in task order whatever the
@@ -498,7 +514,7 @@ def run_task(distinct: np.ndarray, task: SearchTask, max_bucket: int = DEFAULT_M
     return run_tasks(distinct, [task], max_bucket, depth)
 
 
-PARALLEL_ABOVE = 200_000  # distinct hashes from which search_distinct uses every local CPU
+PARALLEL_ABOVE = 200_000  # distinct hashes from which search_distinct uses the free local CPUs
 
 
 def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
@@ -506,14 +522,15 @@ def search_distinct(distinct: np.ndarray, radius: int, width: int = 64,
                     threads: int | None = None) -> Pairs:
     """All pairs of *distinct* hashes within `radius` (distance >= 1), each once, i < j.
 
-    `threads`: tables searched side by side in this process; by default every CPU this
-    process may use from PARALLEL_ABOVE hashes (the pairs and their order do not depend on it).
+    `threads`: tables searched side by side in this process; by default, from PARALLEL_ABOVE
+    hashes, one per local CPU that other processes leave free (`spare_cpus`); the pairs and
+    their order do not depend on it.
     """
     h = np.asarray(distinct, dtype=U64)
     if h.size < 2 or radius == 0:
         return Pairs.empty()
     if threads is None:
-        threads = local_cpus() if depth == 0 and h.size >= PARALLEL_ABOVE else 1
+        threads = spare_cpus() if depth == 0 and h.size >= PARALLEL_ABOVE else 1
     return run_tasks(h, plan_tasks(h.size, radius, width), max_bucket, depth, threads)
 
 

@@ -67,7 +67,8 @@ def _rows(meta: pa.Table, index: np.ndarray, phash: np.ndarray) -> _Rows:
     area = (pc.fill_null(t["width"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
             * pc.fill_null(t["height"], 0).to_numpy(zero_copy_only=False).astype(np.int64))
     key_rank = pc.rank(t["key"], sort_keys="ascending", tiebreaker="first")
-    return _Rows(index, np.asarray(phash, dtype=np.uint64), synset.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+    codes = synset.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _Rows(index, np.asarray(phash, dtype=np.uint64), codes,
                  pc.fill_null(t["split"], "").to_numpy(zero_copy_only=False), area,
                  key_rank.to_numpy(zero_copy_only=False).astype(np.int64))
 
@@ -136,7 +137,7 @@ def near_dedup(meta: pa.Table, radius: int, near_conflicts: NearConflictPolicy =
     phash column is read whole (8 bytes a row), every other column only for the rows that
     take part in a pair (a few percent). `search(distinct ascending hashes, radius) -> Pairs`
     finds the pairs within radius: by default `search_distinct` in this process (on every
-    local CPU); a build on a cluster passes the same search run as Ray tasks
+    free local CPU); a build on a cluster passes the same search run as Ray tasks
     (synshard/builder/neardup_ray.py), which finds exactly the same pairs."""
     if near_conflicts not in ("keep", "drop"):
         raise ValueError(f"near_conflicts must be 'keep' or 'drop', not {near_conflicts!r}")

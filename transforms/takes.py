@@ -7,7 +7,7 @@ sha256 hex strings, 0.6-1.4 s against 0.2 s): the decisions take a few percent o
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -44,7 +44,7 @@ def take_column(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
     return pa.chunked_array([taken.combine_chunks().take(pa.array(back))], column.type)
 
 
-def take_meta(meta, rows: np.ndarray, columns: Iterable[str]) -> pa.Table:
+def take_meta(meta: Any, rows: np.ndarray, columns: Iterable[str]) -> pa.Table:
     """Some rows and columns of a table, or of anything with `take(rows, columns)` (the build's
     row view, synshard.builder.decide.rows.Accepted, which takes them from its base table)."""
     if isinstance(meta, pa.Table):

@@ -176,3 +176,10 @@ def test_sorted_members_is_isin():
     got = nd.sorted_members(x, values)
     assert got.tolist() == np.flatnonzero(np.isin(x, values)).tolist()
     assert nd.sorted_members(x, np.empty(0, np.uint64)).size == 0
+
+
+def test_spare_cpus_leave_busy_cores_alone(monkeypatch):
+    monkeypatch.setattr(nd, "local_cpus", lambda: 4)
+    for load, want in ((0.5, 4), (1.0, 4), (2.2, 3), (3.9, 1), (40.0, 1)):
+        monkeypatch.setattr(nd.os, "getloadavg", lambda load=load: (load, load, load))
+        assert nd.spare_cpus() == want, load

@@ -200,13 +200,13 @@ class Layout:
         distances are unchanged. Worked in cache-sized chunks (a dozen passes each)."""
         h = np.asarray(h, dtype=U64)
         moves = [(d, b, s) if inverse else (s, b, d) for s, b, d in self._pieces[table]]
-        out = np.zeros(h.shape, dtype=U64)
+        out = np.empty(h.shape, dtype=U64)
         flat_in, flat_out = h.reshape(-1), out.reshape(-1)
         tmp = np.empty(min(flat_in.size, PERMUTE_CHUNK), dtype=U64)
         for c0 in range(0, flat_in.size, PERMUTE_CHUNK):
             src_c, out_c = flat_in[c0:c0 + PERMUTE_CHUNK], flat_out[c0:c0 + PERMUTE_CHUNK]
-            t = tmp[:src_c.size]
-            for src, bits, dst in moves:
+            for k, (src, bits, dst) in enumerate(moves):
+                t = out_c if k == 0 else tmp[:src_c.size]  # the first move writes the output
                 if src > dst:
                     np.right_shift(src_c, U64(src - dst), out=t)
                 elif src < dst:
@@ -214,7 +214,8 @@ class Layout:
                 else:
                     t[:] = src_c
                 np.bitwise_and(t, U64(((1 << bits) - 1) << dst), out=t)
-                np.bitwise_or(out_c, t, out=out_c)
+                if k:
+                    np.bitwise_or(out_c, t, out=out_c)
         return out
 
     def unpermute(self, p: np.ndarray, table: int) -> np.ndarray:

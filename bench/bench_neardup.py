@@ -7,7 +7,7 @@ table), 1% exact copies and 2% near copies planted at distance 1..radius. Prints
 recall (must be 100%), that both runs found the same pairs, wall and CPU seconds, peak RSS of
 the driver and of the largest Ray worker, and brute force measured on a subsample, scaled.
 
-    .venv/bin/python bench/bench_neardup.py                    # 10M hashes, r=6, Ray vs one
+    .venv/bin/python bench/bench_neardup.py          # 10M hashes, r=6: Ray, 1 thread, N threads
     .venv/bin/python bench/bench_neardup.py --n 1000000 --compare-q
     .venv/bin/python bench/bench_neardup.py --policy        # near_dedup on 10M metadata rows
     .venv/bin/python bench/bench_neardup.py --profile-tables 7   # CPU per step of a table
@@ -211,6 +211,8 @@ def main() -> None:
     ap.add_argument("--radius", type=int, default=6)
     ap.add_argument("--cpus", type=int, default=None, help="Ray CPUs (default: all)")
     ap.add_argument("--no-ray", action="store_true", help="only the one-process search")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of the in-process search (default: every local CPU)")
     ap.add_argument("--brute-sample", type=int, default=10_000)
     ap.add_argument("--compare-q", action="store_true", help="also time q=1..4 (slow at big n)")
     ap.add_argument("--profile-tables", type=int, default=0,
@@ -238,16 +240,24 @@ def main() -> None:
               f"pairs {len(pairs):,} recall {100 * recall(uniq, pairs, h, src, dst):.3f}% "
               f"driver peak RSS {peak_rss_mb():,.0f} MB, largest worker {worker_rss:,.0f} MB",
               flush=True)
-    pairs, wall, cpu = timed(nd.search_distinct, uniq, args.radius)
+    threads = args.threads or nd.local_cpus()
+    pairs, wall, cpu = timed(nd.search_distinct, uniq, args.radius, threads=1)
     runs["one"] = (pairs, wall, cpu)
-    print(f"one process: wall {wall:.1f}s cpu {cpu:.1f}s pairs {len(pairs):,} "
+    print(f"one process, one thread: wall {wall:.1f}s cpu {cpu:.1f}s pairs {len(pairs):,} "
           f"recall {100 * recall(uniq, pairs, h, src, dst):.3f}% "
           f"peak RSS {peak_rss_mb():,.0f} MB", flush=True)
-    if "ray" in runs:
-        same = all(np.array_equal(x, y) for x, y in zip(runs["ray"][0].as_tuple(),
-                                                       runs["one"][0].as_tuple()))
-        print(f"same pairs in the same order: {same}; ray/one wall ratio "
-              f"{runs['one'][1] / runs['ray'][1]:.2f}x faster", flush=True)
+    if threads > 1:  # the build's in-process default: a table per local CPU
+        pairs, wall, cpu = timed(nd.search_distinct, uniq, args.radius, threads=threads)
+        runs["threads"] = (pairs, wall, cpu)
+        print(f"one process, {threads} threads: wall {wall:.1f}s cpu {cpu:.1f}s pairs "
+              f"{len(pairs):,} peak RSS {peak_rss_mb():,.0f} MB", flush=True)
+    for other in ("ray", "threads"):
+        if other in runs:
+            same = all(np.array_equal(x, y) for x, y in zip(runs[other][0].as_tuple(),
+                                                           runs["one"][0].as_tuple()))
+            print(f"{other}: same pairs in the same order as one thread: {same}; "
+                  f"{runs['one'][1] / runs[other][1]:.2f}x faster (wall), "
+                  f"CPU {runs[other][2] / runs['one'][2]:.2f}x", flush=True)
     per_pair = brute_rate(uniq, min(args.brute_sample, uniq.size), args.radius)
     brute = per_pair * uniq.size * (uniq.size - 1) / 2
     print(f"brute force (measured on {min(args.brute_sample, uniq.size):,}, scaled): "

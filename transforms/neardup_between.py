@@ -1,7 +1,7 @@
 """Exact near-duplicate search between two hash sets: every (a, b) pair within Hamming radius r.
 
-The same multi-index method as neardup.py (see its docstring), bipartite: for each table, every
-hash of `b` looks up its bucket among the sorted keys of `a`. Used for a release against an
+The same multi-index search as neardup.py (see its docstring), run once over the union of the
+two sets' distinct hashes; the pairs that join `a` to `b` are kept. Used for a release against an
 evaluation set (`synshard leakage`, `--dedup-against`), takedowns by likeness, and new inputs
 against a base release. `near_pairs` picks this search or a plain pairwise comparison, whichever
 is faster for the sizes and radius at hand (same pairs, same order): callers use it.
@@ -12,16 +12,13 @@ import numpy as np
 
 from .neardup import (
     DEFAULT_MAX_BUCKET,
-    MAX_DEPTH,
     U64,
-    Layout,
     Pairs,
-    choose_match_blocks,
     collapse,
     cross_pairs,
     groups_of,
-    layout_for,
     popcount64,
+    search_distinct,
 )
 
 # near_pairs: below this many comparisons (or above this radius) compare every pair.
@@ -30,64 +27,35 @@ MAX_INDEXED_RADIUS = 8
 PAIRWISE_CELLS = 1 << 23  # distances held at once (int32: 32 MiB)
 
 
-def _verify_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                    a: np.ndarray, b: np.ndarray) -> Pairs:
-    """`_verify` for pairs (a from ha, b from hb); i indexes ha, j indexes hb."""
-    x = ha[a] ^ hb[b]
-    d = popcount64(x)
-    ok = d <= layout.radius
-    a, b, x, d = a[ok], b[ok], x[ok], d[ok]
-    mine = layout.first_table[layout.equal_mask(x)] == table
-    return Pairs(a[mine], b[mine], d[mine])
-
-
-def _table_pairs_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                         max_bucket: int, depth: int) -> Pairs:
-    """One table of the bipartite search: each b looks up its bucket in a's sorted keys."""
-    ka = layout.key(ha, table)
-    oa = np.argsort(ka)
-    ska, kb = ka[oa], layout.key(hb, table)
-    lo = np.searchsorted(ska, kb, "left").astype(np.int64)
-    hi = np.searchsorted(ska, kb, "right").astype(np.int64)
-    big = (hi - lo) > max_bucket
-    out, d = [], 0
-    active = np.flatnonzero(~big & (hi > lo))
-    while active.size:
-        out.append(_verify_between(ha, hb, layout, table, oa[lo[active] + d], active))
-        d += 1
-        active = active[lo[active] + d < hi[active]]
-    big_b = np.flatnonzero(big)
-    for key in np.unique(kb[big_b]):
-        mb = big_b[kb[big_b] == key]
-        ma = oa[lo[mb[0]]:hi[mb[0]]]
-        out.append(_big_bucket_between(ha, hb, layout, table, ma, mb, max_bucket, depth))
-    return Pairs.concat(out)
-
-
-def _big_bucket_between(ha: np.ndarray, hb: np.ndarray, layout: Layout, table: int,
-                        ma: np.ndarray, mb: np.ndarray, max_bucket: int, depth: int) -> Pairs:
-    """Recurse on the bits outside the key, as `_big_bucket` does for the self search."""
-    rest_width = layout.width - layout.key_bits(table)
-    if depth >= MAX_DEPTH or rest_width < 2 * (layout.radius + 1):
-        a, b = np.repeat(ma, mb.size), np.tile(mb, ma.size)
-        return _verify_between(ha, hb, layout, table, a, b)
-    sub = search_between_distinct(layout.rest(ha[ma], table), layout.rest(hb[mb], table),
-                                  layout.radius, rest_width, max_bucket, depth + 1)
-    a, b = ma[sub.i], mb[sub.j]
-    mine = layout.first_table[layout.equal_mask(ha[a] ^ hb[b])] == table
-    return Pairs(a[mine], b[mine], sub.dist[mine])
-
-
 def search_between_distinct(ha: np.ndarray, hb: np.ndarray, radius: int, width: int = 64,
-                            max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0) -> Pairs:
-    """Pairs (i into ha, j into hb) within radius; each side's hashes distinct."""
+                            max_bucket: int = DEFAULT_MAX_BUCKET, depth: int = 0,
+                            threads: int | None = None) -> Pairs:
+    """Pairs (i into ha, j into hb) within radius; each side's hashes distinct.
+
+    One search of the union's distinct hashes by the self search (`search_distinct`: the
+    sorted permuted tables, a table per local CPU), keeping the pairs that join a hash of `a`
+    to one of `b` (either way round), plus the hashes both hold (distance 0). The union's
+    inner pairs of one side are found and dropped: the sorts dominate, not the pairs (before,
+    an argsort of `a`'s keys per table, ~3x the time at 10M)."""
     ha, hb = np.asarray(ha, dtype=U64), np.asarray(hb, dtype=U64)
     if ha.size == 0 or hb.size == 0:
         return Pairs.empty()
-    layout = layout_for(width, radius, choose_match_blocks(max(ha.size, hb.size), radius, width))
-    parts = [_table_pairs_between(ha, hb, layout, t, max_bucket, depth)
-             for t in range(len(layout.tables))]
-    return Pairs.concat(parts)
+    union = np.sort(np.concatenate([ha, hb]))
+    union = union[np.append(True, union[1:] != union[:-1])]
+    in_a = np.full(union.size, -1, np.int64)
+    in_b = np.full(union.size, -1, np.int64)
+    in_a[np.searchsorted(union, ha)] = np.arange(ha.size)
+    in_b[np.searchsorted(union, hb)] = np.arange(hb.size)
+    found = search_distinct(union, radius, width, max_bucket, depth, threads) if radius > 0 \
+        else Pairs.empty()
+    both = np.flatnonzero((in_a >= 0) & (in_b >= 0))
+    ab = (in_a[found.i] >= 0) & (in_b[found.j] >= 0)
+    ba = (in_a[found.j] >= 0) & (in_b[found.i] >= 0)
+    return Pairs.concat([
+        Pairs(in_a[both], in_b[both], np.zeros(both.size, np.int32)),
+        Pairs(in_a[found.i[ab]], in_b[found.j[ab]], found.dist[ab]),
+        Pairs(in_a[found.j[ba]], in_b[found.i[ba]], found.dist[ba]),
+    ])
 
 
 def find_pairs_between(a: np.ndarray, b: np.ndarray, radius: int,

@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .clusters import clusters
-from .neardup import Pairs, expand_pairs, hamming, search_distinct
+from .neardup import Pairs, expand_pairs, hamming, search_distinct, sorted_members
 from .schema import DUPLICATE_SCHEMA
+from .takes import take_meta
 
 NearConflictPolicy = Literal["keep", "drop"]
 Search = Callable[[np.ndarray, int], Pairs]  # (distinct ascending hashes, radius) -> pairs
@@ -59,15 +60,15 @@ class _Rows:
     key_rank: np.ndarray
 
 
-def _rows(meta: pa.Table, index: np.ndarray) -> _Rows:
-    """The policy's columns for the rows `index` (ascending) of the table."""
-    t = meta.select(list(META_COLUMNS)).take(pa.array(index, pa.int64()))
-    phash = pc.cast(t["phash"], pa.uint64()).to_numpy(zero_copy_only=False).astype(np.uint64)
+def _rows(meta: pa.Table, index: np.ndarray, phash: np.ndarray) -> _Rows:
+    """The policy's columns for the rows `index` (ascending) of the table (phash: theirs)."""
+    t = take_meta(meta, index, [c for c in META_COLUMNS if c not in ("phash", "source")])
     synset = pc.dictionary_encode(pc.fill_null(t["synset"], "")).combine_chunks()
     area = (pc.fill_null(t["width"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
             * pc.fill_null(t["height"], 0).to_numpy(zero_copy_only=False).astype(np.int64))
     key_rank = pc.rank(t["key"], sort_keys="ascending", tiebreaker="first")
-    return _Rows(index, phash, synset.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+    codes = synset.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _Rows(index, np.asarray(phash, dtype=np.uint64), codes,
                  pc.fill_null(t["split"], "").to_numpy(zero_copy_only=False), area,
                  key_rank.to_numpy(zero_copy_only=False).astype(np.int64))
 
@@ -96,8 +97,8 @@ def _hot(phash: np.ndarray, radius: int, search: Search) -> tuple[np.ndarray, np
     renumber = np.cumsum(hot) - 1
     hashes = uniq[hot]
     pairs = Pairs(renumber[distinct.i], renumber[distinct.j], distinct.dist)
-    pos = np.minimum(np.searchsorted(hashes, phash), max(hashes.size - 1, 0))
-    row_hot = hashes[pos] == phash if hashes.size else np.zeros(phash.size, dtype=bool)
+    row_hot = np.zeros(phash.size, dtype=bool)
+    row_hot[sorted_members(phash, hashes)] = True
     return row_hot, hashes, pairs
 
 
@@ -131,19 +132,26 @@ def near_dedup(meta: pa.Table, radius: int, near_conflicts: NearConflictPolicy =
                search: Search | None = None) -> NearDedupResult:
     """Apply the near-duplicate policy to a metadata table (see the module docstring).
 
-    `search(distinct ascending hashes, radius) -> Pairs` finds the pairs within radius: by
-    default `search_distinct` in this process; a build with many rows passes the same search
-    run as Ray tasks (synshard/builder/neardup_ray.py), which finds exactly the same pairs."""
+    `meta` is a table, or anything with `num_rows`, `column_names`, `column(name)` and
+    `take(rows, columns)` (the build's row view, synshard.builder.decide.rows.Accepted): the
+    phash column is read whole (8 bytes a row), every other column only for the rows that
+    take part in a pair (a few percent). `search(distinct ascending hashes, radius) -> Pairs`
+    finds the pairs within radius: by default `search_distinct` in this process (on every
+    free local CPU); a build on a cluster passes the same search run as Ray tasks
+    (synshard/builder/neardup_ray.py), which finds exactly the same pairs."""
     if near_conflicts not in ("keep", "drop"):
         raise ValueError(f"near_conflicts must be 'keep' or 'drop', not {near_conflicts!r}")
     missing = [c for c in META_COLUMNS if c not in meta.column_names]
     if missing:
         raise ValueError(f"metadata table lacks columns {missing}")
-    valid = np.flatnonzero(pc.is_valid(meta["phash"]).to_numpy(zero_copy_only=False))
-    phash = pc.cast(pc.drop_null(meta["phash"]), pa.uint64()).to_numpy(zero_copy_only=False)
-    row_hot, hashes, distinct = _hot(phash.astype(np.uint64, copy=False), radius,
-                                     search or search_distinct)
-    rows = _rows(meta, valid[row_hot])
+    column = meta.column("phash")
+    valid = np.flatnonzero(pc.is_valid(column).to_numpy(zero_copy_only=False))
+    phash = pc.cast(pc.drop_null(column), pa.uint64()).to_numpy(zero_copy_only=False)
+    del column
+    phash = phash.astype(np.uint64, copy=False)
+    row_hot, hashes, distinct = _hot(phash, radius, search or search_distinct)
+    rows = _rows(meta, valid[row_hot], phash[row_hot])
+    del phash
     node_of_row, rep, pairs = _node_pairs(rows, hashes, distinct)
     same = rows.synset[rep[pairs.i]] == rows.synset[rep[pairs.j]]
     joined = same if near_conflicts == "keep" else np.ones(same.size, dtype=bool)
@@ -166,13 +174,14 @@ def _duplicates(meta: pa.Table, rows: _Rows, survivor: np.ndarray) -> pa.Table:
     won = survivor[dropped]
     kind = np.where(rows.synset[dropped] != rows.synset[won], "label-conflict",
                     np.where(rows.split[dropped] != rows.split[won], "cross-split", "near"))
-    lost_t = meta.take(pa.array(rows.index[dropped], pa.int64()))
-    won_t = meta.take(pa.array(rows.index[won], pa.int64()))
+    cols = ["key", "source", "synset", "split"]
+    lost_t = take_meta(meta, rows.index[dropped], cols)
+    won_t = take_meta(meta, rows.index[won], cols)
     table = pa.table(
         {
             "key": lost_t["key"], "source": lost_t["source"], "synset": lost_t["synset"],
             "split": lost_t["split"], "kept_key": won_t["key"], "kept_source": won_t["source"],
-            "kind": pa.array(kind.tolist(), pa.string()),
+            "kind": pa.array(kind, pa.string()),
             "distance": pa.array(hamming(rows.phash[dropped], rows.phash[won]), pa.int32()),
         }
     )
@@ -196,8 +205,8 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
         new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
         a, b = a[new], b[new]
     d = hamming(rows.phash[a], rows.phash[b])  # between the survivors listed, not the pair found
-    ta = meta.take(pa.array(rows.index[a], pa.int64()))
-    tb = meta.take(pa.array(rows.index[b], pa.int64()))
+    cols = ["key", "synset", "split", "source"]
+    ta, tb = take_meta(meta, rows.index[a], cols), take_meta(meta, rows.index[b], cols)
     table = pa.table(
         {
             "key": ta["key"], "synset": ta["synset"], "split": ta["split"],

@@ -22,7 +22,7 @@ from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup, sha256_block
 from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
-from synshard.transforms.neardup_policy import META_COLUMNS as NEAR_COLUMNS, near_dedup
+from synshard.transforms.neardup_policy import near_dedup
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names
@@ -169,7 +169,7 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     ledger.duplicates.append(dedup.duplicates)
     if cfg.dedup.near_radius is None:
         return
-    near = near_dedup(accepted.table(NEAR_COLUMNS), cfg.dedup.near_radius,
+    near = near_dedup(accepted, cfg.dedup.near_radius,  # reads phash, then the hot rows
                       cfg.dedup.near_conflicts,
                       search=near_search(cfg.dedup, accepted.num_rows))  # big: Ray tasks
     ledger.duplicates.append(near.duplicates)

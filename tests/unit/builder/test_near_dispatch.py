@@ -22,3 +22,19 @@ def test_small_builds_and_no_ray_search_in_process(monkeypatch):
 def test_threshold_must_not_be_negative():
     with pytest.raises(SynshardError, match="near_parallel_above"):
         DedupOptions(near_parallel_above=-1)
+
+
+def test_one_machine_searches_in_process_a_bigger_cluster_on_ray(monkeypatch):
+    import ray
+
+    from synshard.builder.decide import near_ray
+    from synshard.builder.neardup_ray import search_distinct_ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(near_ray, "local_cpus", lambda: 2)
+    opts = DedupOptions(near_parallel_above=1000)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    assert near_search(opts, 5000) is None  # Ray on this machine alone: threads here
+    assert near_search(DedupOptions(near_parallel_above=0), 5000) is search_distinct_ray
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    assert near_search(opts, 5000) is search_distinct_ray  # other nodes' CPUs: Ray tasks

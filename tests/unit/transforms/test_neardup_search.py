@@ -116,6 +116,21 @@ def test_tasks_partition_the_work():
     assert_same(split.as_tuple(), whole.as_tuple())
 
 
+@pytest.mark.parametrize("kind", ["random", "centres", "low_entropy"])
+def test_tables_on_threads_give_the_same_pairs_in_the_same_order(kind):
+    """search_distinct with a table per thread: exactly the one-thread output, brute-checked."""
+    rng = np.random.default_rng(5)
+    h = GENERATORS[kind](rng, 3000)
+    h = np.concatenate([h, h[:300] ^ (np.uint64(1) << rng.integers(0, 64, 300).astype(np.uint64))])
+    uniq, _ = nd.collapse(h)
+    one = nd.search_distinct(uniq, 5, max_bucket=64, threads=1)
+    for threads in (2, 5):
+        many = nd.search_distinct(uniq, 5, max_bucket=64, threads=threads)
+        assert_same(many.as_tuple(), one.as_tuple())
+    i, j, d = brute(uniq, 5)
+    assert_same(one.sorted().as_tuple(), (i, j, d))
+
+
 def test_choose_match_blocks_grows_with_n():
     assert nd.choose_match_blocks(1_000, 4) == 1
     assert nd.choose_match_blocks(10_000_000, 4) >= 2
@@ -150,3 +165,21 @@ def test_property_between(a, b, radius):
     b = np.array(b + a[:10], dtype=np.uint64) ^ np.uint64(0b101)
     a = np.array(a + a[:5], dtype=np.uint64)
     assert_same(find_pairs_between(a, b, radius, max_bucket=8), brute_between(a, b, radius))
+
+
+def test_sorted_members_is_isin():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 2**64, 50_000, dtype=np.uint64)
+    x[::7] = x[3]  # repeats
+    x[1::11] = np.uint64(5) | (np.uint64(1) << np.uint64(40))  # same low bits as a value
+    values = np.unique(np.concatenate([x[rng.choice(x.size, 500)], np.array([5], np.uint64)]))
+    got = nd.sorted_members(x, values)
+    assert got.tolist() == np.flatnonzero(np.isin(x, values)).tolist()
+    assert nd.sorted_members(x, np.empty(0, np.uint64)).size == 0
+
+
+def test_spare_cpus_leave_busy_cores_alone(monkeypatch):
+    monkeypatch.setattr(nd, "local_cpus", lambda: 4)
+    for load, want in ((0.5, 4), (1.0, 4), (2.2, 3), (3.9, 1), (40.0, 1)):
+        monkeypatch.setattr(nd.os, "getloadavg", lambda load=load: (load, load, load))
+        assert nd.spare_cpus() == want, load

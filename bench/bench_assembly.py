@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_assembly.py SOURCE [--resize shorter:64] [--profile 25]
 
 Builds SOURCE (an ImageNet folder, e.g. `.cache/scale/view-100000` or bench_build.py's
-`bench/out/build/src`) into a temporary release, but runs the assembly of every synset in this
+`bench/out/build/src`) into a temporary release, all in this process (no Ray), and runs the assembly of every synset in this
 process (the `_assemble(..., here=True)` path: the same `run_job` a Ray task runs) under the CPU
 clock, optionally under cProfile. Prints assembly CPU microseconds per image (independent of the
 machine's load, unlike wall-clock figures), the wall seconds, and with --profile the top
@@ -52,6 +52,8 @@ def main() -> None:
         return result
 
     pipeline._assemble = measured
+    pipeline.in_process = lambda cfg, inputs: True  # no Ray: its start-up fails at load ~20
+    pipeline.PLAN_ALONE_S = None  # nor in the background
     out = Path(tempfile.mkdtemp(prefix="bench-assembly-"))
     try:
         synshard.build([args.source], str(out / "release"), resize=args.resize,

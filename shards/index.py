@@ -19,11 +19,11 @@ Rows are sorted by key, files written with fixed options: the same shard gives t
 from __future__ import annotations
 
 import hashlib
+import io
 import posixpath
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -65,9 +65,8 @@ def index_path(shard_path: str) -> str:
     return posixpath.join(INDEX_DIR, shard_path + INDEX_SUFFIX)
 
 
-def tar_index_rows(members: list[tuple[str, int, int]]) -> pa.Table:
-    """The index (TAR_INDEX_SCHEMA, sorted by key) of a tar's members `(name, header offset,
-    data size)`, in tar order.
+def tar_index_rows(members: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """Index rows from a tar's members `(name, header offset, data size)`, in tar order.
 
     Members are grouped by the name before the first dot (the key), as WebDataset does; each group
     must hold exactly one image and one `.cls` and one `.json`.
@@ -75,9 +74,7 @@ def tar_index_rows(members: list[tuple[str, int, int]]) -> pa.Table:
     rows: dict[str, dict[str, Any]] = {}
     for name, header, size in members:
         key, _, ext = name.partition(".")
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = {"key": key, "offset": header, "end": header}
+        row = rows.setdefault(key, {"key": key, "offset": header, "end": header})
         part = "image" if ext in IMAGE_EXTS else ext
         if part not in ("image", "cls", "json") or f"{part}_offset" in row:
             raise ShardError(f"cannot index member {name!r}: unexpected or repeated part")
@@ -85,44 +82,38 @@ def tar_index_rows(members: list[tuple[str, int, int]]) -> pa.Table:
             row["image_ext"] = ext
         row[f"{part}_offset"], row[f"{part}_size"] = header + 512, size
         row["end"] = max(row["end"], header + 512 + -(-size // 512) * 512)
-    keys = sorted(rows)
-    for key in keys:
+    out = []
+    for key in sorted(rows):
         row = rows[key]
         if "image_ext" not in row or "cls_offset" not in row or "json_offset" not in row:
             raise ShardError(f"cannot index sample {key!r}: it lacks an image, .cls or .json")
-        row["size"] = row["end"] - row["offset"]
-    ordered = [rows[k] for k in keys]
-    return pa.Table.from_pydict({f.name: [r[f.name] for r in ordered] for f in TAR_INDEX_SCHEMA},
-                                schema=TAR_INDEX_SCHEMA)
+        row["size"] = row.pop("end") - row["offset"]
+        out.append(row)
+    return out
 
 
-def parquet_index_rows(keys: list[str], group_sizes: list[int]) -> pa.Table:
-    """The index (PARQUET_INDEX_SCHEMA, sorted by key) of a Parquet shard whose rows are `keys`,
-    cut into row groups of these sizes."""
+def parquet_index_rows(keys: list[str], group_sizes: list[int]) -> list[dict[str, Any]]:
+    """Index rows of a Parquet shard whose rows are `keys`, cut into row groups of these sizes."""
     if sum(group_sizes) != len(keys):
         raise ShardError(f"row groups hold {sum(group_sizes)} rows, shard has {len(keys)} keys")
-    groups = np.repeat(np.arange(len(group_sizes), dtype=np.int32), group_sizes)
-    starts = np.repeat(np.cumsum([0] + list(group_sizes[:-1])), group_sizes)
-    rows = (np.arange(len(keys)) - starts).astype(np.int32)
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable, as sorting the rows was
-    table = pa.table([pa.array(keys, pa.string()), pa.array(groups), pa.array(rows)],
-                     schema=PARQUET_INDEX_SCHEMA)
-    return table.take(pa.array(order, pa.int64()))
+    rows, start = [], 0
+    for group, n in enumerate(group_sizes):
+        part = keys[start:start + n]
+        rows += [{"key": k, "row_group": group, "row": i} for i, k in enumerate(part)]
+        start += n
+    return sorted(rows, key=lambda r: r["key"])
 
 
-def index_bytes(rows: pa.Table | list[dict[str, Any]], schema: pa.Schema) -> bytes:
+def index_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
     """The index file's bytes: one row group, zstd, no page index (deterministic)."""
-    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
-    if not table.schema.equals(schema):
-        raise ShardError(f"index columns {table.schema.names} != {schema.names}")
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", compression_level=3, write_page_index=False,
+    table = pa.Table.from_pylist(rows, schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", compression_level=3, write_page_index=False,
                    row_group_size=max(table.num_rows, 1), write_statistics=["key"])  # fmt: skip
-    return sink.getvalue().to_pybytes()
+    return buf.getvalue()
 
 
-def write_index(fs: Any, root: str, entry: ShardEntry,
-                rows: pa.Table | list[dict[str, Any]]) -> ShardEntry:
+def write_index(fs: Any, root: str, entry: ShardEntry, rows: list[dict[str, Any]]) -> ShardEntry:
     """Write the index of `entry`'s shard; returns the entry with its index path, bytes and hash."""
     data = index_bytes(rows, INDEX_SCHEMAS[entry.format])
     path = index_path(entry.path)

@@ -17,6 +17,7 @@ shard may differ from `target_bytes` by the compression of its metadata columns.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from typing import Any
 
@@ -80,11 +81,13 @@ FILE_SCHEMA = FILE_SCHEMA.with_metadata(_hf_metadata())
 
 def file_table(records: pa.Table) -> pa.Table:
     """RECORD_SCHEMA rows -> the table stored in a file (image as struct, partition columns out)."""
-    formats = records["format"].combine_chunks()
-    known = pc.unique(formats)
-    exts = pa.array([image_extension(f) for f in known.to_pylist()], pa.string())
-    ext = exts.take(pc.index_in(formats, value_set=known))
-    paths = pc.binary_join_element_wise(records["key"].combine_chunks(), ext, ".")  # key.ext
+    paths = pa.array(
+        [
+            f"{key}.{image_extension(fmt)}"
+            for key, fmt in zip(records["key"].to_pylist(), records["format"].to_pylist())
+        ],
+        pa.string(),
+    )
     image = pa.StructArray.from_arrays(
         [records["image"].combine_chunks(), paths], fields=list(IMAGE_TYPE)
     )
@@ -129,7 +132,7 @@ def parquet_with_groups(
     table: pa.Table, sizes: list[int], row_group_bytes: int = ROW_GROUP_BYTES
 ) -> tuple[bytes, list[int]]:
     """`parquet_bytes` and the number of rows in each row group (for the shard's index)."""
-    sink = pa.BufferOutputStream()
+    buf = io.BytesIO()
     runs = cut_by_bytes(sizes, row_group_bytes)
     options = dict(
         compression={n: "none" if n == "image" else "zstd" for n in table.column_names},
@@ -139,10 +142,10 @@ def parquet_with_groups(
         data_page_size=1024 * 1024,
         write_page_index=False,
     )
-    with pq.ParquetWriter(sink, table.schema, **options) as writer:
+    with pq.ParquetWriter(buf, table.schema, **options) as writer:
         for start, stop in runs:
             writer.write_table(table.slice(start, stop - start), row_group_size=stop - start)
-    return sink.getvalue().to_pybytes(), [stop - start for start, stop in runs]
+    return buf.getvalue(), [stop - start for start, stop in runs]
 
 
 def write_parquet_shards(

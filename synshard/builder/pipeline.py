@@ -85,8 +85,11 @@ def in_process(cfg: BuildConfig, inputs: Inputs) -> bool:
     the demo's whole work is a fraction of one). The same functions run, so the release is the
     same byte for byte."""
     ray_module = sys.modules.get("ray")
+    # the background thread may be importing Ray right now: a half-imported module has no
+    # `is_initialized` yet (and is not initialised)
+    initialized = getattr(ray_module, "is_initialized", None)
     return (len(inputs.tasks) <= 1 and not cfg.ray_address and not os.environ.get("RAY_ADDRESS")
-            and not (ray_module is not None and ray_module.is_initialized()))
+            and not (initialized is not None and initialized()))
 
 
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:

@@ -24,7 +24,7 @@ PARQUET_DIR = "parquet"
 
 # Split and synset names become folder names and the key becomes tar member names: keep them to
 # a safe alphabet (no dots: WebDataset splits names at the first dot; no slashes, no `=`).
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")  # fullmatch: no trailing newline
 
 
 class ShardError(SynshardError):
@@ -33,7 +33,7 @@ class ShardError(SynshardError):
 
 def check_name(kind: str, value: str) -> str:
     """Return `value` if it is safe as a path component / tar member stem, else raise ShardError."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ShardError(f"bad {kind} {value!r}: use 1-80 characters from A-Z a-z 0-9 _ -")
     return value
 

@@ -99,24 +99,30 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     """The staged records listed in `keep` (columns staged_path, staged_row, split, label,
     confidence: the row locator and the decisions), read from the staged files `paths`.
 
-    Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key.
+    Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key. Each file
+    is read with one `cat_file` (one GET) and parsed from memory.
     """
-    where = pc.cast(keep["staged_path"], pa.string()).to_numpy(zero_copy_only=False)
+    located = pc.dictionary_encode(pc.cast(keep["staged_path"], pa.string())).combine_chunks()
+    names = located.dictionary.to_pylist()
+    codes = located.indices.to_numpy(zero_copy_only=False)
     rows = keep["staged_row"].to_numpy(zero_copy_only=False)
-    parts = []
-    for path in sorted(set(paths)):
-        idx = np.flatnonzero(where == path)
-        if not idx.size:
+    order = np.lexsort((rows, codes))  # by file, then by row within it
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    wanted = set(paths)
+    parts, taken = [], []
+    for code in sorted(range(len(names)), key=names.__getitem__):
+        if names[code] not in wanted:
             continue
-        idx = idx[np.argsort(rows[idx], kind="stable")]
-        table = read_part(fs.cat_file(path))
-        picked = table.take(pa.array(rows[idx].astype(np.int64)))
-        decided = keep.take(pa.array(idx, pa.int64()))
-        for col in ("split", "label", "confidence"):
-            picked = picked.set_column(picked.schema.get_field_index(col), col,
-                                       decided[col].cast(picked.schema.field(col).type))
-        parts.append(picked)
+        idx = order[bounds[code]:bounds[code + 1]]
+        table = read_part(fs.cat_file(names[code]))
+        parts.append(table.take(pa.array(rows[idx].astype(np.int64))))
+        taken.append(idx)
     if not parts:
         return RECORD_SCHEMA.empty_table()
-    records = pa.concat_tables(parts).select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    picked = pa.concat_tables(parts)
+    decided = keep.take(pa.array(np.concatenate(taken), pa.int64()))
+    for col in ("split", "label", "confidence"):
+        picked = picked.set_column(picked.schema.get_field_index(col), col,
+                                   decided[col].cast(picked.schema.field(col).type))
+    records = picked.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
     return records.sort_by([("key", "ascending"), ("source", "ascending")])

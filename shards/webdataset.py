@@ -10,27 +10,27 @@ committed name. Tar headers are fixed (ustar, mtime 0, uid/gid 0, empty user/gro
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .index import tar_index_rows, write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
+    META_FIELDS,
     check_group,
     image_extension,
     metadata_json,
     records_from_samples,
-    sample_from_record,
 )
 
 TAR_FORMAT = tarfile.USTAR_FORMAT
 _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tarfile pads the archive to a multiple of this
 _EOF = 2 * _BLOCK  # two zero blocks close an archive
+_ZEROS = bytes(_RECORD)
 
 
 def _tar_info(name: str, size: int) -> tarfile.TarInfo:
@@ -40,6 +40,29 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
     info.uname = info.gname = ""
     info.type = tarfile.REGTYPE
     return info
+
+
+# A member's ustar header as `tarfile` writes it for `_tar_info` (format USTAR, UTF-8), built
+# from fixed parts: name (100) | mode uid gid (24) | size (12) | mtime (12) | checksum (8) |
+# type (1) | linkname, magic, version, uname, gname, devmajor, devminor, prefix, padding (355).
+# Only the name and the size vary, so the checksum (the sum of the header's bytes with the
+# checksum field read as 8 spaces) is a constant plus theirs. tests/unit/shards/test_webdataset.py
+# checks it byte for byte against `tarfile` (about 40x faster: no TarInfo objects or copies).
+_MODE_IDS = b"0000444\0" + b"0000000\0" * 2
+_MTIME = b"00000000000\0"
+_TYPE = b"0"
+_TAIL = bytes(100) + tarfile.POSIX_MAGIC + bytes(32 + 32 + 8 + 8 + 155 + 12)
+_CHECKSUM_BASE = sum(_MODE_IDS) + sum(_MTIME) + 8 * ord(" ") + sum(_TYPE) + sum(_TAIL)
+
+
+def _ustar_header(name: bytes, size: int) -> bytes:
+    """The header block of a regular member `name` (UTF-8) of `size` bytes: tarfile's bytes."""
+    if len(name) > 100 or not 0 <= size < 8 ** 11:  # a prefix split or a size field tarfile
+        return _tar_info(name.decode("utf-8"), size).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+    size_field = b"%011o\0" % size
+    checksum = _CHECKSUM_BASE + sum(name) + sum(size_field)
+    return b"".join((name, bytes(100 - len(name)), _MODE_IDS, size_field, _MTIME,
+                     b"%06o\0 " % checksum, _TYPE, _TAIL))
 
 
 def _members(sample: dict[str, Any]) -> list[tuple[str, bytes]]:
@@ -52,7 +75,8 @@ def _member_bytes(name: str, size: int) -> int:
     """Exact bytes one member takes in the tar: a ustar header block plus data padded to a block.
 
     ustar has no extended headers, so a header is always one block (names are at most 85
-    characters here, within ustar's 100; a longer one would fail in `tarfile`, not pass silently).
+    characters here, within ustar's 100; a longer one is split into ustar's prefix and name, or
+    fails in `tarfile`, never passes silently).
     """
     return _BLOCK + -(-size // _BLOCK) * _BLOCK
 
@@ -69,32 +93,55 @@ def tar_bytes(samples: list[dict[str, Any]]) -> bytes:
 
 def tar_with_members(samples: list[dict[str, Any]]) -> tuple[bytes, list[tuple[str, int, int]]]:
     """A deterministic tar of the samples and its members as (name, header offset, data size)."""
-    buf = io.BytesIO()
+    return _tar([[(name.encode("utf-8"), data) for name, data in _members(s)] for s in samples])
+
+
+def _tar(samples: list[list[tuple[bytes, Any]]]) -> tuple[bytes, list[tuple[str, int, int]]]:
+    """The tar of samples given as their sorted (UTF-8 name, bytes-like data) members, and its
+    members as (name, header offset, data size): the bytes `tarfile` would write, in one join."""
+    parts: list[Any] = []
     members = []
-    with tarfile.open(fileobj=buf, mode="w", format=TAR_FORMAT, encoding="utf-8") as tar:
-        for sample in samples:
-            for name, data in _members(sample):
-                header = tar.offset
-                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
-                if tar.offset - header != _member_bytes(name, len(data)):
-                    raise ShardError(f"member {name!r} took more than one header block")
-                members.append((name, header, len(data)))
-    return buf.getvalue(), members
+    offset = 0
+    for sample in samples:
+        for name, data in sample:
+            size = len(data)
+            padding = -size % _BLOCK
+            parts += (_ustar_header(name, size), data, _ZEROS[:padding])
+            members.append((name.decode("utf-8"), offset, size))
+            offset += _BLOCK + size + padding
+    end = _tar_file_bytes(offset) - offset
+    parts.append(bytes(end))
+    return b"".join(parts), members
 
 
-def _sample_sizes(records: pa.Table) -> list[int]:
-    """Exact tar bytes of each record's three members, without copying any image into Python."""
-    image_lens = pc.binary_length(records["image"]).to_pylist()
-    sizes = []
-    for meta, image_len in zip(records.drop_columns(["image"]).to_pylist(), image_lens):
-        key = meta["key"]
-        parts = {
-            f"{key}.{image_extension(meta['format'])}": image_len,
-            f"{key}.cls": len(str(meta["label"])),
-            f"{key}.json": len(metadata_json(meta)),
-        }
-        sizes.append(sum(_member_bytes(name, size) for name, size in parts.items()))
-    return sizes
+def _sample_members(records: pa.Table) -> list[list[tuple[bytes, Any]]]:
+    """Each record's tar members, sorted by name: (UTF-8 name, data), the image as a zero-copy
+    view of the Arrow buffer (nothing but the final join copies an image)."""
+    images = _binary_views(records["image"])
+    keys = records["key"].to_pylist()
+    exts = [image_extension(f) for f in records["format"].to_pylist()]
+    labels = records["label"].to_pylist()
+    columns = [records[n].to_pylist() for n in META_FIELDS]
+    out = []
+    for i, values in enumerate(zip(*columns)):
+        key = keys[i]
+        parts = [(f"{key}.{exts[i]}".encode(), images[i]),
+                 (f"{key}.cls".encode(), str(labels[i]).encode("ascii")),
+                 (f"{key}.json".encode(), metadata_json(dict(zip(META_FIELDS, values))))]
+        parts.sort(key=lambda m: m[0])
+        out.append(parts)
+    return out
+
+
+def _binary_views(column: pa.ChunkedArray | pa.Array) -> list[memoryview]:
+    """The values of a binary column as memoryviews into its Arrow buffers (no copies)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        raise ShardError("records have a null image")
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:]
+    data = memoryview(array.buffers()[2] or b"")
+    bounds = offsets[:len(array) + 1].tolist()
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def write_webdataset_shards(
@@ -103,17 +150,18 @@ def write_webdataset_shards(
     """Write one (split, synset) group's records as tar shards of at most `target_bytes` each.
 
     Shard sizes are exact: a shard is cut when the next sample would make the file pass the
-    target (a sample larger than the target gets a shard of its own). Only one shard's samples
-    are held as Python bytes at a time. Each shard's key index (shards/index.py) is written
-    right after it. Returns the entries (index fields set) in shard order; paths are relative
-    to `root`.
+    target (a sample larger than the target gets a shard of its own). Each record's members
+    (header, data) are built once; a shard is one join of them. Each shard's key index
+    (shards/index.py) is written right after it. Returns the entries (index fields set) in shard
+    order; paths are relative to `root`.
     """
     records, split, synset = check_group(records)
-    runs = cut_by_bytes(_sample_sizes(records), target_bytes, _tar_file_bytes)
+    samples = _sample_members(records)
+    sizes = [sum(_member_bytes("", len(data)) for _, data in s) for s in samples]
+    runs = cut_by_bytes(sizes, target_bytes, _tar_file_bytes)
     entries = []
     for index, (start, stop) in enumerate(runs):
-        rows = records.slice(start, stop - start).to_pylist()
-        data, members = tar_with_members([sample_from_record(row) for row in rows])
+        data, members = _tar(samples[start:stop])
         digest = hashlib.sha256(data).hexdigest()
         path = webdataset_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)

@@ -72,6 +72,34 @@ def _rows_by_synset(kept: pa.Table) -> dict[str, pa.Array]:
     return {names[ids[g[0]]]: pa.array(g, pa.int64()) for g in groups}
 
 
+def job_batches(jobs: list[SynsetJob], parts: int) -> list[list[SynsetJob]]:
+    """The jobs, largest first, cut into runs of about 1/`parts` of all their rows each (one Ray
+    task per run: a thousand small synsets are a few tasks, not a thousand; a large synset is a
+    run of its own). The last runs are the smallest, so every CPU stays busy to the end."""
+    jobs = sorted(jobs, key=lambda j: (-_rows(j), j.synset))
+    target = max(1, -(-sum(_rows(j) for j in jobs) // max(parts, 1)))
+    batches: list[list[SynsetJob]] = []
+    size = target
+    for job in jobs:
+        if size >= target:
+            batches.append([])
+            size = 0
+        batches[-1].append(job)
+        size += _rows(job)
+    return batches
+
+
+def _rows(job: SynsetJob) -> int:
+    """A job's weight: the samples it writes (a reused synset copies files: weight 1)."""
+    carried = job.base_keep.num_rows if job.base_keep is not None else 0
+    return 1 if job.reuse else max(1, job.keep.num_rows + carried)
+
+
+def run_jobs(jobs: list[SynsetJob], *args: Any) -> list[list]:
+    """`run_job` for each job (one Ray task): the entries of each, in job order."""
+    return [run_job(job, *args) for job in jobs]
+
+
 def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: str | None,
             formats: tuple[str, ...], shard_bytes: int) -> list:
     fs, root = staging.fs, staging.root

@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 
 import pyarrow as pa
 
-from synshard.builder.assembly import run_job, synset_jobs
+from synshard.builder.assembly import job_batches, run_jobs, synset_jobs
 from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions, decide
 from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
@@ -85,8 +85,11 @@ def in_process(cfg: BuildConfig, inputs: Inputs) -> bool:
     the demo's whole work is a fraction of one). The same functions run, so the release is the
     same byte for byte."""
     ray_module = sys.modules.get("ray")
+    # the background thread may be importing Ray right now: a half-imported module has no
+    # `is_initialized` yet (and is not initialised)
+    initialized = getattr(ray_module, "is_initialized", None)
     return (len(inputs.tasks) <= 1 and not cfg.ray_address and not os.environ.get("RAY_ADDRESS")
-            and not (ray_module is not None and ray_module.is_initialized()))
+            and not (initialized is not None and initialized()))
 
 
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
@@ -203,11 +206,18 @@ def _metadata(staging: Staging, count: int) -> pa.Table:
     return staging.gather_metas(count)
 
 
+ASSEMBLY_TASKS_PER_CPU = 4
+
+
+def _cpus(ray: Any) -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
               base: BaseRelease | None, here: bool = False) -> tuple[list, dict[str, int]]:
-    """One Ray task per synset (synshard/builder/assembly.py), or all in this process (`here`);
-    journalled synsets are not redone. The largest synsets go first, so that the last job to
-    start is a small one and every CPU stays busy to the end."""
+    """Ray tasks of synsets (synshard/builder/assembly.py `job_batches`), or all in this
+    process (`here`); journalled synsets are not redone. The largest synsets go first, so that
+    the last task to start is a small one and every CPU stays busy to the end."""
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()
     if base is not None:
@@ -221,16 +231,18 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
             entries.extend(journalled)
         else:
             todo.append(j)
-    todo.sort(key=lambda j: (-j.keep.num_rows, j.synset))
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
             cfg.shard_bytes)
     if here:
-        results = [run_job(j, *args) for j in todo]
+        results = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first
     else:
         from synshard.builder.raysession import ray, remote
 
-        job = remote(run_job)
-        results = ray.get([job.remote(j, *args) for j in todo])
+        # batches of synsets, largest first: a few tasks per CPU (Ray's per-task cost is paid
+        # per batch, not per synset), small enough that the CPUs finish together
+        batches = job_batches(todo, ASSEMBLY_TASKS_PER_CPU * _cpus(ray))
+        task = remote(run_jobs)
+        results = [r for done in ray.get([task.remote(b, *args) for b in batches]) for r in done]
     for result in results:
         entries.extend(result)
     stats = {"synsets_reused": sum(j.reuse for j in jobs),

@@ -69,3 +69,10 @@ def test_shard_entry_dict_round_trip() -> None:
         ShardEntry.from_dict({k: v for k, v in entry.to_dict().items() if k != "sha256"})
     with pytest.raises(ShardError, match="non-negative"):
         ShardEntry.from_dict({**entry.to_dict(), "bytes": True})
+
+
+def test_a_name_with_a_trailing_newline_is_refused() -> None:
+    from synshard.shards.layout import ShardError, check_name
+
+    with pytest.raises(ShardError, match="bad key"):
+        check_name("key", "n01440764_abc\n")

@@ -167,3 +167,35 @@ def test_longest_allowed_key_fits_a_single_ustar_header() -> None:
             records.set_column(0, "key", pa.array(["n" * 81])).cast(records.schema),
             1 << 20,
         )
+
+
+def _tarfile_bytes(samples: list[dict]) -> bytes:
+    """The tar `tarfile` writes for the samples with the writer's fixed headers (the reference)."""
+    import io
+
+    from synshard.shards.webdataset import _members, _tar_info
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT, encoding="utf-8") as tar:
+        for sample in samples:
+            for name, data in _members(sample):
+                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+    return buf.getvalue()
+
+
+@settings(max_examples=80, deadline=None)
+@given(samples=st.lists(st.fixed_dictionaries({
+    "__key__": st.from_regex(r"[A-Za-z0-9_-]{1,80}", fullmatch=True),
+    "jpg": st.one_of(st.binary(max_size=2000), st.sampled_from([b"x" * 511, b"y" * 512, b"z" * 513])),
+    "cls": st.from_regex(r"[0-9]{1,6}", fullmatch=True).map(str.encode),
+    "json": st.binary(max_size=700)}), max_size=5))
+def test_hand_built_headers_are_the_bytes_tarfile_writes(samples: list[dict]) -> None:
+    assert tar_bytes(samples) == _tarfile_bytes(samples)
+
+
+def test_header_of_long_or_non_ascii_names_matches_tarfile() -> None:
+    from synshard.shards.webdataset import TAR_FORMAT, _tar_info, _ustar_header
+
+    for name in ["é" * 50, "a" * 100, "ü" * 40 + ".json", "n01440764_" + "f" * 16 + ".jpg"]:
+        ref = _tar_info(name, 77).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+        assert _ustar_header(name.encode(), 77) == ref

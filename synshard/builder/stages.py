@@ -59,7 +59,7 @@ def _off_cpu_pause() -> Callable[[], None] | None:
 def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[int]:
     """Run read task `index`; yields rows settled so far (for progress), journals the metadata."""
     metas = []
-    for candidates in read_candidates(task, cfg, staging):
+    for candidates in read_candidates(task, cfg, staging, index):
         for start in range(0, candidates.num_rows, cfg.batch_size):
             meta = transform_and_stage(candidates.slice(start, cfg.batch_size), cfg, staging)
             metas.append(meta)
@@ -68,16 +68,22 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Itera
     staging.write_task_meta(index, table.cast(META_SCHEMA))
 
 
-def read_candidates(task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[pa.Table]:
+def read_candidates(task: Any, cfg: BuildConfig, staging: Staging,
+                    index: int | None = None) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
         # Streamed: the chunk's URLs are fetched on the worker's fetch thread while the batches
-        # already fetched are transformed here (no drain between batches).
-        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=_off_cpu_pause())
+        # already fetched are transformed here (no drain between batches). Its slow URLs are
+        # deferred to the crawl's retry tasks (journalled before the task's metadata).
+        defer = index is not None and not task.retry
+        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=_off_cpu_pause(),
+                                            defer=defer)
         for table in stream:
-            yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
-        staging.write_stats(f"fetch-{task.start:012d}",
-                            {"fetch": json.loads(stream.stats.to_json())}, task.uri)
+            if table.num_rows:
+                yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        if defer:
+            staging.write_deferred(index, stream.deferred)
+        staging.write_stats(task.name, {"fetch": json.loads(stream.stats.to_json())}, task.uri)
         return
     problems: Counter = Counter()
     for batch in read_task(task, storage_options=options):

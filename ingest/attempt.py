@@ -6,7 +6,6 @@ into a `Reply` or a reason: `Rejected` (final) or `Transient` (worth another att
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 import aiohttp

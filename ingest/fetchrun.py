@@ -100,9 +100,12 @@ class Run:
     acquired directly, and cached guard, origin and robots.txt look-ups."""
 
     def __init__(self, fetcher: "Fetcher", session: aiohttp.ClientSession, urls: int,
-                 defer: bool = False) -> None:
+                 defer: bool = False, patient: bool = False) -> None:
         self.fetcher = fetcher
         self.defer = defer  # a timeout ends the URL as DEFERRED instead of a retry in this run
+        # a retry run (of deferred URLs): one attempt per URL may take what is left of its
+        # deadline, silences included, and a timeout is final (it was the URL's one retry)
+        self.patient = patient
         self.opts = fetcher.opts
         self.session = session
         self.loop = asyncio.get_running_loop()
@@ -195,7 +198,8 @@ class Run:
 
         A timeout is retried at most `timeout_retries` times and, for an image URL, only after
         every URL of the run has had its first try: later, not in place; in a run that defers, a
-        timeout ends the URL here instead (DEFERRED: a later run retries it). No wait outlasts
+        timeout ends the URL here instead (DEFERRED: a later, patient run retries it once, one
+        attempt that may take what is left of the deadline). No wait outlasts
         the URL's deadline: one that would is the URL's end ("deadline")."""
         for attempt in range(self.opts.retries + 1):
             try:
@@ -204,7 +208,7 @@ class Run:
                 if attempt == self.opts.retries:
                     raise Rejected(exc.reason) from None
                 if exc.reason == "timeout" and state is not None:
-                    if state.timeouts >= self.opts.timeout_retries:
+                    if state.timeouts >= self.opts.timeout_retries or self.patient:
                         raise Rejected(exc.reason) from None
                     state.timeouts += 1
                     if self.defer:
@@ -258,7 +262,10 @@ class Run:
                     left = state.deadline_at - now
                     if left <= 0:
                         raise Deadline()
-                    if left < self.opts.total_timeout:
+                    if self.patient and image:
+                        timeout = aiohttp.ClientTimeout(total=left,
+                                                        sock_connect=self.opts.connect_timeout)
+                    elif left < self.opts.total_timeout:
                         timeout = request_timeout(self.opts, left)
                 self.stats.requests += 1
                 self.stats.robots_requests += 0 if image else 1

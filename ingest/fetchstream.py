@@ -77,7 +77,8 @@ class Starter(Protocol):
     stats: FetchStats
 
     def start_run(self, urls: list[str], done: Callable[[int, Result], None],
-                  spent: list[tuple[float, int]] | None = None, defer: bool = False) -> Job: ...
+                  spent: list[tuple[float, int]] | None = None, defer: bool = False,
+                  patient: bool = False) -> Job: ...
 
 
 SPENT_COLUMNS = ("_spent_s", "_timeouts")  # a deferred row's deadline seconds and timeouts used
@@ -95,7 +96,8 @@ class FetchStream:
     ending for `defer_after` seconds, every URL not done yet is cut (DEFERRED too). A deferred
     URL's rows are left out of the tables; after the iteration `deferred` holds them (the input
     columns plus SPENT_COLUMNS, what a later stream over them carries on: its deadline's seconds
-    and timeouts used), for a retry run at the end of the crawl."""
+    and timeouts used), for a retry run at the end of the crawl. A stream over such rows is that
+    retry run: patient (`fetchrun.Run`)."""
 
     def __init__(self, fetcher: Starter, urls: pa.Table, rows: int,
                  idle: Callable[[], None] | None = None, patience: float = 1.0,
@@ -116,8 +118,10 @@ class FetchStream:
         plan = _Plan(wanted, reasons, rows)
         job = None
         if plan.todo:
-            job = self.fetcher.start_run(plan.todo, plan.done, plan.spent(urls),
-                                         defer=self.defer_after is not None)
+            spent = plan.spent(urls)  # rows deferred by earlier runs: a patient retry run
+            job = self.fetcher.start_run(plan.todo, plan.done, spent,
+                                         defer=self.defer_after is not None,
+                                         patient=spent is not None)
         future = job.future if job is not None else None
         total, later = FetchStats(), []
         try:

@@ -112,20 +112,22 @@ class Fetcher:
                            defer_after=self.opts.defer_after if defer else None)
 
     def start_run(self, urls: list[str], done: Callable[[int, Result], None],
-                  spent: list[tuple[float, int]] | None = None, defer: bool = False) -> Job:
+                  spent: list[tuple[float, int]] | None = None, defer: bool = False,
+                  patient: bool = False) -> Job:
         """Fetch `urls` on the worker's loop thread, calling `done(i, result)` there as URL `i`
         ends; the job's future's result is the run's request counters. `spent`: per URL, the
         seconds of its deadline and the timeouts it used in earlier runs. `defer`: a timeout
-        ends a URL as DEFERRED (see `Job`) instead of being retried in this run."""
+        ends a URL as DEFERRED (see `Job`) instead of being retried in this run; `patient`: a
+        run of deferred URLs (see `fetchrun.Run`)."""
         loop, session = self._running()
         job = Job(loop)
-        job.future = loop.submit(self._run(session, urls, done, spent, defer, job))
+        job.future = loop.submit(self._run(session, urls, done, spent, job, defer, patient))
         return job
 
     async def _run(self, session: aiohttp.ClientSession, urls: list[str],
                    done: Callable[[int, Result], None], spent: list[tuple[float, int]] | None,
-                   defer: bool, job: Job) -> FetchStats:
-        run = Run(self, session, len(urls), defer=defer)
+                   job: Job, defer: bool, patient: bool) -> FetchStats:
+        run = Run(self, session, len(urls), defer, patient)
         loop = asyncio.get_running_loop()
 
         async def one(i: int, url: str, state: UrlState) -> None:

@@ -35,9 +35,10 @@ class FakeFetcher:
     def __init__(self, delays: dict[str, float | None]) -> None:
         self.delays, self.stats, self.started, self.spent = delays, FetchStats(), [], []
 
-    def start_run(self, urls, done, spent=None, defer=False):
+    def start_run(self, urls, done, spent=None, defer=False, patient=False):
         self.started.append(list(urls))
         self.spent.append(spent)
+        self.patient = patient
         job = FakeJob()
         future = job.future
         never = [i for i in range(len(urls)) if self.delays.get(urls[i], 0.0) is None]
@@ -133,4 +134,4 @@ def test_without_defer_after_nothing_is_cut_and_a_retry_run_gets_what_was_spent(
     rows = pa.concat_tables(list(stream))
     assert rows["source"].to_pylist() == ["slow", "timeout"] and stream.deferred.num_rows == 0
     assert rows["reason"].to_pylist() == [None, None]  # not a deferring run: no DEFERRED
-    assert fetcher.spent == [[(1.5, 0), (0.3, 1)]]
+    assert fetcher.spent == [[(1.5, 0), (0.3, 1)]] and fetcher.patient

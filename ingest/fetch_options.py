@@ -37,7 +37,9 @@ class FetchOptions:
     per_host: int = 8  # requests in flight per worker to one host (scheme, host, port)
     rps_per_host: float | None = None  # requests per second per host per worker; None: no limit
     connect_timeout: float = 10.0  # seconds to open a TCP (+TLS) connection (aiohttp: sock_connect)
-    read_timeout: float = 30.0  # seconds of silence allowed while reading
+    # seconds of silence allowed while reading (in a build, on a URL's tries in its read task; the
+    # one retry of a deferred URL, in a retry task at the end, may wait out the rest of `deadline`)
+    read_timeout: float = 30.0
     total_timeout: float = 60.0  # seconds for one attempt: connect, headers and the whole body
     retries: int = 3  # extra attempts after a transient failure (resets, timeouts, 429, 5xx)
     # A request that timed out is retried at most this many times, and only once every other URL

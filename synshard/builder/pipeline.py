@@ -187,8 +187,11 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
                     bar(rows)
                     by_node[node] = by_node.get(node, 0) + rows
             if retried is not None:
+                if retried:
+                    timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
                 break
             tasks, retried, queue = _with_retries(tasks, staging)
+            t = time.perf_counter()
     return _metadata(staging, len(tasks)), by_node, cluster
 
 

@@ -2,14 +2,14 @@
 
 `Run` owns what is shared by a run's URLs: the concurrency caps (all hosts, and per host), the
 robots.txt loads in progress, the retries with backoff, the per-URL deadline and the rule that a
-timed-out URL is retried at most once and only after the run's other URLs had their first try.
-One request of one URL is `ingest/attempt.py`; the worker's state across runs is `Fetcher`
-(`ingest/http.py`).
+timed-out URL is retried at most once and only after the run's other URLs had their first try
+(in a read task of a build: not here at all, but deferred to a patient retry run at the end).
+One request of one URL is `ingest/attempt.py`; the worker's state across runs (`Fetcher`, its
+host rates) and a started run as its caller sees it (`Job`) are `ingest/http.py`.
 """
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
@@ -24,7 +24,6 @@ from .replies import Rejected, Transient, classify_error, head, sniff_image
 from .robots import RobotsPolicy, policy_from_body, policy_from_failure
 
 if TYPE_CHECKING:
-    from .fetchstream import LoopThread
     from .http import Fetcher
 
 T = TypeVar("T")
@@ -49,46 +48,6 @@ class UrlState:
 
 class Later(Exception):
     """The URL timed out in a run that defers: it ends here as DEFERRED (retried by a later run)."""
-
-
-class Job:
-    """A run started on the worker's loop thread (`Fetcher.start_run`), as its caller sees it:
-    the future of its counters, `cut` to end every URL still unfinished as DEFERRED, and `later`:
-    URL index -> (seconds of its deadline used, timeouts) for each DEFERRED URL (set before the
-    URL's `done` call)."""
-
-    def __init__(self, loop: "LoopThread") -> None:
-        self.loop = loop
-        self.future: "concurrent.futures.Future[FetchStats] | None" = None
-        self.tasks: list[asyncio.Future[None]] = []
-        self.later: dict[int, tuple[float, int]] = {}
-        self.cutting = False
-
-    def cut(self) -> None:
-        """From any thread: hand every URL of the run that is not done yet to a later run."""
-        self.loop.loop.call_soon_threadsafe(self._cut)
-
-    def _cut(self) -> None:
-        self.cutting = True
-        for task in self.tasks:
-            if not task.done():
-                task.cancel()
-
-
-class HostRate:
-    """Spaces requests to one host `1 / rps` seconds apart (state kept across batches)."""
-
-    def __init__(self, rps: float | None) -> None:
-        self.interval = 0.0 if rps is None else 1.0 / rps
-        self._next: dict[str, float] = {}
-
-    def delay(self, host: str, now: float) -> float:
-        """Reserve the next slot for `host`; return how long to wait for it."""
-        if not self.interval:
-            return 0.0
-        start = max(now, self._next.get(host, now))
-        self._next[host] = start + self.interval
-        return start - now
 
 
 class Run:

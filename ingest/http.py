@@ -18,6 +18,7 @@ cache across batches.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import random
 import weakref
@@ -30,10 +31,50 @@ from yarl import URL
 from .attempt import new_session
 from .candidates import fetched_candidates
 from .fetch_options import STATS_METADATA_KEY, FetchOptions, FetchStats
-from .fetchrun import DEFERRED, HostRate, Job, Run, UrlState
+from .fetchrun import DEFERRED, Run, UrlState
 from .fetchstream import FetchStream, LoopThread, Result
 from .netguard import Guard
 from .robots import RobotsCache
+
+
+class Job:
+    """A run started on the worker's loop thread (`Fetcher.start_run`), as its caller sees it:
+    the future of its counters, `cut` to end every URL still unfinished as DEFERRED, and `later`:
+    URL index -> (seconds of its deadline used, timeouts) for each DEFERRED URL (set before the
+    URL's `done` call)."""
+
+    def __init__(self, loop: LoopThread) -> None:
+        self.loop = loop
+        self.future: "concurrent.futures.Future[FetchStats] | None" = None
+        self.tasks: list[asyncio.Future[None]] = []
+        self.later: dict[int, tuple[float, int]] = {}
+        self.cutting = False
+
+    def cut(self) -> None:
+        """From any thread: hand every URL of the run that is not done yet to a later run."""
+        self.loop.loop.call_soon_threadsafe(self._cut)
+
+    def _cut(self) -> None:
+        self.cutting = True
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()
+
+
+class HostRate:
+    """Spaces requests to one host `1 / rps` seconds apart (state kept across batches)."""
+
+    def __init__(self, rps: float | None) -> None:
+        self.interval = 0.0 if rps is None else 1.0 / rps
+        self._next: dict[str, float] = {}
+
+    def delay(self, host: str, now: float) -> float:
+        """Reserve the next slot for `host`; return how long to wait for it."""
+        if not self.interval:
+            return 0.0
+        start = max(now, self._next.get(host, now))
+        self._next[host] = start + self.interval
+        return start - now
 
 
 class Fetcher:

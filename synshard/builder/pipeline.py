@@ -148,7 +148,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     flight (so a worker never waits for the driver); each returns two numbers, never rows (the metadata goes
     through the journal). Also returns how many inputs each Ray node settled in this run (this
     process's share under its own node's id), and the session's description."""
-    done = staging.finished_tasks()
+    done = {i for i in staging.finished_tasks() if i < len(tasks)}  # not counting retry tasks
     queue = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")

@@ -51,9 +51,16 @@ class Batcher:
         """The rows gathered so far as a table (None when there are none), and start afresh."""
         if not self._rows:
             return None
-        table = pa.Table.from_pylist(self._rows, schema=CANDIDATE_SCHEMA)
+        rows, n = self._rows, len(self._rows)
         self._rows, self._bytes = [], 0
-        return table
+        # column by column, the bodies copied once (`_binary_array`): `Table.from_pylist` grew
+        # the data column by doubling, ~40% of a folder read task's own CPU besides the reads
+        given = {name: pa.array([r[name] for r in rows], pa.string())
+                 for name in ("source", "synset", "split", "reason")}
+        given["data"] = _binary_array([r["data"] if r["data"] is None or isinstance(r["data"], bytes)
+                                       else bytes(r["data"]) for r in rows])
+        return pa.table({f.name: given[f.name] if f.name in given else pa.nulls(n, f.type)
+                         for f in CANDIDATE_SCHEMA}, schema=CANDIDATE_SCHEMA)
 
 
 def drain(batcher: Batcher, tables: Iterator[pa.Table | None]) -> Iterator[pa.Table]:

@@ -328,9 +328,24 @@ def _select_shards(
                 wanted.update(hierarchy.descendants(wnid))
         shards = [e for e in shards if e.synset in wanted]
     if not shards:
-        raise ShardError(f"release has no webdataset shards for split {split!r}"
-                         + (f" and synsets {sorted(wanted)[:5]}" if wanted else ""))  # fmt: skip
+        raise ShardError(_no_shards(release, split, wanted))
     return shards
+
+
+def _no_shards(release: Release, split: str, wanted: set[str] | None) -> str:
+    """Why nothing is selected, and what there is: the loader streams WebDataset shards only."""
+    everything = release.shards()
+    webdataset = [e for e in everything if e.format == "webdataset"]
+    if everything and not webdataset:
+        formats = sorted({e.format for e in everything})
+        return (f"release has no webdataset shards (only {', '.join(formats)}): the loader "
+                "streams WebDataset shards; rebuild with --format webdataset,parquet, or read "
+                "the Parquet shards with pyarrow/datasets")
+    splits = sorted({e.split for e in webdataset})
+    if split not in splits:
+        return f"release has no split {split!r}: its splits are {', '.join(splits) or 'none'}"
+    return (f"release has no webdataset shards for split {split!r} and synsets "
+            f"{sorted(wanted or ())[:5]}{' ...' if len(wanted or ()) > 5 else ''}")
 
 
 __all__ = ["ShardDataset", "ShardMapView", "LoaderStats", "StateError", "collate"]

@@ -16,15 +16,15 @@ from synshard.config_types import ConfigTypeError, check_value, field_types
 from synshard.ingest.fetch_options import FetchOptions
 from synshard.shards.splits import SplitOptions
 from synshard.synsets.subsets import SynsetFilter
-from synshard.errors import SynshardError
+from synshard.errors import SynshardError, UsageError
 from synshard.transforms.options import DedupOptions, TransformOptions
 
 ShardFormat = Literal["webdataset", "parquet"]
 SHARD_FORMATS = ("webdataset", "parquet")
 
 
-class ConfigError(SynshardError):
-    """A bad option in a config file or on the command line."""
+class ConfigError(UsageError):
+    """A bad option in a config file or on the command line (exit status 2)."""
 
 
 # Release names: printed raw in DATASHEET.md's heading, the report and terminal summaries.
@@ -199,7 +199,7 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
             for sub, subvalue in value.items():
                 sub = sub.replace("-", "_")
                 if sub not in _SECTIONS[key]:
-                    raise ConfigError(f"{where}: unknown option {key}.{sub}")
+                    raise ConfigError(f"{where}: unknown option {key}.{sub}{did_you_mean(sub)}")
                 name = f"fetch_{sub}" if key == "fetch" else sub
                 _checked(name, subvalue, f"{key}.{sub}", where)  # the file's own value, now
                 flat[name] = subvalue
@@ -208,7 +208,7 @@ def flatten(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
             _checked(key, value, key, where)
             flat[key] = value
         else:
-            raise ConfigError(f"{where}: unknown option {key}")
+            raise ConfigError(f"{where}: unknown option {key}{did_you_mean(key)}")
     return flat
 
 
@@ -218,7 +218,8 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
     opts = {k.replace("-", "_"): _path_text(v) for k, v in options.items() if v is not None}
     unknown = set(opts) - _TOP_KEYS - _TRANSFORM_KEYS - _DEDUP_KEYS - _SPLIT_KEYS - _FETCH_KEYS
     if unknown:
-        raise ConfigError(f"unknown option {sorted(unknown)[0]}")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"unknown option {first}{did_you_mean(first)}")
     opts = {name: _checked(name, value, name, None) for name, value in opts.items()}
     if isinstance(opts.get("near_radius"), str):  # `none` / `off`, as checked
         opts["near_radius"] = None
@@ -235,6 +236,53 @@ def build_config(options: Mapping[str, Any]) -> BuildConfig:
         raise
     except SynshardError as e:  # a range or combination the option dataclasses refuse
         raise ConfigError(str(e)) from None
+
+
+def config_with_file(file_options: Mapping[str, Any], path: str | None,
+                     overrides: Mapping[str, Any]) -> BuildConfig:
+    """`build_config` of a config file's options with `overrides` (flags) on top. A range or
+    combination error that the file's own values cause names the file, as type errors do."""
+    merged = {**file_options, **overrides}
+    try:
+        return build_config(merged)
+    except ConfigError as exc:
+        if path and file_options:
+            alone = {**{k: v for k, v in merged.items() if k in ("sources", "out")},
+                     **file_options}  # the file's own values
+            try:
+                build_config(alone)
+            except ConfigError as own:
+                if str(own) == str(exc):
+                    raise ConfigError(f"{path}: {exc}") from None
+        raise
+
+
+# Flags whose config key is spelled otherwise (`synshard build --help` names the flags): an
+# unknown key that is one of these is answered with the key to use.
+FLAG_KEYS = {
+    "image_format": "transform.format", "shard_size": "shard_bytes",
+    "subtree": "subtrees", "exclude_subtree": "exclude_subtrees",
+    "allow_private_network": "fetch.allow_private_network",
+    "allow_network": "fetch.allowed_networks", "no_robots_txt": "fetch.respect_robots_txt = false",
+    "no_x_robots_tag": "fetch.respect_x_robots_tag = false", "no_draft": "transform.draft = false",
+    "no_progress": "progress = false", "config": "(a flag only)",
+}
+
+
+def did_you_mean(key: str) -> str:
+    """`; use KEY` for a flag's spelling, `; did you mean KEY?` for a near miss, else ''."""
+    import difflib
+
+    key = key.replace("-", "_")
+    if key.startswith("fetch_") and key.removeprefix("fetch_") in FLAG_KEYS:
+        key = key.removeprefix("fetch_")
+    if key in FLAG_KEYS:
+        return f" (the flag --{key.replace('_', '-')}); in a config file: {FLAG_KEYS[key]}"
+    known = [f"{section}.{name}" for section, names in _SECTIONS.items() for name in names]
+    known += sorted(_TOP_KEYS)
+    by_name = {k.rsplit(".", 1)[-1]: k for k in known}
+    close = difflib.get_close_matches(key, list(by_name), n=1, cutoff=0.75)
+    return f"; did you mean {by_name[close[0]]}?" if close else ""
 
 
 def _path_text(value: Any) -> Any:

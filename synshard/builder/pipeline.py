@@ -169,11 +169,11 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
         t = time.perf_counter()
         cluster = background.wait()
         timings["waiting for Ray"] = time.perf_counter() - t
-        from synshard.builder.raysession import ray, remote
+        from synshard.builder.raysession import ray, read_on_worker, remote
 
         if here:
             by_node[ray.get_runtime_context().get_node_id()] = here
-        read = remote(_read_task, num_cpus=1, scheduling_strategy="SPREAD")
+        read = remote(read_on_worker, num_cpus=1, scheduling_strategy="SPREAD")
         cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
         limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         pending: list = []
@@ -226,14 +226,6 @@ def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Tab
 def _metadata(staging: Staging, count: int) -> pa.Table:
     """Every read task's metadata, from the journal (only the columns decide reads)."""
     return staging.gather_metas(count)
-
-
-def _read_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> tuple[int, str]:
-    """Read task `index` on a Ray worker: (inputs it settled, the node it ran on)."""
-    from synshard.builder.raysession import ray
-
-    rows = sum(run_task(index, task, cfg, staging))
-    return rows, ray.get_runtime_context().get_node_id()
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
+import time
 from typing import Any, Callable, Iterator, cast
 
 # Before Ray is imported: no usage statistics leave this machine, and Ray Data's own console
@@ -30,8 +32,9 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
         if address:
             _join(address, kwargs)
         else:
-            with _loopback_only():
-                ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
+            with _loopback_only(), _without_monitors():
+                ray.init(address="local", num_cpus=cfg.num_cpus,
+                         _system_config=EMBEDDED_SYSTEM_CONFIG, **kwargs)
             watcher = reaper.start(_node_pids())
         started = True
     resources = ray.cluster_resources()
@@ -42,6 +45,42 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
         if started:
             ray.shutdown()
             reaper.stop(watcher)
+
+
+# An embedded Ray serves one build and nobody watches it: no task-event reports to the GCS
+# (the state API and timeline), no metrics, no event-loop statistics. On a 2-core machine these
+# and the two monitors below cost ~2-3 CPU-s a build (bench/bench_build.py prints Ray's processes'
+# CPU by kind). Ray's own flags (ray_config_def.h), for a Ray this process starts only.
+EMBEDDED_SYSTEM_CONFIG: dict[str, Any] = {
+    "task_events_report_interval_ms": 0,
+    "enable_metrics_collection": False,
+    "event_stats": False,
+    "enable_timeline": False,
+}
+
+
+@contextlib.contextmanager
+def _without_monitors() -> Iterator[None]:
+    """Start an embedded node without its log monitor (it forwards workers' output to the
+    driver, which `log_to_driver=False` turns away) and without the autoscaler monitor (a local
+    node has nothing to scale): `ray start`'s --include-log-monitor=False and --no-monitor, which
+    `ray.init` does not take. A Ray whose node parameters differ is started as it is."""
+    from ray._private import parameter
+
+    original = parameter.RayParams.update_if_absent
+
+    def update_if_absent(self: Any, **kwargs: Any) -> None:
+        if getattr(self, "include_log_monitor", False) is None:
+            self.include_log_monitor = False
+        if hasattr(self, "no_monitor"):
+            self.no_monitor = True
+        original(self, **kwargs)
+
+    setattr(parameter.RayParams, "update_if_absent", update_if_absent)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(parameter.RayParams, "update_if_absent", original)  # noqa: B010
 
 
 class RayConnectError(SynshardError):
@@ -114,3 +153,30 @@ def loopback_ray_init(**kwargs: Any) -> None:
 def remote(fn: Callable[..., Any], **options: Any) -> Any:
     """`fn` as a Ray remote function (kept here so Ray stays at the edge)."""
     return ray.remote(**options)(fn) if options else ray.remote(fn)
+
+
+def read_on_worker(index: int, task: Any, cfg: BuildConfig, staging: Any) -> tuple[int, str]:
+    """Read task `index` on a Ray worker: (inputs it settled, the node it ran on).
+
+    Here rather than in pipeline.py so that a worker imports only what a read task runs (the
+    stages), not the driver's decide, assembly and commit modules (~1 CPU-s a worker)."""
+    from synshard.builder.stages import run_task
+
+    rows = sum(run_task(index, task, cfg, staging, idle=off_cpu_pause))
+    return rows, ray.get_runtime_context().get_node_id()
+
+
+def off_cpu_pause(seconds: float = 0.5) -> None:
+    """A wait of `seconds` that lends the calling task's CPU back to Ray: a task blocked in
+    `ray.get` releases its CPU (Ray's "Yielding Resources While Blocked"), so a read task left
+    waiting only for slow URLs lets another read task run meanwhile."""
+    ray.get(_pause_task().remote(seconds))
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@functools.lru_cache(maxsize=1)
+def _pause_task() -> Any:
+    return ray.remote(num_cpus=0)(_sleep)

@@ -10,11 +10,9 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections import Counter
 from functools import lru_cache
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +21,6 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.ingest.boxes import boxes_for_sources
 from synshard.ingest.fetch_options import FetchOptions, FetchStats
-from synshard.ingest.http import Fetcher
 from synshard.ingest.sources import read_task
 from synshard.ingest.urltasks import UrlTask
 from synshard.builder.staging import Staging
@@ -31,35 +28,27 @@ from synshard.shards.staging import META_SCHEMA
 from synshard.transforms.process import transform_batch
 from synshard.transforms.schema import CANDIDATE_SCHEMA
 
+if TYPE_CHECKING:
+    from synshard.ingest.http import Fetcher
+
+
 @lru_cache(maxsize=4)
 def _fetcher(opts: FetchOptions) -> Fetcher:
-    """One fetcher per worker process: its robots.txt cache and host rates outlive a task."""
+    """One fetcher per worker process: its robots.txt cache and host rates outlive a task.
+    (Imported here: aiohttp and the fetcher cost a worker ~0.5 CPU-s that folder builds skip.)"""
+    from synshard.ingest.http import Fetcher
+
     return Fetcher(opts)
 
 
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
+def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging,
+             idle: Callable[[], None] | None = None) -> Iterator[int]:
+    """Run read task `index`; yields rows settled so far (for progress), journals the metadata.
 
-
-@lru_cache(maxsize=1)
-def _off_cpu_pause() -> Callable[[], None] | None:
-    """In a Ray task: half a second's wait that lends the task's CPU back to Ray (a task blocked
-    in `ray.get` releases its CPU: Ray's "Yielding Resources While Blocked"), so a read task left
-    waiting only for slow URLs lets another read task run meanwhile. None outside a Ray task."""
-    ray = sys.modules.get("ray")
-    try:
-        if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_task_id() is None:
-            return None
-    except AttributeError:  # the driver, while its background thread is still importing Ray
-        return None
-    pause = ray.remote(num_cpus=0)(_sleep)
-    return lambda: ray.get(pause.remote(0.5))
-
-
-def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Iterator[int]:
-    """Run read task `index`; yields rows settled so far (for progress), journals the metadata."""
+    `idle`, when given, is called while a URL-list task has nothing to transform but slow URLs
+    to wait for (the scheduler's way to lend the task's CPU to other work meanwhile)."""
     metas = []
-    for candidates in read_candidates(task, cfg, staging, index):
+    for candidates in read_candidates(task, cfg, staging, idle, index):
         for start in range(0, candidates.num_rows, cfg.batch_size):
             meta = transform_and_stage(candidates.slice(start, cfg.batch_size), cfg, staging)
             metas.append(meta)
@@ -69,15 +58,15 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging) -> Itera
 
 
 def read_candidates(task: Any, cfg: BuildConfig, staging: Staging,
-                    index: int | None = None) -> Iterator[pa.Table]:
+                    idle: Callable[[], None] | None = None, index: int | None = None
+                    ) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
         # Streamed: the chunk's URLs are fetched on the worker's fetch thread while the batches
         # already fetched are transformed here (no drain between batches). Its slow URLs are
         # deferred to the crawl's retry tasks (journalled before the task's metadata).
         defer = index is not None and not task.retry
-        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=_off_cpu_pause(),
-                                            defer=defer)
+        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=idle, defer=defer)
         for table in stream:
             if table.num_rows:
                 yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)

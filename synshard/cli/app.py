@@ -155,10 +155,12 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_USAGE = 2  # a bad flag or config value: nothing was done (README: exit status)
 EXIT_NOTHING_ACCEPTED = 3  # the release was committed but holds no sample (README: exit status)
 BUILD_EXIT_STATUS = (
     "exit status: 0 the release was committed (rejected inputs are listed in it); 1 an error "
-    "(one line says what, where and what to do; nothing committed); 2 bad usage; "
+    "(one line says what, where and what to do; nothing committed); 2 bad usage (a flag or "
+    "config value refused, nothing done); "
     f"{EXIT_NOTHING_ACCEPTED} committed, but nothing was accepted (no inputs, or every input "
     "rejected or a duplicate: the release holds the reasons)")
 
@@ -250,7 +252,8 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; a failure is one line on stderr and exit status 1 (130 if interrupted).
+    """Run one command; a failure is one line on stderr and exit status 1, or 2 for a bad option
+    value (flag or config file; argparse exits 2 too), 130 if interrupted.
     `--debug` or SYNSHARD_DEBUG=1 prints the traceback too (see synshard/cli/failures.py)."""
     from synshard.cli.failures import debug_wanted, failure_line
 
@@ -270,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug_wanted(args):
             traceback.print_exc()
         print(failure_line(exc, args), file=sys.stderr)
+        from synshard.errors import UsageError
+
+        if isinstance(exc, UsageError):
+            return EXIT_USAGE  # a bad option value, as argparse's own refusals
     return 1
 
 

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Any
 
+from synshard.cli.argtypes import port
+
 
 def add_parsers(sub: Any) -> None:
     """Add `get` and `serve` to the CLI's subparsers."""
@@ -22,7 +24,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("serve", help="browse a release in a web browser (read-only)")
     p.add_argument("uri")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000; 0: any free one)")
     p.set_defaults(func=run_serve)
 
 

@@ -17,6 +17,7 @@ from synshard.shards.layout import ShardEntry, ShardError
 from synshard.shards.reader import shard_keys
 from synshard.shards.release import Release, open_release
 from synshard.errors import SynshardError
+from synshard.cli.argtypes import int_at_least
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -31,7 +32,7 @@ def add_parsers(subparsers: Any) -> None:
     p = subparsers.add_parser("report", help="write a release's self-contained HTML report")
     p.add_argument("uri", help="release URI")
     p.add_argument("-o", "--out", default="report.html", help="output file (default report.html)")
-    p.add_argument("--thumbnails", type=int, default=6, help="sample thumbnails per synset")
+    p.add_argument("--thumbnails", type=int_at_least(0), default=6, help="sample thumbnails per synset")
     p.set_defaults(func=run_report)
 
 
@@ -67,8 +68,6 @@ def run_diff(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from synshard.release.report import write_report
 
-    if args.thumbnails < 0:
-        raise SynshardError(f"bad --thumbnails {args.thumbnails}: use 0 or more")
     path = write_report(args.uri, args.out, thumbnails_per_synset=args.thumbnails)
     print(f"report: {path}")
     return 0

@@ -23,6 +23,7 @@ from synshard.synsets.subsets import SUBSETS, load_subset
 from synshard.synsets.tree import counts_from_manifest, release_tree, render_tree
 from synshard.builder.decide.votes import read_votes
 from synshard.errors import SynshardError
+from synshard.cli.argtypes import int_at_least
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -43,7 +44,7 @@ def add_parsers(subparsers: Any) -> None:
     tree = subparsers.add_parser("tree", help="a release's classes in the WordNet hierarchy")
     tree.add_argument("uri", help="release URI (any fsspec URI)")
     tree.add_argument("wnid", nargs="?", default=None, help="root of the view (default: entity)")
-    tree.add_argument("--depth", type=int, default=None, help="levels below the root to show")
+    tree.add_argument("--depth", type=int_at_least(0), default=None, help="levels below the root to show")
     tree.add_argument("--json", action="store_true", help="print the tree as JSON")
     tree.set_defaults(func=run_tree)
 
@@ -109,8 +110,6 @@ def run_tree(args: argparse.Namespace) -> int:
     h = load_hierarchy()
     if args.wnid is not None and args.wnid not in h:
         raise SynshardError(f"unknown synset {args.wnid!r}: not a WordNet 3.0 noun")
-    if args.depth is not None and args.depth < 0:
-        raise SynshardError(f"bad --depth {args.depth}: use 0 or more")
     tree = release_tree(h, counts, root=args.wnid, depth=args.depth)
     print(json.dumps(tree, indent=1) if args.json else render_tree(tree))
     return 0

@@ -92,10 +92,10 @@ def test_a_wrong_type_in_the_config_file_is_refused_before_any_work(small_releas
     for flags in ([], ["--overwrite"]):  # a flag overriding the bad value does not excuse it
         run = shell("build", str(other), "--out", str(small_release), "--config",
                     str(tmp_path / "build.toml"), *flags)
-        assert run.returncode == 1
+        assert run.returncode == 2  # bad usage: a refused option value
         one_line(run.stderr, 'build.toml: option overwrite = "false": expected true or false')
     run = shell("build", str(other), "--out", str(tmp_path / "x"), "--resize", "shorter:0")
-    assert run.returncode == 1 and not (tmp_path / "x").exists()
+    assert run.returncode == 2 and not (tmp_path / "x").exists()
     one_line(run.stderr, 'option resize = "shorter:0": expected shorter:N, longer:N')
     assert snapshot(small_release) == before  # the committed release was not replaced
     accounting(small_release, inputs=4, accepted=4)
@@ -266,7 +266,7 @@ def test_a_build_that_accepts_nothing_exits_3(capsys, ray_local, tmp_path, kind)
         accounting(out, inputs=0, accepted=0)
         one_line(err, "no inputs found in the sources")
     run = shell("build", str(source), "--out", str(tmp_path / "bomb"), "--max-pixels", "-1")
-    assert run.returncode == 1 and not (tmp_path / "bomb").exists()
+    assert run.returncode == 2 and not (tmp_path / "bomb").exists()
     one_line(run.stderr, "bad max_pixels -1")
 
 
@@ -276,7 +276,7 @@ def test_release_names_outside_the_allowed_characters_are_refused(small_release,
     for flags, out in ((["--name", "<script>alert(1)</script>"], tmp_path / "rel"),
                        ([], tmp_path / "my <release>")):
         run = shell("build", str(source), "--out", str(out), *flags)
-        assert run.returncode == 1 and not out.exists()
+        assert run.returncode == 2 and not out.exists()
         one_line(run.stderr, "bad release name")
     assert open_release(str(small_release)).manifest.name == "rel"
     accounting(small_release, inputs=4, accepted=4)

@@ -40,3 +40,43 @@ def test_embedded_ray_binds_loopback_only(tmp_path):
     for address in seen["listening"]:
         host = address.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
         assert host == "127.0.0.1", f"Ray listens on {address}"
+
+
+LEAN = r"""
+import json, os, sys
+from synshard.config import build_config
+from synshard.builder.raysession import off_cpu_pause, ray, ray_session, remote
+
+cfg = build_config({"sources": ["x"], "out": sys.argv[1], "num_cpus": 1})
+marker = sys.argv[2]
+
+def waiter():
+    # holds the only CPU until the marker appears; each pause lends it back to Ray
+    for _ in range(600):
+        if os.path.exists(marker):
+            return True
+        off_cpu_pause(0.1)
+    return False
+
+def writer():
+    open(marker, "w").close()
+
+with ray_session(cfg):
+    node = ray._private.worker._global_node
+    kinds = sorted(node.all_processes)
+    waiting = remote(waiter, num_cpus=1).remote()
+    written = remote(writer, num_cpus=1).remote()
+    print(json.dumps({"kinds": kinds, "lent": ray.get(waiting), "written": ray.get(written)}))
+"""
+
+
+def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
+    """No log monitor or autoscaler monitor on an embedded node; on one CPU, a task waiting in
+    `off_cpu_pause` lets a second task run (the crawl's slow-URL wait: stages.run_task's idle)."""
+    run = subprocess.run([sys.executable, "-c", LEAN, str(tmp_path / "out"),
+                          str(tmp_path / "marker")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "raylet" in seen["kinds"] and "gcs_server" in seen["kinds"], seen
+    assert "log_monitor" not in seen["kinds"] and "monitor" not in seen["kinds"], seen
+    assert seen["lent"] is True, "the second task did not run while the first one paused"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -219,3 +220,48 @@ def test_journal_records_appear_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tasks.iterdir()] == ["task-00000000.parquet"]  # no temporary left
     (tasks / "task-00000001.parquet.tmp-123").write_bytes(b"")  # what a killed write leaves
     assert staging.finished_tasks() == {0}
+
+
+def test_a_range_error_of_the_config_file_names_the_file_and_a_flag_error_does_not(tmp_path):
+    from synshard.config import config_with_file
+
+    toml = tmp_path / "build.toml"
+    toml.write_text("[transform]\nquality = 900\n")
+    flags = {"sources": ["/a"], "out": "/r"}
+    with pytest.raises(ConfigError, match=r"^.*build\.toml: bad quality 900: use 1\.\.100$"):
+        config_with_file(load_toml(str(toml)), str(toml), flags)
+    assert config_with_file(load_toml(str(toml)), str(toml),
+                            {**flags, "quality": 80}).transform.quality == 80  # a flag wins
+    toml.write_text("[transform]\nquality = 80\n")
+    with pytest.raises(ConfigError) as info:
+        config_with_file(load_toml(str(toml)), str(toml), {**flags, "quality": 900})
+    assert str(info.value) == "bad quality 900: use 1..100"  # the flag's: no file named
+
+
+@pytest.mark.parametrize("data, hint", [
+    ({"image_format": "webp"}, "in a config file: transform.format"),
+    ({"shard_size": 1}, "in a config file: shard_bytes"),
+    ({"no_robots_txt": True}, "fetch.respect_robots_txt = false"),
+    ({"qualty": 3}, "did you mean transform.quality?"),
+    ({"transform": {"formt": "png"}}, "did you mean transform.format?"),
+])
+def test_an_unknown_key_says_which_key_to_use(data, hint):
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        flatten(data, where="build.toml")
+
+
+def test_every_build_flag_is_a_config_key_or_says_which_one():
+    """A flag a user copies into build.toml either is a key or is answered with the key."""
+    from synshard.cli.app import make_parser
+    from synshard.config import FLAG_KEYS, option_types
+
+    build = next(a for a in make_parser()._actions if a.dest == "command").choices["build"]
+    keys = set(option_types()) | {"sources", "out"}
+    for action in build._actions:
+        flags = [o for o in action.option_strings if o.startswith("--")]
+        if not flags or action.dest in ("help", "config"):
+            continue
+        name = flags[0][2:].replace("-", "_")
+        assert name in keys or name in FLAG_KEYS, f"--{flags[0][2:]} -> {action.dest}"
+        if name in FLAG_KEYS:
+            assert action.dest in keys or action.dest == "config", action.dest

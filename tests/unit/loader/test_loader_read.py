@@ -197,3 +197,20 @@ def test_in_order_chunks_keep_order_and_stop_early():
     it = in_order(items, lambda i: i, 2, 16, 8)
     assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
     it.close()  # the pool shuts down with work pending: no hang, no error
+
+
+def test_nothing_to_stream_says_why_and_what_there_is(tmp_path):
+    import dataclasses
+
+    from synshard.shards.layout import ShardError
+    from synshard.shards.release import commit_manifest, release_fs
+
+    manifest = releasegen.build(tmp_path / "rel", classes=2, per_class={"train": 3, "val": 2})
+    with pytest.raises(ShardError, match="release has no split 'test': its splits are train, val"):
+        ShardDataset(str(tmp_path / "rel"), split="test")
+    only_parquet = dataclasses.replace(manifest, shards=tuple(
+        dataclasses.replace(e, format="parquet") for e in manifest.shards))
+    commit_manifest(*release_fs(str(tmp_path / "rel")), only_parquet)
+    with pytest.raises(ShardError, match=r"no webdataset shards \(only parquet\): the loader "
+                                         "streams WebDataset shards; rebuild with --format"):
+        ShardDataset(str(tmp_path / "rel"), split="train")

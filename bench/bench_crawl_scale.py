@@ -151,8 +151,8 @@ def build(urls: Path, n: int, per_host: int) -> dict:
     sampler.done.set()
     sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"build of {n} URLs exited {proc.returncode}: "
-                         f"{(stderr.strip().splitlines() or ['?'])[-1]}")
+        said = stderr.split("\tCommand being timed:")[0].strip().splitlines() or ["?"]
+        raise SystemExit(f"build of {n} URLs exited {proc.returncode}: {said[-1]}")
     gnu = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
     manifest = json.loads((out / "manifest.json").read_text())
     timings = json.loads((out / "build.json").read_text()).get("stats", {}).get("timings_s", {})

@@ -7,8 +7,10 @@ honoured: streamed, as a read task does (all its URLs in flight, handed on `--ba
 time), and in separate batches of `--batch` (each drains before the next). Peers in the same run:
 bare aiohttp at the same concurrency (the target: 0.8 of it) and concurrency 1.
 Prints images/s, MB/s, and the CPU seconds of client and server, which say what limits it.
+Bare aiohttp and the streamed fetcher are run `--rounds` times, alternating (the machine is
+shared and noisy): each round's ratio is printed, then the median of the rounds' ratios.
 
-    .venv/bin/python bench/bench_fetch.py [--n 2000] [--batch 256]
+    .venv/bin/python bench/bench_fetch.py [--n 2000] [--batch 256] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--baseline-n", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     server = subprocess.Popen([sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True)
     try:
@@ -112,8 +115,11 @@ def main() -> None:
         serial = run(base, server.pid, args.baseline_n, args.batch,
                      dataclasses.replace(opts, concurrency=1, per_host=1))
         batched = run(base, server.pid, args.n, args.batch, opts)
-        bare = run_bare(base, server.pid, args.n, opts.concurrency)
-        result = run(base, server.pid, args.n, args.batch, opts, streamed=True)
+        rounds = []
+        for _ in range(max(1, args.rounds)):
+            bare = run_bare(base, server.pid, args.n, opts.concurrency)
+            result = run(base, server.pid, args.n, args.batch, opts, streamed=True)
+            rounds.append((bare, result))
     finally:
         server.terminate()
         server.wait()
@@ -129,6 +135,14 @@ def main() -> None:
           f"fetcher (streamed) vs bare aiohttp: {result['images_per_s'] / bare['images_per_s']:.2f}x"
           f" (batches of {args.batch}: {batched['images_per_s'] / bare['images_per_s']:.2f}x); "
           f"client CPU per URL vs bare: {result['client_cpu_s'] / bare['client_cpu_s']:.2f}x")
+    for k, (b, r) in enumerate(rounds):
+        print(f"  round {k + 1}: bare {b['images_per_s']:6.0f} img/s, streamed "
+              f"{r['images_per_s']:6.0f} img/s = {r['images_per_s'] / b['images_per_s']:.2f}x; "
+              f"client CPU per URL {r['client_cpu_s'] / b['client_cpu_s']:.2f}x bare")
+    ratios = sorted(r["images_per_s"] / b["images_per_s"] for b, r in rounds)
+    cpus = sorted(r["client_cpu_s"] / b["client_cpu_s"] for b, r in rounds)
+    print(f"  median of {len(rounds)} rounds: streamed / bare = {ratios[len(ratios) // 2]:.2f}x "
+          f"throughput, {cpus[len(cpus) // 2]:.2f}x client CPU per URL")
     print(f"  load average during the run: {os.getloadavg()[0]:.1f}")
 
 

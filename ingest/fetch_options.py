@@ -37,7 +37,9 @@ class FetchOptions:
     per_host: int = 8  # requests in flight per worker to one host (scheme, host, port)
     rps_per_host: float | None = None  # requests per second per host per worker; None: no limit
     connect_timeout: float = 10.0  # seconds to open a TCP (+TLS) connection (aiohttp: sock_connect)
-    read_timeout: float = 30.0  # seconds of silence allowed while reading
+    # seconds of silence allowed while reading (in a build, on a URL's tries in its read task; the
+    # one retry of a deferred URL, in a retry task at the end, may wait out the rest of `deadline`)
+    read_timeout: float = 30.0
     total_timeout: float = 60.0  # seconds for one attempt: connect, headers and the whole body
     retries: int = 3  # extra attempts after a transient failure (resets, timeouts, 429, 5xx)
     # A request that timed out is retried at most this many times, and only once every other URL
@@ -47,6 +49,11 @@ class FetchOptions:
     # Seconds one URL may take from its first request on, across retries and redirect hops; past
     # it the URL is rejected with reason "deadline" (waiting for a slot before that does not count)
     deadline: float = 90.0
+    # In a build's read task: seconds the task waits with nothing to do but unfinished URLs (no
+    # URL of the task ending meanwhile) before it hands them, and any URL that timed out, to one
+    # retry task at the end of the crawl (which carries on their deadlines); the slow URLs of many
+    # tasks then wait at the same time instead of each holding its task's CPU slot.
+    defer_after: float = 5.0
     backoff_base: float = 0.5  # first backoff in seconds, doubled per attempt, full jitter
     backoff_max: float = 30.0  # cap on one backoff
     retry_after_max: float = 60.0  # cap on an honoured Retry-After
@@ -70,6 +77,7 @@ class FetchOptions:
             "read_timeout": self.read_timeout,
             "total_timeout": self.total_timeout,
             "deadline": self.deadline,
+            "defer_after": self.defer_after,
             "max_bytes": self.max_bytes,
         }
         for name, value in positive.items():
@@ -98,6 +106,7 @@ class FetchStats:
     robots_requests: int = 0
     retries: int = 0
     bytes: int = 0  # body bytes received
+    deferred: int = 0  # URLs handed to a retry task (their rows are counted there)
     failures: dict[str, int] = field(default_factory=dict)  # rows by rejection reason
 
     def merge(self, other: "FetchStats") -> "FetchStats":
@@ -120,4 +129,5 @@ class FetchStats:
         return cls.from_json(raw) if raw else cls()
 
 
-_COUNTERS = ("urls", "fetched", "duplicates", "requests", "robots_requests", "retries", "bytes")
+_COUNTERS = ("urls", "fetched", "duplicates", "requests", "robots_requests", "retries", "bytes",
+             "deferred")

@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections import Counter
 from typing import Any, Callable, Coroutine, Iterator, Protocol, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .candidates import column_or_nulls, fetched_candidates
 from .fetch_options import FetchStats
 
 T = TypeVar("T")
 Result = tuple[list[bytes] | None, str | None]  # (body chunks, None) or (None, reason)
+DEFERRED = "deferred"  # a result's reason: the URL ends here, to be fetched again by a later run
 
 
 class LoopThread:
@@ -61,11 +64,24 @@ async def _cancel_others() -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
+class Job(Protocol):
+    """What `Starter.start_run` returns: see `fetchrun.Job`."""
+
+    future: "concurrent.futures.Future[FetchStats] | None"
+    later: dict[int, tuple[float, int]]
+
+    def cut(self) -> None: ...
+
+
 class Starter(Protocol):
     stats: FetchStats
 
-    def start_run(self, urls: list[str], done: Callable[[int, Result], None]
-                  ) -> "concurrent.futures.Future[FetchStats]": ...
+    def start_run(self, urls: list[str], done: Callable[[int, Result], None],
+                  spent: list[tuple[float, int]] | None = None, defer: bool = False,
+                  patient: bool = False) -> Job: ...
+
+
+SPENT_COLUMNS = ("_spent_s", "_timeouts")  # a deferred row's deadline seconds and timeouts used
 
 
 class FetchStream:
@@ -73,16 +89,26 @@ class FetchStream:
 
     `idle`, if given, is called (repeatedly, each call returning within about a second) while
     the consumer has waited `patience` seconds for the next batch: nothing left to transform but
-    slow URLs to wait for. A Ray read task passes one that gives its CPU back meanwhile."""
+    slow URLs to wait for. A Ray read task passes one that gives its CPU back meanwhile.
+
+    `defer_after` (seconds), if given, makes slow URLs someone else's: a URL that times out ends
+    as DEFERRED instead of being retried here, and once the consumer has waited with no URL
+    ending for `defer_after` seconds, every URL not done yet is cut (DEFERRED too). A deferred
+    URL's rows are left out of the tables; after the iteration `deferred` holds them (the input
+    columns plus SPENT_COLUMNS, what a later stream over them carries on: its deadline's seconds
+    and timeouts used), for a retry run at the end of the crawl. A stream over such rows is that
+    retry run: patient (`fetchrun.Run`)."""
 
     def __init__(self, fetcher: Starter, urls: pa.Table, rows: int,
-                 idle: Callable[[], None] | None = None, patience: float = 1.0) -> None:
+                 idle: Callable[[], None] | None = None, patience: float = 1.0,
+                 defer_after: float | None = None) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, not {rows}")
         self.fetcher, self.urls, self.rows = fetcher, urls, rows
-        self.idle, self.patience = idle, patience
+        self.idle, self.patience, self.defer_after = idle, patience, defer_after
         self.stats = FetchStats()
         self.idle_calls = 0
+        self.deferred: pa.Table = urls.schema.empty_table()
 
     def __iter__(self) -> Iterator[pa.Table]:
         urls, n, rows = self.urls, self.urls.num_rows, self.rows
@@ -90,26 +116,55 @@ class FetchStream:
         given = column_or_nulls(urls, "reason", n).to_pylist()
         reasons = [g or (None if u else "no url") for u, g in zip(wanted, given)]
         plan = _Plan(wanted, reasons, rows)
-        job = self.fetcher.start_run(plan.todo, plan.done) if plan.todo else None
-        total = FetchStats()
+        job = None
+        if plan.todo:
+            spent = plan.spent(urls)  # rows deferred by earlier runs: a patient retry run
+            job = self.fetcher.start_run(plan.todo, plan.done, spent,
+                                         defer=self.defer_after is not None,
+                                         patient=spent is not None)
+        future = job.future if job is not None else None
+        total, later = FetchStats(), []
         try:
             for b, start in enumerate(range(0, n, rows)):
-                if not plan.wait(b, job, self.patience if self.idle else None):
-                    while not plan.wait(b, job, 0.0):
-                        assert self.idle is not None
-                        self.idle_calls += 1
-                        self.idle()
+                self._wait(plan, b, job)
                 part = urls.slice(start, rows)
-                table, stats = plan.candidates(b, part, wanted, reasons, start)
+                table, stats, put_off = plan.candidates(b, part, wanted, reasons, start,
+                                                        job.later if job else {})
                 total = total.merge(stats)
+                if put_off is not None:
+                    later.append(put_off)
                 yield table
-            if job is not None:
-                total = total.merge(job.result())
+            if future is not None:
+                total = total.merge(future.result())
         finally:
-            if job is not None and not job.done():
-                job.cancel()  # the consumer gave up: stop fetching for it
+            if future is not None and not future.done():
+                future.cancel()  # the consumer gave up: stop fetching for it
         self.stats = total
         self.fetcher.stats = self.fetcher.stats.merge(total)
+        if later:
+            self.deferred = pa.concat_tables(later)
+
+    def _wait(self, plan: "_Plan", b: int, job: Job | None) -> None:
+        """Until batch `b`'s URLs are done: idle meanwhile, and cut the slow ones if told to."""
+        future = job.future if job is not None else None
+        if self.idle is None and self.defer_after is None:
+            plan.wait(b, future)
+            return
+        if plan.wait(b, future, self.patience):
+            return
+        cut = False
+        while True:
+            if (job is not None and not cut and self.defer_after is not None
+                    and plan.quiet_for() >= self.defer_after):
+                job.cut()
+                cut = True
+            if self.idle is not None:
+                self.idle_calls += 1
+                self.idle()
+                if plan.wait(b, future, 0.0):
+                    return
+            elif plan.wait(b, future, 0.5):
+                return
 
 
 class _Plan:
@@ -118,10 +173,12 @@ class _Plan:
     def __init__(self, wanted: list[Any], reasons: list[Any], rows: int) -> None:
         self.slot: dict[str, int] = {}  # URL -> index in `todo`
         self.first = [False] * len(wanted)  # the row is its URL's first in the list
+        self.first_rows: list[int] = []  # index in `todo` -> its first row
         for i, (url, reason) in enumerate(zip(wanted, reasons)):
             if reason is None and url not in self.slot:
                 self.slot[url] = len(self.slot)
                 self.first[i] = True
+                self.first_rows.append(i)
         self.todo = list(self.slot)
         batches = range(0, len(wanted), rows)
         self.waiters: list[list[int]] = [[] for _ in self.todo]  # URL -> batches waiting
@@ -142,10 +199,23 @@ class _Plan:
             if count == 0:
                 self.ready[b].set_result(None)
         self.results: list[Result | None] = [None] * len(self.todo)
+        self.last_done = time.monotonic()
+
+    def spent(self, urls: pa.Table) -> list[tuple[float, int]] | None:
+        """Per URL to fetch, what a deferred row says it used before (None: a first run)."""
+        if not all(c in urls.column_names for c in SPENT_COLUMNS):
+            return None
+        seconds, timeouts = (urls.column(c).to_pylist() for c in SPENT_COLUMNS)
+        return [(float(seconds[i] or 0.0), int(timeouts[i] or 0)) for i in self.first_rows]
+
+    def quiet_for(self) -> float:
+        """Seconds since a URL was last done (or since the plan was made)."""
+        return time.monotonic() - self.last_done
 
     def done(self, j: int, result: Result) -> None:
         """URL `j` is done (called on the loop thread)."""
         self.results[j] = result
+        self.last_done = time.monotonic()
         for b in self.waiters[j]:
             self.needs[b] -= 1
             if self.needs[b] == 0:
@@ -169,19 +239,42 @@ class _Plan:
         return False
 
     def candidates(self, b: int, part: pa.Table, wanted: list[Any], reasons: list[Any],
-                   start: int) -> tuple[pa.Table, FetchStats]:
+                   start: int, later: dict[int, tuple[float, int]]
+                   ) -> tuple[pa.Table, FetchStats, pa.Table | None]:
+        """Batch `b`'s candidates and statistics, and its DEFERRED rows (None if none) with
+        SPENT_COLUMNS from `later`."""
         stop = start + part.num_rows
-        data, why = [], []
+        results: list[Result] = []
         for url, reason in zip(wanted[start:stop], reasons[start:stop]):
             result = self.results[self.slot[url]] if reason is None else (None, reason)
             assert result is not None
-            data.append(result[0])
-            why.append(result[1])
+            results.append(result)
         for j in self.frees[b]:
             self.results[j] = None  # handed on: the table holds the bytes now
+        kept = [r[1] != DEFERRED for r in results]
+        put_off = None
+        if not all(kept):
+            mask = pa.array(kept, pa.bool_())
+            put_off = part.filter(pc.invert(mask)).drop_columns(
+                [c for c in SPENT_COLUMNS if c in part.column_names])
+            used = [later[self.slot[u]] for u, k in zip(wanted[start:stop], kept) if not k]
+            put_off = put_off.append_column(SPENT_COLUMNS[0], pa.array([u[0] for u in used],
+                                                                       pa.float64()))
+            put_off = put_off.append_column(SPENT_COLUMNS[1], pa.array([u[1] for u in used],
+                                                                       pa.int64()))
+            part = part.filter(mask)
+            wanted = [u for u, k in zip(wanted[start:stop], kept) if k]
+            reasons = [r for r, k in zip(reasons[start:stop], kept) if k]
+            firsts = [f for f, k in zip(self.first[start:stop], kept) if k]
+            results = [r for r, k in zip(results, kept) if k]
+        else:
+            wanted, reasons = wanted[start:stop], reasons[start:stop]
+            firsts = self.first[start:stop]
+        data = [r[0] for r in results]
+        why = [r[1] for r in results]
         stats = FetchStats(
             urls=part.num_rows, fetched=sum(d is not None for d in data),
-            duplicates=sum(r is None and not f for r, f in zip(reasons[start:stop],
-                                                               self.first[start:stop])),
+            duplicates=sum(r is None and not f for r, f in zip(reasons, firsts)),
+            deferred=0 if put_off is None else put_off.num_rows,
             failures=dict(sorted(Counter(r for r in why if r).items())))
-        return fetched_candidates(part, wanted[start:stop], data, why, stats), stats
+        return fetched_candidates(part, wanted, data, why, stats), stats, put_off

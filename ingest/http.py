@@ -5,7 +5,10 @@ takes a pluggable resolver (so the SSRF guard filters the addresses actually con
 `netguard`), and runs thousands of requests on one asyncio loop per worker, in a thread of its own
 (`ingest/fetchstream.py`) so that a read task streams its URLs while it transforms what has
 arrived. Redirects are followed by hand, so the guard and robots.txt are checked on every hop
-before connecting.
+before connecting. The modules: one request of one URL is `attempt`; a run over a list of URLs
+(caps, robots.txt, retries, deadlines) is `fetchrun`; the streaming of a read task's rows is
+`fetchstream`; this module is the worker's `Fetcher`, which keeps the loop, the session and the
+caches across runs.
 
 Statistics: `fetch_batch` returns the table with a `FetchStats` JSON document in its schema
 metadata under `STATS_METADATA_KEY`; read it with `FetchStats.from_table`. `Fetcher` (a callable
@@ -18,58 +21,44 @@ import asyncio
 import concurrent.futures
 import contextlib
 import random
-import time
 import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Callable
 
 import aiohttp
 import pyarrow as pa
 from yarl import URL
 
-
+from .attempt import new_session
 from .candidates import fetched_candidates
 from .fetch_options import STATS_METADATA_KEY, FetchOptions, FetchStats
+from .fetchrun import DEFERRED, Run, UrlState
 from .fetchstream import FetchStream, LoopThread, Result
-from .netguard import Guard, GuardedResolver
-from .replies import Rejected, Transient, classify_error, head, parse_retry_after, sniff_image
-from .robots import (
-    ROBOTS_MAX_BYTES,
-    RobotsCache,
-    RobotsPolicy,
-    policy_from_body,
-    policy_from_failure,
-    x_robots_reason,
-)
-
-REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-T = TypeVar("T")
+from .netguard import Guard
+from .robots import RobotsCache
 
 
-@dataclass
-class UrlState:
-    """One URL's budget within a run: when its deadline falls (set by its first request) and the
-    timeouts it has had."""
+class Job:
+    """A run started on the worker's loop thread (`Fetcher.start_run`), as its caller sees it:
+    the future of its counters, `cut` to end every URL still unfinished as DEFERRED, and `later`:
+    URL index -> (seconds of its deadline used, timeouts) for each DEFERRED URL (set before the
+    URL's `done` call)."""
 
-    deadline_at: float | None = None
-    timeouts: int = 0
-    first_try_done: bool = False
+    def __init__(self, loop: LoopThread) -> None:
+        self.loop = loop
+        self.future: "concurrent.futures.Future[FetchStats] | None" = None
+        self.tasks: list[asyncio.Future[None]] = []
+        self.later: dict[int, tuple[float, int]] = {}
+        self.cutting = False
 
+    def cut(self) -> None:
+        """From any thread: hand every URL of the run that is not done yet to a later run."""
+        self.loop.loop.call_soon_threadsafe(self._cut)
 
-class Deadline(Rejected):
-    """The URL's deadline passed (during a request, a backoff or the wait to retry a timeout)."""
-
-    def __init__(self) -> None:
-        super().__init__("deadline")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One HTTP response: a redirect (`location` set) or a body."""
-
-    status: int
-    body: list[bytes] = field(default_factory=list)  # as it arrived, see `read_body`
-    location: str | None = None
+    def _cut(self) -> None:
+        self.cutting = True
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()
 
 
 class HostRate:
@@ -86,257 +75,6 @@ class HostRate:
         start = max(now, self._next.get(host, now))
         self._next[host] = start + self.interval
         return start - now
-
-
-def request_timeout(opts: FetchOptions, total: float | None = None) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for one attempt: `total` (default `total_timeout`) covers connecting,
-    the headers and the whole body; `read_timeout` is the longest silence while reading;
-    `connect_timeout` bounds opening a connection, TCP and TLS (`sock_connect`; `connect` would add
-    a timer to every request for the wait for a pooled connection, which the fetcher's own
-    semaphores keep at nothing)."""
-    return aiohttp.ClientTimeout(
-        total=opts.total_timeout if total is None else total,
-        sock_connect=opts.connect_timeout,
-        sock_read=opts.read_timeout,
-    )
-
-
-def new_session(opts: FetchOptions, guard: Guard) -> aiohttp.ClientSession:
-    """The fetcher's HTTP client (call within the event loop that will use it)."""
-    connector = aiohttp.TCPConnector(limit=opts.concurrency, resolver=GuardedResolver(guard))
-    headers = {"User-Agent": opts.user_agent, "Accept": "image/*,*/*;q=0.8"}
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=request_timeout(opts),
-        headers=headers,
-        trust_env=False,  # no proxies from the environment: the guard sees the real peer
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-
-
-class Run:
-    """One run of the fetcher over a list of URLs (a read task's, or a batch's) on the worker's
-    event loop: the concurrency caps, the robots.txt loads in progress and the request counters.
-
-    Per request the bookkeeping is kept to what politeness and the budgets need: one aiohttp timer
-    per attempt (its total is cut to the URL's deadline when that falls first), two semaphores
-    acquired directly, and cached guard, origin and robots.txt look-ups."""
-
-    def __init__(self, fetcher: "Fetcher", session: aiohttp.ClientSession, urls: int) -> None:
-        self.fetcher = fetcher
-        self.opts = fetcher.opts
-        self.session = session
-        self.loop = asyncio.get_running_loop()
-        self.timeout = request_timeout(self.opts)  # an attempt's, unless its deadline is nearer
-        self.stats = FetchStats()
-        self.all_slots = asyncio.Semaphore(self.opts.concurrency)
-        self.host_slots: dict[str, asyncio.Semaphore] = {}
-        self.robots_loads: dict[str, asyncio.Task[RobotsPolicy]] = {}
-        self.first_tries_left = urls
-        self.first_tries_done = asyncio.Event()  # every URL of the run has had its first try
-        if urls <= 0:
-            self.first_tries_done.set()
-
-    async def fetch_one(self, text: str) -> Result:
-        """(body chunks, None) for an image, else (None, reason)."""
-        state = UrlState()
-        try:
-            try:
-                url = URL(text)
-            except (ValueError, TypeError):
-                return None, "bad url"
-            reply = await self.follow(url, image=True, state=state)
-        except Rejected as exc:
-            return None, exc.reason
-        finally:
-            self.first_try_done(state)
-        if sniff_image(head(reply.body)) is None:
-            return None, "not an image"
-        return reply.body, None
-
-    def first_try_done(self, state: UrlState) -> None:
-        """Count a URL's first try (once); the last one releases the deferred timeout retries."""
-        if state.first_try_done:
-            return
-        state.first_try_done = True
-        self.first_tries_left -= 1
-        if self.first_tries_left <= 0:
-            self.first_tries_done.set()
-
-    async def follow(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
-        """Request `url`, following redirects by hand: guard and robots.txt on every hop."""
-        for _ in range(self.opts.max_redirects + 1):
-            reason = self.fetcher.guard.url_reason(url)
-            if reason:
-                raise Rejected(reason)
-            if image and self.opts.respect_robots_txt:
-                policy = self.fetcher.robots.get(self.fetcher.origin(url))
-                if policy is None or not policy.allows(str(url), self.opts.robots_agent):
-                    await self.check_robots(url)  # loads the policy, or says why not
-            reply = await self.retrying(url, image, state)
-            if reply.location is None:
-                return reply
-            try:
-                url = url.join(URL(reply.location)).with_fragment(None)
-            except (ValueError, TypeError):
-                raise Rejected("bad redirect") from None
-        raise Rejected("too many redirects")
-
-    async def check_robots(self, url: URL) -> None:
-        origin = self.fetcher.origin(url)
-        policy = self.fetcher.robots.get(origin)
-        if policy is None:
-            load = self.robots_loads.get(origin)
-            if load is None:
-                load = self.robots_loads[origin] = asyncio.ensure_future(self.load_robots(origin))
-            policy = await asyncio.shield(load)  # a URL's deadline must not cancel the shared load
-        if policy.unreachable:
-            raise Rejected("robots.txt unreachable")
-        if not policy.allows(str(url), self.opts.robots_agent):
-            raise Rejected("robots.txt disallows")
-
-    async def load_robots(self, origin: str) -> RobotsPolicy:
-        """Fetch and cache `origin`'s robots.txt (once per origin and worker)."""
-        try:
-            reply = await self.follow(URL(origin + "/robots.txt"), image=False)
-        except Rejected as exc:
-            if exc.reason.startswith("blocked:"):
-                raise  # the host itself is refused: every URL on it gets this reason
-            policy = policy_from_failure(exc.reason)
-        else:
-            policy = policy_from_body(b"".join(reply.body))
-        self.fetcher.robots.put(origin, policy)
-        return policy
-
-    async def retrying(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
-        """One hop, retried on transient failures with capped exponential backoff and jitter.
-
-        A timeout is retried at most `timeout_retries` times and, for an image URL, only after
-        every URL of the run has had its first try: later, not in place. No wait outlasts the
-        URL's deadline: one that would is the URL's end ("deadline")."""
-        for attempt in range(self.opts.retries + 1):
-            try:
-                return await self.attempt(url, image, state)
-            except Transient as exc:
-                if attempt == self.opts.retries:
-                    raise Rejected(exc.reason) from None
-                if exc.reason == "timeout" and state is not None:
-                    if state.timeouts >= self.opts.timeout_retries:
-                        raise Rejected(exc.reason) from None
-                    state.timeouts += 1
-                    self.stats.retries += 1
-                    self.first_try_done(state)
-                    await self.until_deadline(self.first_tries_done.wait(), state)
-                    continue
-                self.stats.retries += 1
-                delay = self.backoff(attempt, exc.retry_after)
-                if state is not None and state.deadline_at is not None \
-                        and self.loop.time() + delay >= state.deadline_at:
-                    raise Deadline() from None
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
-    async def until_deadline(self, wait: Coroutine[Any, Any, T], state: UrlState) -> T:
-        if state.deadline_at is None:
-            return await wait
-        try:
-            return await asyncio.wait_for(wait, state.deadline_at - self.loop.time())
-        except TimeoutError:
-            raise Deadline() from None
-
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.opts.retry_after_max)
-        ceiling = min(self.opts.backoff_max, self.opts.backoff_base * 2**attempt)
-        return self.fetcher.rng.uniform(ceiling / 2, ceiling)  # "equal jitter"
-
-    async def attempt(self, url: URL, image: bool, state: UrlState | None = None) -> Reply:
-        """One request within the caps and its timeouts; client errors become reasons.
-
-        Holds a per-host slot (after the host's rate delay), then a global one. The URL's deadline
-        starts with its first request (waiting for a slot before that does not count); when it
-        falls before `total_timeout` would, it is the request's total timeout."""
-        host = url.host or ""
-        host_slot = self.host_slots.get(host)
-        if host_slot is None:
-            host_slot = self.host_slots[host] = asyncio.Semaphore(self.opts.per_host)
-        async with host_slot:
-            delay = self.fetcher.rate.delay(host, time.monotonic())
-            if delay > 0:
-                await asyncio.sleep(delay)
-            async with self.all_slots:
-                timeout = self.timeout
-                if state is not None:
-                    now = self.loop.time()
-                    if state.deadline_at is None:
-                        state.deadline_at = now + self.opts.deadline
-                    left = state.deadline_at - now
-                    if left <= 0:
-                        raise Deadline()
-                    if left < self.opts.total_timeout:
-                        timeout = request_timeout(self.opts, left)
-                self.stats.requests += 1
-                self.stats.robots_requests += 0 if image else 1
-                try:
-                    async with self.session.get(url, allow_redirects=False,
-                                                timeout=timeout) as resp:
-                        return await self.reply(resp, image)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    if (isinstance(exc, asyncio.TimeoutError) and state is not None
-                            and state.deadline_at is not None
-                            and self.loop.time() >= state.deadline_at):
-                        raise Deadline() from None
-                    raise classify_error(exc) from None
-
-    async def reply(self, resp: aiohttp.ClientResponse, image: bool) -> Reply:
-        """Judge a response from its status and headers, then read its body within the cap."""
-        self.check_peer(resp)
-        status = resp.status
-        if status in REDIRECT_STATUSES and resp.headers.get("Location"):
-            return Reply(status, location=resp.headers["Location"])
-        if status == 429 or (500 <= status < 600 and status != 501):
-            raise Transient(f"http {status}", parse_retry_after(resp.headers.get("Retry-After")))
-        if not 200 <= status < 300:
-            raise Rejected(f"http {status}")
-        if image and self.opts.respect_x_robots_tag:
-            reason = x_robots_reason(resp.headers.getall("X-Robots-Tag", []), self.opts.robots_agent)
-            if reason:
-                raise Rejected(reason)
-        limit = self.opts.max_bytes if image else ROBOTS_MAX_BYTES
-        body = await read_body(resp, limit, truncate=not image)
-        self.stats.bytes += sum(map(len, body))
-        return Reply(status, body)
-
-    def check_peer(self, resp: aiohttp.ClientResponse) -> None:
-        """Belt and braces: the address actually connected to must pass the guard too."""
-        transport = resp.connection.transport if resp.connection else None
-        peer = transport.get_extra_info("peername") if transport else None
-        reason = self.fetcher.guard.address_reason(peer[0]) if peer else None
-        if reason:
-            raise Rejected(reason)
-
-
-async def read_body(resp: aiohttp.ClientResponse, limit: int, truncate: bool) -> list[bytes]:
-    """The body as the chunks it arrived in (no copy: the batch's Arrow column is their one
-    copy), refused (or, for robots.txt, cut) as soon as it passes `limit` bytes; a declared
-    Content-Length past the cap is refused before reading."""
-    if not truncate and (resp.content_length or 0) > limit:
-        raise Rejected("too large")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk, end_of_http_chunk = await resp.content.readchunk()
-        if not chunk:
-            if end_of_http_chunk:
-                continue
-            return chunks
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            if truncate:
-                return [b"".join(chunks)[:limit]]
-            resp.close()
-            raise Rejected("too large")
 
 
 class Fetcher:
@@ -405,29 +143,48 @@ class Fetcher:
         table = tables[0] if tables else fetched_candidates(urls, [], [], [], FetchStats())
         return table.replace_schema_metadata({STATS_METADATA_KEY: stream.stats.to_json()})
 
-    def stream(self, urls: pa.Table, rows: int, idle: Callable[[], None] | None = None
-               ) -> "FetchStream":
+    def stream(self, urls: pa.Table, rows: int, idle: Callable[[], None] | None = None,
+               defer: bool = False) -> "FetchStream":
         """Fetch every row of `urls`, yielding CANDIDATE_SCHEMA tables of `rows` input rows in
         order, each as soon as its URLs are done while the rest are fetched. A URL given twice is
-        fetched once. `stats` of the returned stream is set once it is exhausted; `idle`: see
-        `FetchStream`."""
-        return FetchStream(self, urls, rows, idle)
+        fetched once. `stats` of the returned stream is set once it is exhausted; `idle` and
+        `defer` (slow URLs handed to a later run): see `FetchStream`."""
+        return FetchStream(self, urls, rows, idle,
+                           defer_after=self.opts.defer_after if defer else None)
 
-    def start_run(self, urls: list[str], done: Callable[[int, Result], None]
-                  ) -> "concurrent.futures.Future[FetchStats]":
+    def start_run(self, urls: list[str], done: Callable[[int, Result], None],
+                  spent: list[tuple[float, int]] | None = None, defer: bool = False,
+                  patient: bool = False) -> Job:
         """Fetch `urls` on the worker's loop thread, calling `done(i, result)` there as URL `i`
-        ends; the future's result is the run's request counters."""
+        ends; the job's future's result is the run's request counters. `spent`: per URL, the
+        seconds of its deadline and the timeouts it used in earlier runs. `defer`: a timeout
+        ends a URL as DEFERRED (see `Job`) instead of being retried in this run; `patient`: a
+        run of deferred URLs (see `fetchrun.Run`)."""
         loop, session = self._running()
-        return loop.submit(self._run(session, urls, done))
+        job = Job(loop)
+        job.future = loop.submit(self._run(session, urls, done, spent, job, defer, patient))
+        return job
 
     async def _run(self, session: aiohttp.ClientSession, urls: list[str],
-                   done: Callable[[int, Result], None]) -> FetchStats:
-        run = Run(self, session, len(urls))
+                   done: Callable[[int, Result], None], spent: list[tuple[float, int]] | None,
+                   job: Job, defer: bool, patient: bool) -> FetchStats:
+        run = Run(self, session, len(urls), defer, patient)
+        loop = asyncio.get_running_loop()
 
-        async def one(i: int, url: str) -> None:
-            done(i, await run.fetch_one(url))
+        async def one(i: int, url: str, state: UrlState) -> None:
+            try:
+                result = await run.fetch_one(url, state)
+            except asyncio.CancelledError:
+                if not job.cutting:
+                    raise
+                result = (None, DEFERRED)
+            if result[1] == DEFERRED:
+                job.later[i] = (state.spent_by(loop.time(), self.opts.deadline), state.timeouts)
+            done(i, result)
 
-        await asyncio.gather(*(one(i, url) for i, url in enumerate(urls)))
+        states = [UrlState(*spent[i]) if spent else UrlState() for i in range(len(urls))]
+        job.tasks = [asyncio.ensure_future(one(i, url, states[i])) for i, url in enumerate(urls)]
+        await asyncio.gather(*job.tasks)
         return run.stats
 
 

@@ -23,12 +23,40 @@ CHUNK_ROWS = 256
 @dataclass(frozen=True, eq=False)
 class UrlTask:
     uri: str  # the URL list
-    start: int  # index of the first row in the list's URL order
+    start: int  # index of the first row in the list's URL order (a retry task: in its deferred)
     urls: pa.Table = field(repr=False)  # URLLIST rows of this chunk
+    retry: bool = False  # a retry task: the deferred URLs of other tasks; it defers nothing
 
     @property
     def order(self) -> tuple[str, int]:
         return (self.uri, self.start)
+
+    @property
+    def name(self) -> str:
+        """The task's name among the list's tasks (its statistics file's)."""
+        return f"fetch-{'retry-' if self.retry else ''}{self.start:012d}"
+
+
+def retry_tasks(tasks: Sequence[Any], deferred: Sequence[tuple[int, pa.Table]],
+                chunk_rows: int = CHUNK_ROWS) -> list[UrlTask]:
+    """The retry tasks for the deferred rows of URL tasks (`(task index, rows)` in task order,
+    as the journal gives them back): per URL list, its deferred rows in task order, cut into
+    chunks of about `chunk_rows` that never split a URL's rows. The same journal gives the same
+    tasks, so a resumed build finds the retry tasks it had finished under the same indices.
+
+    Slow URLs of a whole crawl wait together here, at the end, instead of each holding its read
+    task's CPU slot for up to a deadline; such a task gives its CPU back while it waits (the
+    stream's `idle`). Each row carries the seconds of its deadline and the timeouts it used
+    (`fetchstream.SPENT_COLUMNS`): a URL's deadline spans its task and its retry."""
+    by_list: dict[str, list[pa.Table]] = {}
+    for index, rows in deferred:
+        by_list.setdefault(tasks[index].uri, []).append(rows)
+    out = []
+    for uri in sorted(by_list):
+        table = pa.concat_tables(by_list[uri], promote_options="permissive")
+        for start, stop in _chunks(table["url"], chunk_rows):
+            out.append(UrlTask(uri, start, _compact(table, start, stop), retry=True))
+    return out
 
 
 def is_url_list(uri: str) -> bool:

@@ -34,6 +34,7 @@ from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
 from synshard.shards.release import release_fs
 from synshard.builder.stages import read_stats, run_task
+from synshard.ingest.urltasks import retry_tasks
 from synshard.builder.decide.votes import build_votes, with_unmatched
 
 
@@ -150,12 +151,13 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     flight (so a worker never waits for the driver); each returns two numbers, never rows (the metadata goes
     through the journal). Also returns how many inputs each Ray node settled in this run (this
     process's share under its own node's id), and the session's description."""
-    done = staging.finished_tasks()
+    done = {i for i in staging.finished_tasks() if i < len(tasks)}  # not counting retry tasks
     queue = [i for i in range(len(tasks)) if i not in done]
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
     queue.reverse()  # popped from the end: in task order
     by_node: dict[str, int] = {}
+    retried: int | None = None  # retry tasks, once the read tasks are done
     background.start()
     with _progress(cfg) as bar:
         here = 0
@@ -178,15 +180,33 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
         cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
         limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         pending: list = []
-        while queue or pending:
-            while queue and len(pending) < limit:
-                i = queue.pop()
-                pending.append(read.remote(i, tasks[i], cfg_ref, staging_ref))
-            ready, pending = ray.wait(pending, num_returns=1)
-            for rows, node in ray.get(ready):
-                bar(rows)
-                by_node[node] = by_node.get(node, 0) + rows
+        while True:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    i = queue.pop()
+                    pending.append(read.remote(i, tasks[i], cfg_ref, staging_ref))
+                ready, pending = ray.wait(pending, num_returns=1)
+                for rows, node in ray.get(ready):
+                    bar(rows)
+                    by_node[node] = by_node.get(node, 0) + rows
+            if retried is not None:
+                if retried:
+                    timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
+                break
+            tasks, retried, queue = _with_retries(tasks, staging)
+            t = time.perf_counter()
     return _metadata(staging, len(tasks)), by_node, cluster
+
+
+def _with_retries(tasks: list, staging: Staging) -> tuple[list, int, list[int]]:
+    """After the read tasks: `tasks` plus the retry tasks of the URLs they deferred (slow URLs,
+    see `ingest.urltasks.retry_tasks`), how many, and the queue of those not finished yet."""
+    retries = retry_tasks(tasks, staging.read_deferred(len(tasks)))
+    done = staging.finished_tasks()
+    n = len(tasks)
+    queue = [i for i in range(n, n + len(retries)) if i not in done]
+    queue.reverse()
+    return tasks + retries, len(retries), queue
 
 
 def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
@@ -198,6 +218,11 @@ def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Tab
                 for settled in run_task(i, task, cfg, staging):
                     bar(settled)
                     rows += settled
+        tasks, _, queue = _with_retries(tasks, staging)
+        for i in reversed(queue):
+            for settled in run_task(i, tasks[i], cfg, staging):
+                bar(settled)
+                rows += settled
     return _metadata(staging, len(tasks)), {"driver": rows}
 
 

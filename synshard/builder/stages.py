@@ -48,7 +48,7 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging,
     `idle`, when given, is called while a URL-list task has nothing to transform but slow URLs
     to wait for (the scheduler's way to lend the task's CPU to other work meanwhile)."""
     metas = []
-    for candidates in read_candidates(task, cfg, staging, idle):
+    for candidates in read_candidates(task, cfg, staging, idle, index):
         for start in range(0, candidates.num_rows, cfg.batch_size):
             meta = transform_and_stage(candidates.slice(start, cfg.batch_size), cfg, staging)
             metas.append(meta)
@@ -58,16 +58,21 @@ def run_task(index: int, task: Any, cfg: BuildConfig, staging: Staging,
 
 
 def read_candidates(task: Any, cfg: BuildConfig, staging: Staging,
-                    idle: Callable[[], None] | None = None) -> Iterator[pa.Table]:
+                    idle: Callable[[], None] | None = None, index: int | None = None
+                    ) -> Iterator[pa.Table]:
     options = dict(cfg.storage_options)
     if isinstance(task, UrlTask):
         # Streamed: the chunk's URLs are fetched on the worker's fetch thread while the batches
-        # already fetched are transformed here (no drain between batches).
-        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=idle)
+        # already fetched are transformed here (no drain between batches). Its slow URLs are
+        # deferred to the crawl's retry tasks (journalled before the task's metadata).
+        defer = index is not None and not task.retry
+        stream = _fetcher(cfg.fetch).stream(task.urls, cfg.batch_size, idle=idle, defer=defer)
         for table in stream:
-            yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
-        staging.write_stats(f"fetch-{task.start:012d}",
-                            {"fetch": json.loads(stream.stats.to_json())}, task.uri)
+            if table.num_rows:
+                yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
+        if defer:
+            staging.write_deferred(index, stream.deferred)
+        staging.write_stats(task.name, {"fetch": json.loads(stream.stats.to_json())}, task.uri)
         return
     problems: Counter = Counter()
     for batch in read_task(task, storage_options=options):

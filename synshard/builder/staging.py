@@ -95,6 +95,37 @@ class Staging:
             return decide_schema().empty_table()
         return pa.concat_tables(parts).unify_dictionaries()
 
+    # --- deferred URLs: a URL task's slow URLs, fetched by retry tasks at the end (issue 15) --
+
+    def write_deferred(self, index: int, rows: pa.Table) -> None:
+        """URL task `index`'s deferred rows (see `ingest.urltasks.retry_tasks`), written before
+        the task's metadata (its commit point); with no rows, a file of an earlier try of the
+        task is removed instead."""
+        path = join(self.path, f"{TASKS_DIR}/deferred-{index:08d}.parquet")
+        if rows.num_rows == 0:
+            if self.fs.exists(path):
+                self.fs.rm(path)
+            return
+        buf = io.BytesIO()
+        pq.write_table(rows, buf, compression="zstd")
+        self.fs.makedirs(join(self.path, TASKS_DIR), exist_ok=True)
+        self._put_record(path, buf.getvalue())
+
+    def read_deferred(self, count: int) -> list[tuple[int, pa.Table]]:
+        """(task index, its deferred rows) of tasks 0..count-1 that deferred any, in task order
+        (one listing of the journal, then only the files there are)."""
+        folder = join(self.path, TASKS_DIR)
+        if not self.fs.exists(folder):
+            return []
+        names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)]
+        found = sorted(int(n[9:17]) for n in names
+                       if n.startswith("deferred-") and n.endswith(".parquet"))
+        out = []
+        for i in (i for i in found if i < count):
+            with self.fs.open(join(folder, f"deferred-{i:08d}.parquet"), "rb") as f:
+                out.append((i, read_parquet(f)))
+        return out
+
     def synset_path(self, synset: str) -> str:
         return join(self.path, f"{SHARDS_DIR}/{synset}.json")
 

@@ -30,7 +30,10 @@ LOOPBACK = dict(fetch_allowed_networks=["127.0.0.0/8"])
 EXPECTED = {
     "/img/1.jpg": None, "/flaky/2.jpg": None, "/ratelimited/3.jpg": None,
     "/redirect/2": None, "/wrongtype": None,
-    "/404": "http 404", "/down": "http 503", "/slow": "timeout", "/reset": "connection reset",
+    # /slow answers after 2 s: its first try times out (0.3 s), and the build's retry task at the
+    # end makes its one patient retry, which waits for it
+    "/slow": None,
+    "/404": "http 404", "/down": "http 503", "/reset": "connection reset",
     "/huge-streamed": "too large", "/loop": "too many redirects",
     "/to-private": "blocked: private address", "/page.html": "not an image",
     "/noai.jpg": "x-robots-tag noai", "/private/1.jpg": "robots.txt disallows",
@@ -72,14 +75,17 @@ def test_every_url_has_its_outcome(ray_local, fault_server, tmp_path):
     result = synshard.build([str(url_list)], str(out), progress=False, log=lambda m: None,
                             **FAST_FETCH, **LOOPBACK)
     acc = result.accounting
-    assert acc == {"inputs": len(paths), "accepted": 5, "rejected": 10, "duplicates": 1}
+    assert acc == {"inputs": len(paths), "accepted": 6, "rejected": 9, "duplicates": 1}
     outcomes, dups = _outcomes(out)
     assert {p: outcomes[base + p] for p in EXPECTED} == EXPECTED
     assert [(d["source"], d["kept_source"]) for d in dups] == [(base + "/img/1.jpg",) * 2]
-    assert fault_server.hits["/img/1.jpg"] == 1 and fault_server.hits["/robots.txt"] == 1
+    # robots.txt once per fetching process: the read task's, and the retry task's (of /slow,
+    # deferred after its timeout) when it runs in another worker
+    assert fault_server.hits["/img/1.jpg"] == 1 and fault_server.hits["/robots.txt"] in (1, 2)
     build = json.loads((out / "build.json").read_text())
     fetch = build["stats"]["fetch"]
-    assert fetch["urls"] == len(paths) and fetch["retries"] >= 2
+    assert fetch["urls"] == len(paths) and fetch["retries"] >= 2 and fetch["deferred"] == 1
+    assert fault_server.hits["/slow"] == 2
     assert fetch["failures"]["http 404"] == 1
     release = open_release(str(out))
     shard = next(e for e in release.manifest.shards if e.format == "parquet")
@@ -153,3 +159,38 @@ def test_two_thousand_urls_bounded_memory(ray_local, tmp_path):
     assert result.stats["fetch"]["fetched"] == n
     # The driver holds metadata only: far less than the images' bytes would need at scale.
     assert grown_mib < 400, f"driver memory grew by {grown_mib:.0f} MiB"
+
+
+def test_hanging_urls_go_to_one_retry_task_at_the_end_and_never_hold_their_task(
+        ray_local, fault_server, tmp_path):
+    """5 URLs that hang (30 s), spread over 6 read tasks of 8 URLs: each task hands its hanging
+    URL on after a quiet second instead of waiting for it; one retry task at the end fetches them
+    all together, with what is left of each one's deadline (8 s), and rejects them "deadline"."""
+    good = [f"/img/{i}.jpg" for i in range(43)]
+    hanging = [f"/hang/{i}" for i in range(5)]
+    paths = good[:2] + hanging[:1] + good[2:12] + hanging[1:3] + good[12:30] + hanging[3:] + good[30:]
+    order: list[str] = []
+    recording = fault_server.count
+
+    def count(path: str) -> int:
+        order.append(path)
+        return recording(path)
+
+    fault_server.count = count
+    url_list = _write_list(tmp_path / "crawl.parquet", fault_server.base, paths)
+    out = tmp_path / "rel"
+    result = synshard.build([str(url_list)], str(out), progress=False, log=lambda m: None,
+                            files_per_task=8, fetch_read_timeout=30.0, fetch_total_timeout=30.0,
+                            fetch_deadline=8.0, fetch_defer_after=1.0, **LOOPBACK)
+    assert result.accounting == {"inputs": 48, "accepted": 43, "rejected": 5, "duplicates": 0}
+    outcomes, _ = _outcomes(out)
+    assert {outcomes[fault_server.base + p] for p in hanging} == {"deadline"}
+    # once in its own task (cut), once in the retry task: never more, and only after every good
+    # URL had been requested (the retry task runs after all the read tasks)
+    assert [fault_server.hits[p] for p in hanging] == [2] * 5
+    last_good = max(i for i, p in enumerate(order) if p.startswith("/img/"))
+    second_tries = [i for i, p in enumerate(order) if p.startswith("/hang/")][5:]
+    assert len(second_tries) == 5 and min(second_tries) > last_good, order
+    fetch = json.loads((out / "build.json").read_text())["stats"]["fetch"]
+    assert fetch["urls"] == 48 and fetch["deferred"] >= 5
+    assert fetch["failures"] == {"deadline": 5}

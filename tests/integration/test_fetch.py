@@ -259,3 +259,30 @@ def test_a_streamed_task_gives_fetch_batchs_rows_in_order_batch_by_batch(
     stats = stream.stats
     assert stats.urls == len(urls) and stats.duplicates == 1 and stats.robots_requests == 1
     assert stats.fetched == list(EXPECTED.values()).count(None) + 1
+
+
+def test_a_deferring_stream_hands_slow_urls_on_and_the_patient_retry_gets_them(
+        server: FaultServer) -> None:
+    """A read task's stream (defer_after set) cuts URLs that keep it waiting, and a URL that times
+    out is not retried in place; the retry stream over the deferred rows makes one patient attempt
+    each (past read_timeout, within the deadline): the slow responders (1.5 s) are kept."""
+    server.hang_seconds = 1.5
+    opts = dataclasses.replace(OPTS, read_timeout=0.5, total_timeout=0.5, deadline=20.0,
+                               defer_after=0.2)
+    good = [f"{server.base}/img/{i}.jpg" for i in range(30)]
+    hanging = [f"{server.base}/hang/{i}" for i in range(3)]
+    fetcher = Fetcher(opts)
+    try:
+        stream = fetcher.stream(urls_table(good[:10] + hanging + good[10:]), 8, defer=True)
+        first = pa.concat_tables(list(stream))
+        assert sorted(first["source"].to_pylist()) == sorted(good)
+        assert set(first["reason"].to_pylist()) == {None}
+        assert sorted(stream.deferred["url"].to_pylist()) == hanging
+        assert stream.stats.deferred == 3 and stream.stats.urls == 30
+        assert all(server.hits[f"/hang/{i}"] == 1 for i in range(3))
+        retry = fetcher.stream(stream.deferred, 8)  # the retry task's stream
+        second = pa.concat_tables(list(retry))
+        assert outcomes(second) == {u: None for u in hanging}
+        assert all(server.hits[f"/hang/{i}"] == 2 for i in range(3))
+    finally:
+        fetcher.close()

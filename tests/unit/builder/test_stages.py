@@ -16,6 +16,7 @@ class _Stream:
     """A fetch stream with nothing in it (the task then journals an empty metadata table)."""
 
     stats = FetchStats()
+    deferred = pa.table({"url": pa.array([], pa.string())})  # no slow URLs handed on
 
     def __iter__(self) -> Any:
         return iter(())
@@ -24,10 +25,12 @@ class _Stream:
 class _Fetcher:
     def __init__(self) -> None:
         self.idle: list[Callable[[], None] | None] = []
+        self.defer: list[bool] = []
 
     def stream(self, urls: pa.Table, batch_size: int,
-               idle: Callable[[], None] | None = None) -> _Stream:
+               idle: Callable[[], None] | None = None, defer: bool = False) -> _Stream:
         self.idle.append(idle)
+        self.defer.append(defer)
         return _Stream()
 
 
@@ -44,6 +47,7 @@ def test_run_task_hands_the_idle_callback_to_the_fetch_stream(tmp_path, monkeypa
     assert list(stages.run_task(0, task, cfg, staging, idle=pause)) == []
     assert list(stages.run_task(1, task, cfg, staging)) == []
     assert fetcher.idle == [pause, None]  # none given (the driver's own reading): no pause
+    assert fetcher.defer == [True, True]  # a read task hands its slow URLs to a retry task
     assert staging.finished_tasks() == {0, 1}
 
 

@@ -1,5 +1,6 @@
 """FetchStream without a network: batches in order as their URLs end, each URL fetched once,
-a waiting consumer's `idle` called, a consumer that gives up cancels the run."""
+a waiting consumer's `idle` called, a consumer that gives up cancels the run, slow URLs cut and
+handed on with what they spent."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -9,34 +10,62 @@ import time
 import pyarrow as pa
 
 from synshard.ingest.fetch_options import FetchStats
-from synshard.ingest.fetchstream import FetchStream
+from synshard.ingest.fetchstream import DEFERRED, SPENT_COLUMNS, FetchStream
 
 JPEG = b"\xff\xd8\xff" + b"\0" * 20
 
 
+class FakeJob:
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.later: dict[int, tuple[float, int]] = {}
+        self.cuts = 0
+        self.cut_event = threading.Event()
+
+    def cut(self) -> None:
+        self.cuts += 1
+        self.cut_event.set()
+
+
 class FakeFetcher:
-    """Ends URL i after delays[url] seconds (in a thread), in any order; records what it ran."""
+    """Ends URL i after delays[url] seconds (in a thread), in any order; records what it ran.
+    A URL whose delay is None never ends by itself: only a cut ends it (DEFERRED, 1.5 s spent);
+    a URL named "timeout" ends DEFERRED at once in a run that defers (as a timeout does)."""
 
-    def __init__(self, delays: dict[str, float]) -> None:
-        self.delays, self.stats, self.started = delays, FetchStats(), []
+    def __init__(self, delays: dict[str, float | None]) -> None:
+        self.delays, self.stats, self.started, self.spent = delays, FetchStats(), [], []
 
-    def start_run(self, urls, done):
+    def start_run(self, urls, done, spent=None, defer=False, patient=False):
         self.started.append(list(urls))
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.spent.append(spent)
+        self.patient = patient
+        job = FakeJob()
+        future = job.future
+        never = [i for i in range(len(urls)) if self.delays.get(urls[i], 0.0) is None]
 
         def work() -> None:
-            order = sorted(range(len(urls)), key=lambda i: self.delays.get(urls[i], 0.0))
+            order = sorted((i for i in range(len(urls)) if i not in never),
+                           key=lambda i: self.delays.get(urls[i], 0.0))
             t0 = time.monotonic()
             for i in order:
                 time.sleep(max(0.0, t0 + self.delays.get(urls[i], 0.0) - time.monotonic()))
                 if future.cancelled():
                     return
-                done(i, ([JPEG, urls[i].encode()], None) if "bad" not in urls[i]
-                     else (None, "http 404"))
+                if defer and urls[i] == "timeout":
+                    job.later[i] = (0.3, 1)
+                    done(i, (None, DEFERRED))
+                else:
+                    done(i, ([JPEG, urls[i].encode()], None) if "bad" not in urls[i]
+                         else (None, "http 404"))
+            if never:
+                job.cut_event.wait()
+                for i in never:
+                    job.later[i] = (1.5, 0)
+                    done(i, (None, DEFERRED))
             future.set_result(FetchStats(requests=len(urls), bytes=123))
 
         threading.Thread(target=work, daemon=True).start()
-        return future
+        return job
 
 
 def table(urls):
@@ -81,3 +110,28 @@ def test_a_consumer_that_gives_up_cancels_the_run() -> None:
     stream = iter(FetchStream(fetcher, table(["now", "late"]), 1))
     assert next(stream)["source"][0].as_py() == "now"
     stream.close()  # the generator's finally: the run is cancelled, nothing left waiting
+
+
+def test_slow_urls_are_cut_after_a_quiet_wait_and_handed_on_with_what_they_spent() -> None:
+    urls = ["a", "hang", "hang", "b", "timeout", "c"]
+    fetcher = FakeFetcher({"hang": None, "c": 0.1})
+    stream = FetchStream(fetcher, table(urls), 2, patience=0.05, defer_after=0.2)
+    out = list(stream)
+    assert [t["source"].to_pylist() for t in out] == [["a"], ["b"], ["c"]]
+    later = stream.deferred
+    assert later["url"].to_pylist() == ["hang", "hang", "timeout"]
+    assert later[SPENT_COLUMNS[0]].to_pylist() == [1.5, 1.5, 0.3]
+    assert later[SPENT_COLUMNS[1]].to_pylist() == [0, 0, 1]
+    s = stream.stats
+    assert (s.urls, s.fetched, s.deferred, s.duplicates) == (3, 3, 3, 0)
+
+
+def test_without_defer_after_nothing_is_cut_and_a_retry_run_gets_what_was_spent() -> None:
+    fetcher = FakeFetcher({"slow": 0.3})
+    retry = table(["slow", "timeout"]).append_column(
+        SPENT_COLUMNS[0], pa.array([1.5, 0.3])).append_column(SPENT_COLUMNS[1], pa.array([0, 1]))
+    stream = FetchStream(fetcher, retry, 8, patience=0.05)
+    rows = pa.concat_tables(list(stream))
+    assert rows["source"].to_pylist() == ["slow", "timeout"] and stream.deferred.num_rows == 0
+    assert rows["reason"].to_pylist() == [None, None]  # not a deferring run: no DEFERRED
+    assert fetcher.spent == [[(1.5, 0), (0.3, 1)]] and fetcher.patient

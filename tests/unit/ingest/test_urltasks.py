@@ -1,4 +1,5 @@
-"""URL-list planning: chunks at URL boundaries, tasks that carry only their own rows."""
+"""URL-list planning: chunks at URL boundaries, tasks that carry only their own rows, retry tasks
+for the deferred rows."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,7 @@ import pickle
 
 import pyarrow as pa
 
-from synshard.ingest.urltasks import _chunks, _content_hash, plan_url_lists
+from synshard.ingest.urltasks import UrlTask, _chunks, _content_hash, plan_url_lists, retry_tasks
 
 
 def test_chunks_never_split_a_run_of_equal_urls_and_nulls_never_match() -> None:
@@ -38,3 +39,19 @@ def test_a_task_pickles_its_own_rows_not_the_whole_list(tmp_path) -> None:
     whole = len(pickle.dumps(tasks[0].urls.slice(0, 0).schema)) + 30 * n
     assert len(pickle.dumps(tasks[5])) < whole / 20
     assert tasks[5].urls["url"][0].as_py() == "http://h/000500.jpg"
+
+
+def test_retry_tasks_group_deferred_rows_by_list_in_task_order_never_splitting_a_url() -> None:
+    def rows(urls):
+        return pa.table({"url": urls, "_spent_s": [1.0] * len(urls), "_timeouts": [0] * len(urls)})
+
+    tasks = [UrlTask("b.csv", 0, rows([])), UrlTask("a.csv", 0, rows([])),
+             UrlTask("b.csv", 256, rows([]))]
+    deferred = [(0, rows(["x", "x"])), (1, rows(["p"])), (2, rows(["y", "z"]))]
+    out = retry_tasks(tasks, deferred, chunk_rows=1)
+    assert [(t.uri, t.start, t.urls["url"].to_pylist(), t.retry) for t in out] == [
+        ("a.csv", 0, ["p"], True), ("b.csv", 0, ["x", "x"], True), ("b.csv", 2, ["y"], True),
+        ("b.csv", 3, ["z"], True)]
+    assert [t.name for t in out[:2]] == ["fetch-retry-000000000000"] * 2
+    assert tasks[2].name == "fetch-000000000256"
+    assert retry_tasks(tasks, []) == []

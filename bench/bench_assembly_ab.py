@@ -9,9 +9,23 @@ staged files, alternating in random order, on the CPU clock (the machine's load 
 time far more than CPU time). Prints CPU microseconds per image of each step, old/new, and
 checks that both wrote identical files (the release bytes are pinned).
 """
-import argparse, glob, hashlib, importlib, os, random, shutil, subprocess, sys, tempfile, time
+import argparse
+import glob
+import hashlib
+import importlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
-import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq, fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import fsspec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,10 +71,12 @@ def run(W, P, S):
     c = time.process_time()
     for g in groups:
         W.write_webdataset_shards(fs, root, g, 1 << 28)
-    w = time.process_time() - c; c = time.process_time()
+    w = time.process_time() - c
+    c = time.process_time()
     for g in groups:
         P.write_parquet_shards(fs, root, g, 1 << 28)
-    p = time.process_time() - c; c = time.process_time()
+    p = time.process_time() - c
+    c = time.process_time()
     for path, keep in staged:
         S.read_staged(fs, (path,), keep)
     s = time.process_time() - c
@@ -69,10 +85,12 @@ def run(W, P, S):
     return np.array([w, p, s]) / n * 1e6, files
 res = {"old": [], "new": []}
 for r in range(args.rounds):
-    pairs = [("old", (W_old, P_old, S_old)), ("new", (W_new, P_new, S_new))]; random.shuffle(pairs)
+    pairs = [("old", (W_old, P_old, S_old)), ("new", (W_new, P_new, S_new))]
+    random.shuffle(pairs)
     for name, mods in pairs:
         us, files = run(*mods)
-        res[name].append(us); res[name + "files"] = files
+        res[name].append(us)
+        res[name + "files"] = files
 assert res["oldfiles"] == res["newfiles"], "different bytes"
 o, nw = np.median(res["old"], axis=0), np.median(res["new"], axis=0)
 print(f"{n} images in {len(groups)} groups, mean image {np.mean([np.mean(pc.binary_length(g['image']).to_numpy()) for g in groups]):.0f} B; "

@@ -32,9 +32,7 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
         if address:
             _join(address, kwargs)
         else:
-            with _loopback_only(), _without_monitors():
-                ray.init(address="local", num_cpus=cfg.num_cpus,
-                         _system_config=EMBEDDED_SYSTEM_CONFIG, **kwargs)
+            _start_embedded(cfg, kwargs)
             watcher = reaper.start(_node_pids())
         started = True
     resources = ray.cluster_resources()
@@ -81,6 +79,34 @@ def _without_monitors() -> Iterator[None]:
         yield
     finally:
         setattr(parameter.RayParams, "update_if_absent", original)  # noqa: B010
+
+
+class RayStartError(SynshardError):
+    """The embedded Ray did not start (its raylet did not register in time)."""
+
+
+# Ray gives its raylet 30 s to register with the GCS (not configurable); on a machine busy with
+# other work that can pass. One more try, then one clear line instead of Ray's bare Exception.
+START_TRIES = 2
+
+
+def _start_embedded(cfg: BuildConfig, kwargs: dict[str, Any]) -> None:
+    for attempt in range(1, START_TRIES + 1):
+        try:
+            with _loopback_only(), _without_monitors():
+                ray.init(address="local", num_cpus=cfg.num_cpus,
+                         _system_config=EMBEDDED_SYSTEM_CONFIG, **kwargs)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for a node that timed out
+            ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == START_TRIES:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                    type(exc).__name__
+                raise RayStartError(
+                    f"the embedded Ray did not start ({attempt} tr{'ies' if attempt > 1 else 'y'}): {reason[:200]}; the "
+                    "machine may be too busy (check `uptime`), or Ray's processes could not "
+                    "start: run the same command again (the build resumes), or give fewer "
+                    "CPUs with --num-cpus") from None
 
 
 class RayConnectError(SynshardError):

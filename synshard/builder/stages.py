@@ -70,7 +70,7 @@ def read_candidates(task: Any, cfg: BuildConfig, staging: Staging,
         for table in stream:
             if table.num_rows:
                 yield table.replace_schema_metadata(None).select(CANDIDATE_SCHEMA.names)
-        if defer:
+        if defer and index is not None:
             staging.write_deferred(index, stream.deferred)
         staging.write_stats(task.name, {"fetch": json.loads(stream.stats.to_json())}, task.uri)
         return

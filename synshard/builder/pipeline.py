@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import pyarrow as pa
 
@@ -233,17 +233,29 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
             cfg.shard_bytes)
     if here:
-        results = [run_job(j, *args) for j in todo]
+        results: Iterable[list] = (run_job(j, *args) for j in todo)
     else:
         from synshard.builder.raysession import ray, remote
 
-        job = remote(run_job)
-        results = ray.get([job.remote(j, *args) for j in todo])
+        results = _run_jobs(remote(run_job), todo, args, ray)
     for result in results:
         entries.extend(result)
     stats = {"synsets_reused": sum(j.reuse for j in jobs),
              "synsets_written": sum(not j.reuse for j in jobs)}
     return sorted(entries, key=lambda e: e.path), stats
+
+
+def _run_jobs(job: Any, todo: list, args: tuple, ray: Any) -> Iterator[list]:
+    """Each job's shard entries as its task finishes, at most two tasks per CPU in flight (the
+    driver holds the arguments and results of those only, not of every synset at once)."""
+    limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    queue = list(reversed(todo))
+    pending: list = []
+    while queue or pending:
+        while queue and len(pending) < limit:
+            pending.append(job.remote(queue.pop(), *args))
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield from ray.get(ready)
 
 
 class _progress:

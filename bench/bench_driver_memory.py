@@ -15,6 +15,7 @@ each distinct (a random colour field), then:
            also after planning the assembly jobs, after commit's tables and manifest, after
            the datasheet.
   --source DIR  build that folder (of --count images) instead of generating one.
+  --memray FILE with --phases: memray's record of the driver's allocations (native frames too).
 """
 from __future__ import annotations
 
@@ -124,6 +125,9 @@ def main() -> None:
                     "instead (e.g. bench_scale.py's .cache/scale/view-N)")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--phases", action="store_true", help="--trace without tracemalloc (RSS only)")
+    ap.add_argument("--memray", metavar="FILE", help="with --phases: also record the driver's "
+                    "native and Python allocations with memray into FILE (then `memray stats "
+                    "FILE`, `memray flamegraph FILE`)")
     args = ap.parse_args()
     if args.source:
         src = Path(args.source)
@@ -133,7 +137,14 @@ def main() -> None:
         out = ROOT / "bench" / "out" / f"small-{args.count}-release"
     if args.trace or args.phases:
         shutil.rmtree(out.with_name(out.name + "-trace"), ignore_errors=True)
-        trace(src, out.with_name(out.name + "-trace"), args.count, python_heap=args.trace)
+        release = out.with_name(out.name + "-trace")
+        if args.memray:
+            import memray
+
+            with memray.Tracker(args.memray, native_traces=True):
+                trace(src, release, args.count, python_heap=args.trace)
+        else:
+            trace(src, release, args.count, python_heap=args.trace)
     else:
         peak_rss(src, out, args.count)
 

@@ -17,7 +17,7 @@ from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
 from synshard.builder.decide.near_ray import near_search
-from synshard.builder.decide.rows import Accepted
+from synshard.builder.decide.rows import Accepted, plain
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
 from synshard.transforms.dedup import exact_dedup, sha256_block
 from synshard.transforms.neardup_between import near_pairs
@@ -60,7 +60,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
     it needs, and the kept table is taken once, at the end, sorted by key."""
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))
-    ledger.reject(meta.filter(pc.invert(ok)))
+    ledger.reject(plain(meta.filter(pc.invert(ok))))
     accepted = Accepted(meta, np.flatnonzero(ok.to_numpy(zero_copy_only=False)))
     accepted.set("split", assign_splits_batch(accepted.table(["key", "split"]),
                                               cfg.splits)["split"])
@@ -161,7 +161,7 @@ def _external_step(accepted: Accepted, external: pa.Table | None, cfg: BuildConf
 
 
 def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
-    block = sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 bytes a row
+    block = _sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 bytes a row
     dedup = exact_dedup(accepted, cfg.dedup, block)
     if len(dedup.conflict_rows):
         ledger.reject(accepted.take(dedup.conflict_rows), "dedup", dedup.conflict_reasons)
@@ -175,6 +175,19 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     ledger.duplicates.append(near.duplicates)
     ledger.conflicts.append(near.conflicts)
     accepted.keep(near.keep)
+
+
+def _sha256_block(column: pa.ChunkedArray) -> np.ndarray:
+    """The first 64 bits of each sha256, as `sha256_block` computes them from hex: of the raw
+    bytes (fixed_size_binary(32), as gathered) read big-endian, without making hex."""
+    if not pa.types.is_fixed_size_binary(column.type):
+        return sha256_block(column)
+    parts = [np.empty(0, np.uint64)]
+    for chunk in column.chunks:
+        raw = np.frombuffer(chunk.buffers()[1], np.uint8, (chunk.offset + len(chunk)) * 32)
+        first = raw.reshape(-1, 32)[chunk.offset:, :8]
+        parts.append(np.ascontiguousarray(first).view(">u8").reshape(-1).astype(np.uint64))
+    return np.concatenate(parts)
 
 
 def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger) -> None:

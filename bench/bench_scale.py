@@ -120,6 +120,15 @@ def generate(cache: Path, count: int, procs: int) -> Path:
     return images
 
 
+def wait_for(cache: Path, count: int, poll_s: float = 30.0) -> Path:
+    """`cache/images` once another process's `generated` record says `count` images exist."""
+    record = cache / "generated"
+    while (have := int(record.read_text()) if record.exists() else 0) < count:
+        print(f"  waiting for generation: {have:,} of {count:,}", flush=True)
+        time.sleep(poll_s)
+    return cache / "images"
+
+
 def view(cache: Path, images: Path, count: int) -> Path:
     """A folder of hard links to the first `count` images, made once."""
     dest = cache / f"view-{count}"
@@ -178,6 +187,9 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
                     help="generation processes")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--wait-for-generation", action="store_true",
+                    help="another process is generating into --cache: before each build, wait "
+                    "until its `generated` record covers the count (never generate here)")
     ap.add_argument("--keep", action="store_true", help="keep the releases (default: removed)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--trajectory", help="append every sample of the driver's RSS to this file")
@@ -187,11 +199,14 @@ def main() -> None:
     cache = Path(args.cache).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f}; generating up to {counts[-1]:,} into {cache}")
-    images = generate(cache, counts[-1], args.procs)
+    if not args.wait_for_generation:
+        images = generate(cache, counts[-1], args.procs)
     if args.generate_only:
         return
     results = []
     for count in counts:
+        if args.wait_for_generation:
+            images = wait_for(cache, count)
         src = view(cache, images, count)
         out = cache / f"release-{count}"
         if args.trajectory:

@@ -86,8 +86,9 @@ def derive_keys(synset: pa.ChunkedArray | pa.Array, sha256: pa.ChunkedArray | pa
     if pa.types.is_dictionary(synset.type):
         synset = synset.cast(pa.string())
     if pa.types.is_fixed_size_binary(sha256.type):
-        sha256 = sha256_hex(sha256)
-    head = pc.utf8_slice_codeunits(sha256, 0, 16)
+        head = _hex16(sha256)  # of the first 8 bytes only
+    else:
+        head = pc.utf8_slice_codeunits(sha256, 0, 16)
     keys = pc.binary_join_element_wise(synset, head, "_")
     return pc.if_else(pc.equal(synset, ""), pa.scalar(None, pa.string()), keys)
 
@@ -110,6 +111,22 @@ def sha256_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
         raw[valid] = (digits[:, 0::2] << 4) | digits[:, 1::2]
     mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(SHA256_BYTES, n, [mask, pa.py_buffer(raw.tobytes())])
+
+
+def _hex16(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """The first 16 hex digits of each fixed_size_binary(32) sha256 (nulls stay null)."""
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([_hex16(c) for c in column.chunks], pa.string())
+    n = len(column)
+    raw = np.frombuffer(column.buffers()[1], np.uint8, (column.offset + n) * 32)
+    raw = raw.reshape(-1, 32)[column.offset:, :8]
+    text = np.empty((n, 16), np.uint8)
+    text[:, 0::2], text[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
+    offsets = np.arange(n + 1, dtype=np.int32) * 16
+    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()),
+                                       pa.py_buffer(text.tobytes()), mask)
 
 
 def sha256_hex(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:

@@ -62,3 +62,21 @@ def test_the_gathered_form_decides_exactly_as_the_plain_columns():
                              b.kept["staged_path"].cast(pa.string()))
     assert a.kept.cast(kept.schema).equals(kept)
     assert a.classes == b.classes
+
+
+def test_the_kept_order_is_key_order_for_synsets_that_prefix_each_other():
+    """Key order without making keys (steps._key_order): `n1_...` sorts after `n12...` and
+    before `n1a...` as strings do, across tasks gathered one at a time."""
+    names = ["n1", "n12", "n1a", "n0", "n1"]
+    rows = [meta_row(f"img{i}", names[i % len(names)]) for i in range(40)]
+    for i, row in enumerate(rows):
+        row["staged_path"] = f"/rel/_staging/x/{row['synset']}/{i % 3}.parquet"
+        row["staged_row"] = i
+    plain = meta_table(rows).select(list(DECIDE_COLUMNS))
+    tasks = [gathered(plain.slice(0, 17)), gathered(plain.slice(17))]
+    compact = pa.concat_tables(tasks).unify_dictionaries()
+    cfg = build_config({"sources": ["/data"], "out": "/rel", "near_radius": "none"})
+    a, b = decide(plain, cfg), decide(compact, cfg)
+    assert b.kept["key"].to_pylist() == sorted(a.kept["key"].to_pylist())
+    assert a.kept["key"].to_pylist() == b.kept["key"].to_pylist()
+    assert a.kept["staged_row"].to_pylist() == b.kept["staged_row"].to_pylist()

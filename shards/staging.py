@@ -115,40 +115,40 @@ def sha256_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 def _hex16(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """The first 16 hex digits of each fixed_size_binary(32) sha256 (nulls stay null)."""
-    if isinstance(column, pa.ChunkedArray):
-        return pa.chunked_array([_hex16(c) for c in column.chunks], pa.string())
-    n = len(column)
-    raw = np.frombuffer(column.buffers()[1], np.uint8, (column.offset + n) * 32)
-    raw = raw.reshape(-1, 32)[column.offset:, :8]
-    text = np.empty((n, 16), np.uint8)
-    text[:, 0::2], text[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
-    offsets = np.arange(n + 1, dtype=np.int32) * 16
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()),
-                                       pa.py_buffer(text.tobytes()), mask)
+    return _hex_of(column, 8)
 
 
 def sha256_hex(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """fixed_size_binary(32) -> hex strings (nulls stay null); anything else as it is."""
-    if isinstance(column, pa.ChunkedArray):
-        if not pa.types.is_fixed_size_binary(column.type):
-            return column
-        return pa.chunked_array([sha256_hex(c) for c in column.chunks], pa.string())
     if not pa.types.is_fixed_size_binary(column.type):
         return column
-    n = len(column)
-    raw = np.frombuffer(column.buffers()[1], np.uint8, (column.offset + n) * 32)
-    raw = raw.reshape(-1, 32)[column.offset:]
-    text = np.empty((n, 64), np.uint8)
+    return _hex_of(column, 32)
+
+
+HEX_ROWS = 1 << 20  # rows made hex at a time: the temporaries are ~3x this many x 64 bytes
+
+
+def _hex_of(column: pa.ChunkedArray | pa.Array, nbytes: int) -> pa.ChunkedArray | pa.Array:
+    """The first `nbytes` of each fixed_size_binary(32) value as lowercase hex strings."""
+    if isinstance(column, pa.ChunkedArray):
+        parts = [_hex_of(c.slice(at, HEX_ROWS), nbytes) for c in column.chunks
+                 for at in range(0, len(c), HEX_ROWS)]
+        return pa.chunked_array(parts, pa.string())
+    if len(column) > HEX_ROWS:
+        return pa.concat_arrays([_hex_of(column.slice(at, HEX_ROWS), nbytes)
+                                 for at in range(0, len(column), HEX_ROWS)])
+    n, width = len(column), column.type.byte_width
+    raw = np.frombuffer(column.buffers()[1], np.uint8, (column.offset + n) * width)
+    raw = raw.reshape(-1, width)[column.offset:, :nbytes]
+    text = np.empty((n, 2 * nbytes), np.uint8)
     text[:, 0::2], text[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
-    valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
-    lengths = np.where(valid, 64, 0).astype(np.int32)
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()),
-                                       pa.py_buffer(text[valid].tobytes()), mask)
+    # a null's offsets may span bytes (Arrow leaves them undefined): no compaction needed
+    offsets = np.arange(n + 1, dtype=np.int32) * (2 * nbytes)
+    mask = None
+    if column.null_count:
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text), mask)
 
 
 def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:

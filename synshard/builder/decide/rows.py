@@ -67,7 +67,7 @@ class Accepted:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
                               "key" in names else set())
         base = [c for c in self.meta.column_names if c in needs]
-        picked = plain(self.meta.select(base).take(pa.array(self.rows[idx])))
+        picked = plain(self.meta.select(base).take(pa.array(self.rows[idx])), names)
         for name, column in self.extra.items():
             if name not in names:
                 continue
@@ -92,11 +92,14 @@ class Accepted:
         self.extra = {k: v.filter(flags) for k, v in self.extra.items()}
 
 
-def plain(table: pa.Table) -> pa.Table:
+def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
     """`table` with the gathered table's compact columns as the decisions read them (and its
-    `key` made again where it has synset and sha256 but no key)."""
+    `key` made again where it has synset and sha256 but no key); only `names`, if given."""
     if _derivable(table.column_names):
         table = table.append_column("key", derive_keys(table["synset"], table["sha256"]))
+    if names is not None:
+        wanted = set(names)
+        table = table.select([c for c in table.column_names if c in wanted])
     for i, name in enumerate(table.column_names):
         column = _plain_column(name, table.column(i))
         if column is not table.column(i):

@@ -10,6 +10,7 @@ from coremeta import meta_row, meta_table
 
 from synshard.builder.decide.steps import decide
 from synshard.config import build_config
+from synshard.shards import staging
 from synshard.shards.staging import (DECIDE_COLUMNS, decide_schema, gathered, sha256_bytes,
                                      sha256_hex)
 
@@ -28,6 +29,17 @@ def test_sha256_round_trips_through_32_bytes_with_nulls_and_slices():
         column.to_pylist() + column.slice(4).to_pylist()
     with pytest.raises(ValueError, match="not a hex sha256"):
         sha256_bytes(pa.array(["abc"]))
+
+
+def test_hex_is_made_a_bounded_number_of_rows_at_a_time(monkeypatch):
+    monkeypatch.setattr(staging, "HEX_ROWS", 2)
+    hexes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(7)]
+    column = [hexes[0], None, *hexes[2:]]
+    raw = sha256_bytes(pa.array(column))
+    assert sha256_hex(raw).to_pylist() == column
+    assert sha256_hex(pa.chunked_array([raw.slice(1), raw])).to_pylist() == column[1:] + column
+    keys = staging.derive_keys(pa.array(["n1"] * 7), raw).to_pylist()
+    assert keys == [h and f"n1_{h[:16]}" for h in column]
 
 
 def _rows():

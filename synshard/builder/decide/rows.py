@@ -96,7 +96,9 @@ def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
     """`table` with the gathered table's compact columns as the decisions read them (and its
     `key` made again where it has synset and sha256 but no key); only `names`, if given."""
     if _derivable(table.column_names):
-        table = table.append_column("key", derive_keys(table["synset"], table["sha256"]))
+        synset = _plain_column("synset", table["synset"])  # decoded once, for both
+        table = table.set_column(table.schema.get_field_index("synset"), "synset", synset)
+        table = table.append_column("key", derive_keys(synset, table["sha256"]))
     if names is not None:
         wanted = set(names)
         table = table.select([c for c in table.column_names if c in wanted])

@@ -62,8 +62,9 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
     ok = pc.is_null(meta.column("reason"))
     ledger.reject(plain(meta.filter(pc.invert(ok))))
     accepted = Accepted(meta, np.flatnonzero(ok.to_numpy(zero_copy_only=False)))
-    accepted.set("split", assign_splits_batch(accepted.table(["key", "split"]),
-                                              cfg.splits)["split"])
+    hashed = cfg.splits.val_fraction or cfg.splits.test_fraction  # else no key is read
+    accepted.set("split", assign_splits_batch(accepted.table(["key", "split"] if hashed
+                                                             else ["split"]), cfg.splits)["split"])
     _confidence_step(accepted, cfg, posteriors, ledger)
     _takedown_step(accepted, takedown, ledger)
     _external_step(accepted, external, cfg, ledger)

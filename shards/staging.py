@@ -90,7 +90,10 @@ def derive_keys(synset: pa.ChunkedArray | pa.Array, sha256: pa.ChunkedArray | pa
     else:
         head = pc.utf8_slice_codeunits(sha256, 0, 16)
     keys = pc.binary_join_element_wise(synset, head, "_")
-    return pc.if_else(pc.equal(synset, ""), pa.scalar(None, pa.string()), keys)
+    empty = pc.equal(synset, "")
+    if not pc.any(empty).as_py():
+        return keys  # (the usual case: no copy of every key through if_else)
+    return pc.if_else(empty, pa.scalar(None, pa.string()), keys)
 
 
 def sha256_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:

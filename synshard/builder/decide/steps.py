@@ -119,8 +119,8 @@ def _key_order(accepted: Accepted) -> np.ndarray:
         return pc.sort_indices(accepted.column("key")).to_numpy()
     rank = np.empty(len(names), np.int64)
     rank[sorted(range(len(names)), key=lambda i: names[i] + "_")] = np.arange(len(names))
-    codes = np.concatenate([np.empty(0, np.int64)] + [
-        c.indices.to_numpy(zero_copy_only=False).astype(np.int64) for c in synset.chunks])
+    codes = np.concatenate([np.empty(0, np.int64)] + [  # (a null synset: a rejected row)
+        pc.fill_null(c.indices, 0).to_numpy().astype(np.int64) for c in synset.chunks])
     block = _sha256_block(sha)[rows]
     return np.lexsort((block, rank[codes[rows]]))
 

@@ -10,8 +10,8 @@ Simulates the table the driver gathers from the read tasks' journal (Staging.gat
 - 1% exact copies (the sha256 and phash of an earlier row; 90% in the same synset, 10% under
   another synset: label conflicts, rejected under the default policy), 2% near copies (the phash
   of another row with 1-6 bits flipped, a new sha256; 90% same synset);
-- keys `<wnid>_<sha256[:16]>` (exact copies in one synset share their key, as real ones do),
-  sources `/data/imagenet21k/train/<wnid>/<wnid>_<n>.JPEG`, staged files of 256 rows.
+- keys `<wnid>_<sha256[:16]>` (exact copies in one synset share their key, as real ones do; the
+  gathered table does not hold them: they are made from synset and sha256 where read), sources `/data/imagenet21k/train/<wnid>/<wnid>_<n>.JPEG`, staged files of 256 rows.
 
 Then, in this process: reads the table (what the driver holds after the gather), resets the
 peak-RSS counter (/proc/self/clear_refs), runs `decide` (the real function, default options:
@@ -108,26 +108,26 @@ def simulate(rows: int, synsets: int, seed: int = 0) -> tuple[pa.Table, dict]:
             n_files, 0), _decimal(np.arange(n_files), 9),
         np.frombuffer(b".parquet", np.uint8)[None].repeat(n_files, 0)]))
     schema = decide_schema()
+    wnid_strings = _strings(wnid_m)
     chunks = []
     prefix = np.frombuffer(b"/data/imagenet21k/train/", np.uint8)
     for start in range(0, rows, CHUNK):
         sl = slice(start, min(rows, start + CHUNK))
         m = sl.stop - sl.start
         w = wnid_m[synset[sl]]
-        key = np.hstack([w, np.full((m, 1), ord("_"), np.uint8), _hex(sha[sl, :8])])
         src = np.hstack([prefix[None].repeat(m, 0), w, np.full((m, 1), ord("/"), np.uint8), w,
                          np.full((m, 1), ord("_"), np.uint8), _decimal(number[sl], 8),
                          np.frombuffer(b".JPEG", np.uint8)[None].repeat(m, 0)])
         bad = reject[sl]
         cols = {
             "source": _strings(src),
-            "synset": _strings(w),
+            "synset": pa.DictionaryArray.from_arrays(pa.array(synset[sl]), wnid_strings),
             "split": pa.nulls(m, pa.string()),
-            "key": pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), _strings(key)),
             "width": pa.array(np.full(m, 85, np.int32), mask=bad),
             "height": pa.array(np.full(m, 64, np.int32), mask=bad),
-            "sha256": pa.array(_strings(_hex(sha[sl])).to_numpy(zero_copy_only=False),
-                               pa.string(), mask=bad),
+            "sha256": pa.Array.from_buffers(pa.binary(32), m, [
+                pa.py_buffer(np.packbits(~bad, bitorder="little")),
+                pa.py_buffer(np.ascontiguousarray(sha[sl]).tobytes())]),
             "phash": pa.array(phash[sl], pa.uint64(), mask=bad),
             "confidence": pa.nulls(m, pa.float32()),
             "stage": pa.array(np.where(bad, "decode", None).tolist(), pa.string()),
@@ -155,14 +155,15 @@ def _rss() -> dict[str, int]:
 class Steps:
     """Times each step of decide by wrapping the names steps.py calls (no change to decide)."""
 
-    NAMES = ("assign_splits_batch", "_confidence_step", "_takedown_step", "_external_step",
-             "exact_dedup", "near_dedup", "_classes_step", "_cap_step", "_with_labels",
-             "_finish")
+    NAMES = ("plain", "_reject_rows", "assign_splits_batch", "_confidence_step",
+             "_takedown_step", "_external_step", "_sha256_block", "exact_dedup", "near_dedup",
+             "_classes_step", "_cap_step", "_kept_table", "_with_labels", "_finish")
 
     def __init__(self) -> None:
         from synshard.builder.decide import steps
 
-        self.rows: list[tuple[str, float, float, int]] = []
+        self.rows: list[tuple[str, float, float, int, int]] = []
+        self.depth, self.peak = 0, 0
         self.module = steps
         self.saved = {n: getattr(steps, n) for n in self.NAMES if hasattr(steps, n)}
         for name, fn in self.saved.items():
@@ -170,12 +171,23 @@ class Steps:
 
     def _wrap(self, name, fn):
         def inner(*args, **kwargs):
+            self.depth += 1
+            if self.depth == 1:  # a step's own peak (steps called inside another: the outer's)
+                self.peak = max(self.peak, _rss()["VmHWM"])
+                Path("/proc/self/clear_refs").write_text("5")
             w, c = time.perf_counter(), time.process_time()
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
+            rss = _rss()
             self.rows.append((name, time.perf_counter() - w, time.process_time() - c,
-                              _rss()["VmRSS"]))
+                              rss["VmRSS"], rss["VmHWM"] if self.depth == 0 else 0))
             return result
         return inner
+
+    def overall_peak(self) -> int:
+        return max(self.peak, _rss()["VmHWM"])
 
     def restore(self) -> None:
         for name, fn in self.saved.items():
@@ -191,12 +203,16 @@ def main() -> None:
     args = ap.parse_args()
     from synshard.builder.decide.steps import decide
     from synshard.config import BuildConfig
+    from synshard.shards.staging import decide_schema
     from synshard.transforms.options import DedupOptions
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"meta-{args.rows}-{args.synsets}.parquet"
     print(f"load average {os.getloadavg()[0]:.1f}")
+    if path.exists() and pq.read_schema(path) != decide_schema():
+        print(f"{path} was simulated in an older schema: simulating again")
+        path.unlink()
     if not path.exists():
         t = time.perf_counter()
         table, info = simulate(args.rows, args.synsets)
@@ -218,16 +234,17 @@ def main() -> None:
     decisions = decide(meta, cfg)
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     steps.restore()
-    peak = _rss()["VmHWM"]
+    peak = steps.overall_peak()
     mib = 1024 * 1024
     print(f"\n{args.rows:,} rows, {args.synsets:,} synsets: table read in {load_s:.1f} s, "
           f"{meta.nbytes / args.rows:.0f} B/row in Arrow ({meta.nbytes / mib:,.0f} MiB); "
           f"process RSS with it {held / mib:,.0f} MiB")
-    print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}")
-    for name, sw, sc, rss in steps.rows:
-        print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}")
+    print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}")
+    for name, sw, sc, rss, top in steps.rows:
+        inner = f"{top / mib:16,.0f}" if top else f"{'(in its caller)':>16}"
+        print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}")
     print(f"{'decide (total)':<22}{wall:9.1f}{cpu:9.1f}")
-    near = sum(sw for name, sw, _, _ in steps.rows if name == "near_dedup")
+    near = sum(row[1] for row in steps.rows if row[0] == "near_dedup")
     print(f"near-dup step share of decide's wall time: {near / max(wall, 1e-9):.0%}")
     print(f"peak RSS during decide {peak / mib:,.0f} MiB "
           f"(getrusage max {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB, "

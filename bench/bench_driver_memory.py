@@ -1,6 +1,7 @@
 """Where the driver's memory goes: build N small distinct JPEGs, peak RSS and a tracemalloc census.
 
     .venv/bin/python bench/bench_driver_memory.py --count 20000 [--synsets 100] [--trace]
+        [--phases] [--source DIR]
 
 Generates once into bench/out/small-<N>/ (ignored): --synsets ILSVRC synset folders of 96x72 JPEGs,
 each distinct (a random colour field), then:
@@ -10,16 +11,17 @@ each distinct (a random colour field), then:
   --trace  the same build in this process with tracemalloc on (1 frame): after the read phase,
            after decide and after assembly, the Python heap by source line (top 8), Arrow's own
            pool (now and peak: tracemalloc does not see it) and the RSS split from /proc
-           (anonymous, file-backed, shared memory: Ray's object store pages the driver touched).
+           (anonymous, file-backed, shared memory: Ray's object store pages the driver touched);
+           also after planning the assembly jobs, after commit's tables and manifest, after
+           the datasheet.
+  --source DIR  build that folder (of --count images) instead of generating one.
+  --memray FILE with --phases: memray's record of the driver's allocations (native frames too).
 """
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -27,6 +29,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from timed_build import timed_build  # noqa: E402
 
 
 def generate(dest: Path, count: int, synsets: int) -> Path:
@@ -47,22 +52,14 @@ def generate(dest: Path, count: int, synsets: int) -> Path:
     return dest
 
 
-def command(src: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "synshard.cli", "build", str(src), "--out", str(out),
-            "--resize", "shorter:64", "--no-progress", "--name", "mem", "--overwrite"]
-
-
-def peak_rss(src: Path, out: Path) -> None:
-    t0 = time.perf_counter()
-    run = subprocess.run(["/usr/bin/time", "-v", *command(src, out)], capture_output=True,
-                         text=True)
-    wall = time.perf_counter() - t0
-    if run.returncode != 0:
-        sys.exit(run.stderr[-3000:])
-    kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr).group(1))
-    print(run.stdout.strip())
-    print(f"driver peak RSS {kb / 1024:.0f} MiB  wall {wall:.1f}s")
-    return kb
+def peak_rss(src: Path, out: Path, count: int) -> None:
+    r = timed_build([str(src), "--out", str(out), "--resize", "shorter:64", "--no-progress",
+                     "--name", "mem", "--overwrite"], out)
+    mib = 1024 * 1024
+    print(r["stdout"].strip())
+    print(f"driver peak RSS {r['driver_peak'] / mib:.0f} MiB ({r['driver_peak'] / count:,.0f} "
+          f"B/image; until the first synset was assembled "
+          f"{r['driver_peak_before_assembly'] / mib:.0f} MiB)  wall {r['wall_s']:.1f}s")
 
 
 def census(label: str, baseline: tracemalloc.Snapshot | None, count: int) -> None:
@@ -87,43 +84,69 @@ def census(label: str, baseline: tracemalloc.Snapshot | None, count: int) -> Non
         print(f"  {stat.size / 1e6:8.1f} MB {stat.count:9d} blocks  {name}:{frame.lineno}")
 
 
+# The seams a census is taken after: (module, name, label), in build order.
+SEAMS = (
+    ("pipeline", "_stage", "after read+transform+stage (metadata gathered)"),
+    ("pipeline", "decide", "after decide"),
+    ("pipeline", "synset_jobs", "after planning the assembly jobs"),
+    ("pipeline", "_assemble", "after the assembly tasks (results consumed)"),
+    ("commit", "commit_manifest", "after the side tables, build.json and manifest"),
+    ("commit", "write_datasheet", "after the datasheet"),
+)
+
+
 def trace(src: Path, out: Path, count: int, python_heap: bool) -> None:
     import synshard
-    from synshard.builder import pipeline
+    from synshard.builder import commit, pipeline
 
-    originals = {n: getattr(pipeline, n) for n in ("_stage", "decide", "_assemble")}
+    modules = {"pipeline": pipeline, "commit": commit}
 
-    def wrap(name, label):
+    def wrap(fn, label):
         def inner(*args, **kwargs):
-            result = originals[name](*args, **kwargs)
+            result = fn(*args, **kwargs)
             census(label, None, count)
             return result
         return inner
 
-    pipeline._stage = wrap("_stage", "after read+transform+stage (metadata gathered)")
-    pipeline.decide = wrap("decide", "after decide")
-    pipeline._assemble = wrap("_assemble", "after assembly planning and tasks")
+    for module, name, label in SEAMS:
+        setattr(modules[module], name, wrap(getattr(modules[module], name), label))
     if python_heap:
         tracemalloc.start(1)
     synshard.build([str(src)], str(out), resize="shorter:64", progress=False, overwrite=True,
                    name="mem", log=lambda m: None)
-    census("after commit", None, count)
+    census("after the build (Ray shut down)", None, count)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--synsets", type=int, default=100)
+    ap.add_argument("--source", help="build this ImageNet-layout folder of --count images "
+                    "instead (e.g. bench_scale.py's .cache/scale/view-N)")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--phases", action="store_true", help="--trace without tracemalloc (RSS only)")
+    ap.add_argument("--memray", metavar="FILE", help="with --phases: also record the driver's "
+                    "native and Python allocations with memray into FILE (then `memray stats "
+                    "FILE`, `memray flamegraph FILE`)")
     args = ap.parse_args()
-    src = generate(ROOT / "bench" / "out" / f"small-{args.count}", args.count, args.synsets)
-    out = ROOT / "bench" / "out" / f"small-{args.count}-release"
+    if args.source:
+        src = Path(args.source)
+        out = ROOT / "bench" / "out" / f"mem-{src.name}-release"
+    else:
+        src = generate(ROOT / "bench" / "out" / f"small-{args.count}", args.count, args.synsets)
+        out = ROOT / "bench" / "out" / f"small-{args.count}-release"
     if args.trace or args.phases:
         shutil.rmtree(out.with_name(out.name + "-trace"), ignore_errors=True)
-        trace(src, out.with_name(out.name + "-trace"), args.count, python_heap=args.trace)
+        release = out.with_name(out.name + "-trace")
+        if args.memray:
+            import memray
+
+            with memray.Tracker(args.memray, native_traces=True):
+                trace(src, release, args.count, python_heap=args.trace)
+        else:
+            trace(src, release, args.count, python_heap=args.trace)
     else:
-        peak_rss(src, out)
+        peak_rss(src, out, args.count)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ records how many exist) and incremental: 100,000 is a prefix of 1,000,000. A bui
 view folder of hard links to the first N images (`view-<N>/`, made once).
 
 Each count is built with `synshard build VIEW --resize shorter:64` as a subprocess under
-`/usr/bin/time -v`, while a sampler thread reads /proc once a second: the driver's own peak RSS
-(VmHWM of the `synshard build` process; /usr/bin/time's figure can be a descendant's), the peak
-RSS of the largest Ray worker (processes titled `ray::...`), and the staging folder's peak size.
+`/usr/bin/time -v`, while a sampler thread reads /proc once a second (bench/timed_build.py): the
+driver's own peak RSS (VmHWM of the `synshard build` process; /usr/bin/time's figure can be a
+descendant's), the peak RSS of the largest Ray worker (processes titled `ray::...`), and the
+staging folder's peak size; `--trajectory FILE` also logs every sample (the driver's RSS over time).
 It prints images/s, every phase's seconds (build.json), those peaks, the CPU seconds of the
 whole process tree, and with two counts the per-image slope of the driver's peak RSS.
 """
@@ -22,16 +23,16 @@ import argparse
 import json
 import multiprocessing
 import os
-import re
 import shutil
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from timed_build import timed_build  # noqa: E402
 
 SIZE = (96, 72)
 CHUNK = 5000  # images per generation unit (the prefix property holds for any N)
@@ -119,6 +120,15 @@ def generate(cache: Path, count: int, procs: int) -> Path:
     return images
 
 
+def wait_for(cache: Path, count: int, poll_s: float = 30.0) -> Path:
+    """`cache/images` once another process's `generated` record says `count` images exist."""
+    record = cache / "generated"
+    while (have := int(record.read_text()) if record.exists() else 0) < count:
+        print(f"  waiting for generation: {have:,} of {count:,}", flush=True)
+        time.sleep(poll_s)
+    return cache / "images"
+
+
 def view(cache: Path, images: Path, count: int) -> Path:
     """A folder of hard links to the first `count` images, made once."""
     dest = cache / f"view-{count}"
@@ -139,143 +149,14 @@ def view(cache: Path, images: Path, count: int) -> Path:
 
 # ---------------------------------------------------------------- measurement
 
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS", "RssAnon"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _tree_bytes(path: Path) -> int:
-    total = 0
-    for top, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(top, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-class Sampler(threading.Thread):
-    """Once a second: the driver's VmHWM, each Ray worker's VmHWM/RssAnon, the staging size."""
-
-    def __init__(self, time_pid: int, release: Path, interval: float = 1.0) -> None:
-        super().__init__(daemon=True)
-        self.time_pid, self.release, self.interval = time_pid, release, interval
-        self.driver = 0
-        self.before_assembly = 0  # the driver's peak until the first synset is assembled
-        self.assembling = False
-        self.workers: dict[int, dict[str, int]] = {}
-        self.staging = 0
-        self.cpu: dict[int, float] = {}  # CPU seconds of every process of the tree, last seen
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        ticks = 0
-        while not self.stop.is_set():
-            self.sample(staging=ticks % 3 == 0)
-            ticks += 1
-            self.stop.wait(self.interval)
-
-    def sample(self, staging: bool) -> None:
-        kids = _children(self.time_pid)
-        if not kids:
-            return
-        driver = kids[0]
-        try:
-            self.driver = max(self.driver, _status(driver)["VmHWM"])
-        except (OSError, KeyError):
-            return
-        if not self.assembling:  # read, gather and decide: no synset's shards journalled yet
-            self.assembling = any((self.release / "_staging").glob("*/_shards"))
-            if not self.assembling:
-                self.before_assembly = self.driver
-        tree = [driver, *_descendants(driver)]
-        for pid in tree:
-            self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
-        for pid in tree[1:]:
-            if not _cmdline(pid).startswith("ray::"):
-                continue
-            try:
-                st = _status(pid)
-            except (OSError, KeyError):
-                continue
-            seen = self.workers.setdefault(pid, {"VmHWM": 0, "RssAnon": 0})
-            seen["VmHWM"] = max(seen["VmHWM"], st.get("VmHWM", 0))
-            seen["RssAnon"] = max(seen["RssAnon"], st.get("RssAnon", 0))
-        if staging and (self.release / "_staging").exists():
-            self.staging = max(self.staging, _tree_bytes(self.release / "_staging"))
-
-
-def build(src: Path, out: Path, count: int, extra: list[str]) -> dict:
+def build(src: Path, out: Path, count: int, extra: list[str],
+          trajectory: Path | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "synshard.cli", "build", str(src),
-           "--out", str(out), "--resize", "shorter:64", "--no-progress", "--name",
-           f"scale-{count}", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = Sampler(proc.pid, out)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    sampler.stop.set()
-    sampler.join()
-    if proc.returncode != 0:
-        sys.exit(f"build of {count} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    tv = dict(re.findall(r"^\s*([^:\n]+): (.+)$", stderr, re.M))
-    stats = json.loads((out / "build.json").read_text())
-    manifest = json.loads((out / "manifest.json").read_text())
-    biggest = max(sampler.workers.values(), key=lambda w: w["VmHWM"], default={"VmHWM": 0,
-                                                                                  "RssAnon": 0})
-    return {
-        "count": count, "wall_s": wall,
-        "cpu_s": sum(sampler.cpu.values()),
-        "timings": stats["stats"]["timings_s"], "accounting": manifest["accounting"],
-        "driver_peak": sampler.driver, "driver_peak_before_assembly": sampler.before_assembly,
-        "time_v_max_rss": int(tv.get("Maximum resident set size (kbytes)", 0)) * 1024,
-        "worker_peak": biggest["VmHWM"], "worker_peak_anon": max(
-            (w["RssAnon"] for w in sampler.workers.values()), default=0),
-        "workers_seen": len(sampler.workers), "staging_peak": sampler.staging,
-        "release_bytes": _tree_bytes(out),
-    }
+    args = [str(src), "--out", str(out), "--resize", "shorter:64", "--no-progress", "--name",
+            f"scale-{count}", *extra]
+    r = timed_build(args, out, trajectory=trajectory)
+    r.pop("stdout")
+    return {"count": count, **r}
 
 
 def report(r: dict) -> None:
@@ -306,22 +187,33 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1,
                     help="generation processes")
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--wait-for-generation", action="store_true",
+                    help="another process is generating into --cache: before each build, wait "
+                    "until its `generated` record covers the count (never generate here)")
     ap.add_argument("--keep", action="store_true", help="keep the releases (default: removed)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--trajectory", help="append every sample of the driver's RSS to this file")
     ap.add_argument("build_args", nargs="*", help="extra `synshard build` flags (after --)")
     args = ap.parse_args()
     counts = sorted(int(c.replace("_", "")) for c in args.counts.split(","))
     cache = Path(args.cache).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     print(f"load average {os.getloadavg()[0]:.1f}; generating up to {counts[-1]:,} into {cache}")
-    images = generate(cache, counts[-1], args.procs)
+    if not args.wait_for_generation:
+        images = generate(cache, counts[-1], args.procs)
     if args.generate_only:
         return
     results = []
     for count in counts:
+        if args.wait_for_generation:
+            images = wait_for(cache, count)
         src = view(cache, images, count)
         out = cache / f"release-{count}"
-        r = build(src, out, count, args.build_args)
+        if args.trajectory:
+            with open(args.trajectory, "a") as f:
+                f.write(f"# build of {count:,}\n")
+        r = build(src, out, count, args.build_args,
+                  Path(args.trajectory) if args.trajectory else None)
         report(r)
         results.append(r)
         if not args.keep:

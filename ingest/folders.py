@@ -53,13 +53,25 @@ def list_folder(
     """Every file under `root` (links and special files too), sorted by relative path, but those
     in `skip` (a labels file)."""
     root = root.rstrip("/")
+    listed = []
+    # one folder's details at a time (what `find` collects for the whole tree first: a dict of
+    # ~11 fields per file, ~1.2 KB each, 1.4 GB of the driver's peak at 1M images)
+    for _, _, files in fs.walk(root, detail=True):
+        for info in files.values():
+            path = info["name"]
+            if info.get("type", "file") != "directory" and path.rstrip("/") not in skip:
+                listed.append(Listed(path[len(root):].lstrip("/"), int(info.get("size") or 0),
+                                     stamp(info), entry_reason(fs, root, path)))
+    if not listed and fs.isfile(root):  # `find` lists a file root as itself
+        return _listed_find(fs, root, skip)
+    return sorted(listed, key=lambda item: item.rel)
+
+
+def _listed_find(fs: AbstractFileSystem, root: str, skip: frozenset[str]) -> list[Listed]:
     found = fs.find(root, withdirs=False, detail=True)
-    listed = [
-        Listed(path[len(root) :].lstrip("/"), int(info.get("size") or 0), stamp(info),
-               entry_reason(fs, root, path))
-        for path, info in found.items()
-        if info.get("type", "file") != "directory" and path.rstrip("/") not in skip
-    ]
+    listed = [Listed(path[len(root):].lstrip("/"), int(info.get("size") or 0), stamp(info),
+                     entry_reason(fs, root, path)) for path, info in found.items()
+              if info.get("type", "file") != "directory" and path.rstrip("/") not in skip]
     return sorted(listed, key=lambda item: item.rel)
 
 

@@ -31,20 +31,128 @@ META_SCHEMA = (
     .append(pa.field("staged_path", pa.string()))
     .append(pa.field("staged_row", pa.int32()))  # the row's index in its staged file
 )
-# What the driver gathers of META_SCHEMA for the decisions (`staged_path` dictionary-encoded:
-# a staged file's path once, 4 bytes a row); the rest (ops, licence, attribution, boxes, sizes
-# of the original) stays in the staged files and reaches the shards through the assembly tasks.
+# What the driver gathers of META_SCHEMA for the decisions; the rest (ops, licence, attribution,
+# boxes, sizes of the original) stays in the staged files and reaches the shards through the
+# assembly tasks. Three columns are held compactly (`gathered`): `staged_path` and `synset`
+# dictionary-encoded (a staged file's path or a wnid once, 4 bytes a row) and `sha256` as its 32
+# raw bytes (`fixed_size_binary(32)`, not 64 hex characters plus an offset: 36 bytes a row less);
+# the decisions see them as plain strings again (decide/rows.py), hex only where a table is written;
+# `key` is not gathered at all (made again from synset and sha256: `derive_keys`).
 DECIDE_COLUMNS = ("source", "synset", "split", "key", "width", "height", "sha256", "phash",
                   "confidence", "stage", "reason", "staged_path", "staged_row")
-
+DICTIONARY_COLUMNS = ("synset", "staged_path")
+DERIVED_COLUMNS = ("key",)  # not gathered: made from synset and sha256 (`derive_keys`)
+SHA256_BYTES = pa.binary(32)
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_NIBBLE = np.zeros(256, np.uint8)
+_NIBBLE[_HEX] = np.arange(16, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 
 
 def decide_schema() -> pa.Schema:
     """The schema of the table the driver gathers (Staging.gather_metas)."""
-    fields = [META_SCHEMA.field(c) for c in DECIDE_COLUMNS]
-    at = DECIDE_COLUMNS.index("staged_path")
-    fields[at] = pa.field("staged_path", pa.dictionary(pa.int32(), pa.string()))
+    fields = []
+    for name in DECIDE_COLUMNS:
+        if name in DICTIONARY_COLUMNS:
+            fields.append(pa.field(name, pa.dictionary(pa.int32(), pa.string())))
+        elif name == "sha256":
+            fields.append(pa.field(name, SHA256_BYTES))
+        elif name not in DERIVED_COLUMNS:
+            fields.append(META_SCHEMA.field(name))
     return pa.schema(fields)
+
+
+def gathered(meta: pa.Table) -> pa.Table:
+    """One read task's metadata (DECIDE_COLUMNS of META_SCHEMA) in `decide_schema()` form.
+
+    `key` is left out: it is `<synset>_<sha256[:16]>` (transforms/schema.py `make_key`), made
+    again from those two columns where a step reads it (`derive_keys`); checked here per task."""
+    keys = derive_keys(meta["synset"], meta["sha256"])
+    same = pc.equal(pc.fill_null(keys, ""), pc.fill_null(meta["key"].cast(pa.string()), ""))
+    if pc.all(same).as_py() not in (True, None):
+        bad = meta["key"].filter(pc.invert(same))[0].as_py()
+        raise ValueError(f"a staged key is not <synset>_<sha256[:16]>: {bad!r}")
+    meta = meta.drop_columns(["key"])
+    for name in DICTIONARY_COLUMNS:
+        at = meta.schema.get_field_index(name)
+        meta = meta.set_column(at, name, pc.dictionary_encode(meta[name]))
+    at = meta.schema.get_field_index("sha256")
+    return meta.set_column(at, "sha256", sha256_bytes(meta["sha256"]))
+
+
+def derive_keys(synset: pa.ChunkedArray | pa.Array, sha256: pa.ChunkedArray | pa.Array
+                ) -> pa.ChunkedArray | pa.Array:
+    """`<synset>_<first 16 hex digits of sha256>` per row (null where either is null or the
+    synset is empty, as the transform leaves such rows without a key); sha256 as hex or bytes."""
+    if pa.types.is_dictionary(synset.type):
+        synset = synset.cast(pa.string())
+    if pa.types.is_fixed_size_binary(sha256.type):
+        head = _hex16(sha256)  # of the first 8 bytes only
+    else:
+        head = pc.utf8_slice_codeunits(sha256, 0, 16)
+    keys = pc.binary_join_element_wise(synset, head, "_")
+    empty = pc.equal(synset, "")
+    if not pc.any(empty).as_py():
+        return keys  # (the usual case: no copy of every key through if_else)
+    return pc.if_else(empty, pa.scalar(None, pa.string()), keys)
+
+
+def sha256_bytes(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Hex sha256 strings (64 digits, or null) -> fixed_size_binary(32)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = array.cast(pa.string())
+    n = len(array)
+    valid = pc.is_valid(array).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.binary_length(array), 64).to_numpy(zero_copy_only=False)
+    if (lengths != 64).any():
+        bad = array.filter(pa.array(lengths != 64))[0].as_py()
+        raise ValueError(f"not a hex sha256: {bad!r}")
+    raw = np.zeros((n, 32), np.uint8)
+    if n and valid.any():
+        offsets = np.frombuffer(array.buffers()[1], np.int32, n + 1, array.offset * 4)
+        text = np.frombuffer(array.buffers()[2], np.uint8)
+        digits = _NIBBLE[text[offsets[:-1][valid, None] + np.arange(64)]]
+        raw[valid] = (digits[:, 0::2] << 4) | digits[:, 1::2]
+    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(SHA256_BYTES, n, [mask, pa.py_buffer(raw.tobytes())])
+
+
+def _hex16(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """The first 16 hex digits of each fixed_size_binary(32) sha256 (nulls stay null)."""
+    return _hex_of(column, 8)
+
+
+def sha256_hex(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """fixed_size_binary(32) -> hex strings (nulls stay null); anything else as it is."""
+    if not pa.types.is_fixed_size_binary(column.type):
+        return column
+    return _hex_of(column, 32)
+
+
+HEX_ROWS = 1 << 20  # rows made hex at a time: the temporaries are ~3x this many x 64 bytes
+
+
+def _hex_of(column: pa.ChunkedArray | pa.Array, nbytes: int) -> pa.ChunkedArray | pa.Array:
+    """The first `nbytes` of each fixed_size_binary(32) value as lowercase hex strings."""
+    if isinstance(column, pa.ChunkedArray):
+        parts = [_hex_of(c.slice(at, HEX_ROWS), nbytes) for c in column.chunks
+                 for at in range(0, len(c), HEX_ROWS)]
+        return pa.chunked_array(parts, pa.string())
+    if len(column) > HEX_ROWS:
+        return pa.concat_arrays([_hex_of(column.slice(at, HEX_ROWS), nbytes)
+                                 for at in range(0, len(column), HEX_ROWS)])
+    n, width = len(column), column.type.byte_width
+    raw = np.frombuffer(column.buffers()[1], np.uint8, (column.offset + n) * width)
+    raw = raw.reshape(-1, width)[column.offset:, :nbytes]
+    text = np.empty((n, 2 * nbytes), np.uint8)
+    text[:, 0::2], text[:, 1::2] = _HEX[raw >> 4], _HEX[raw & 15]
+    # a null's offsets may span bytes (Arrow leaves them undefined): no compaction needed
+    offsets = np.arange(n + 1, dtype=np.int32) * (2 * nbytes)
+    mask = None
+    if column.null_count:
+        valid = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        mask = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text), mask)
 
 
 def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +26,7 @@ from .records import (
     records_from_samples,
 )
 
-TAR_FORMAT = tarfile.USTAR_FORMAT
+TAR_FORMAT: Literal[0, 1, 2] = tarfile.USTAR_FORMAT
 _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tarfile pads the archive to a multiple of this
 _EOF = 2 * _BLOCK  # two zero blocks close an archive

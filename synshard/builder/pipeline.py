@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import pyarrow as pa
 
@@ -259,20 +259,33 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
             cfg.shard_bytes)
     if here:
-        results = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first
+        results: Iterable[list] = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first
     else:
         from synshard.builder.raysession import ray, remote
 
         # batches of synsets, largest first: a few tasks per CPU (Ray's per-task cost is paid
-        # per batch, not per synset), small enough that the CPUs finish together
+        # per batch, not per synset), small enough that the CPUs finish together; their
+        # entries consumed as each batch finishes
         batches = job_batches(todo, ASSEMBLY_TASKS_PER_CPU * _cpus(ray))
-        task = remote(run_jobs)
-        results = [r for done in ray.get([task.remote(b, *args) for b in batches]) for r in done]
+        results = (r for done in _run_jobs(remote(run_jobs), batches, args, ray) for r in done)
     for result in results:
         entries.extend(result)
     stats = {"synsets_reused": sum(j.reuse for j in jobs),
              "synsets_written": sum(not j.reuse for j in jobs)}
     return sorted(entries, key=lambda e: e.path), stats
+
+
+def _run_jobs(job: Any, todo: list, args: tuple, ray: Any) -> Iterator[list]:
+    """Each job's shard entries as its task finishes, at most two tasks per CPU in flight (the
+    driver holds the arguments and results of those only, not of every synset at once)."""
+    limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    queue = list(reversed(todo))
+    pending: list = []
+    while queue or pending:
+        while queue and len(pending) < limit:
+            pending.append(job.remote(queue.pop(), *args))
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield from ray.get(ready)
 
 
 class _progress:

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.release import release_fs
-from synshard.shards.staging import DECIDE_COLUMNS, decide_schema, read_staged, stage_batch
+from synshard.shards.staging import (DECIDE_COLUMNS, decide_schema, gathered, read_staged,
+                                     stage_batch)
 from synshard.shards.pyfiles import read_parquet
 
 STAGING_DIR = "_staging"
@@ -82,15 +82,13 @@ class Staging:
     def gather_metas(self, count: int) -> pa.Table:
         """Tasks 0..count-1's metadata, only the columns the decisions need (DECIDE_COLUMNS).
 
-        `staged_path` comes dictionary-encoded with one dictionary for the whole table (each
-        staged file's path once), so a row costs a 4-byte file id plus its `staged_row`."""
+        In `decide_schema()` form (shards/staging.py `gathered`): `staged_path` and `synset`
+        dictionary-encoded with one dictionary each for the whole table (each staged file's
+        path once), sha256 as 32 raw bytes."""
         parts = []
         for i in range(count):
             with self.fs.open(self.task_path(i), "rb") as f:
-                table = read_parquet(f, columns=list(DECIDE_COLUMNS))
-            at = table.schema.get_field_index("staged_path")
-            parts.append(table.set_column(at, "staged_path",
-                                          pc.dictionary_encode(table["staged_path"])))
+                parts.append(gathered(read_parquet(f, columns=list(DECIDE_COLUMNS))))
         if not parts:
             return decide_schema().empty_table()
         return pa.concat_tables(parts).unify_dictionaries()

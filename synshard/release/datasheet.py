@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.reader import shard_columns, side_table
@@ -73,8 +74,16 @@ def read_build(release: Release) -> dict[str, Any]:
 
 
 def column_counts(release: Release, column: str) -> Counter:
-    """Value counts of one record column over the release's Parquet shards (that column only)."""
-    return Counter(shard_columns(release, [column])[column].to_pylist())
+    """Value counts of one record column over the release's Parquet shards (that column only).
+
+    One shard at a time, counted in Arrow: the memory is one shard's column and the distinct
+    values, not a Python object per image of the release."""
+    counts: Counter = Counter()
+    for entry in release.shards(format="parquet"):
+        values = shard_columns(release, [column], [entry])[column]
+        for item in pc.value_counts(values).to_pylist():
+            counts[item["values"]] += item["counts"]
+    return counts
 
 
 def removal_log(release: Release, rejects: pa.Table | None) -> pa.Table | None:

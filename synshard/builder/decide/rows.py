@@ -5,6 +5,10 @@ step materialises only the columns it reads (`table(columns)`), for the rows sti
 Columns the decisions set (split, confidence) are held beside the row numbers and filtered with
 them. `Accepted` also answers the few table calls exact dedup makes (num_rows, column_names,
 column, take), so it can be handed to it as it is.
+
+The gathered table holds some columns compactly (shards/staging.py `decide_schema`): what a step
+reads of them comes back plain (`plain`): sha256 as hex strings, synset as strings; only
+`staged_path` stays dictionary-encoded (assembly's locator, read by nothing else).
 """
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
+
+from synshard.shards.staging import derive_keys, sha256_hex
+
+KEEP_ENCODED = ("staged_path",)
 
 
 class Accepted:
@@ -26,12 +34,17 @@ class Accepted:
 
     @property
     def column_names(self) -> list[str]:
-        return self.meta.column_names + [c for c in self.extra if c not in self.meta.column_names]
+        names = list(self.meta.column_names)
+        if _derivable(names):  # where the gathered table's schema had it
+            names.insert(names.index("split") + 1 if "split" in names else len(names), "key")
+        return names + [c for c in self.extra if c not in names]
 
     def column(self, name: str) -> pa.ChunkedArray:
         if name in self.extra:
             return self.extra[name]
-        return self.meta.column(name).take(pa.array(self.rows))
+        if name in _derivable(self.meta.column_names):
+            return self.take(np.arange(self.num_rows), [name]).column(name)
+        return _plain_column(name, self.meta.column(name).take(pa.array(self.rows)))
 
     def set(self, name: str, column: pa.ChunkedArray | pa.Array) -> None:
         if len(column) != self.num_rows:
@@ -51,8 +64,10 @@ class Accepted:
             indices = indices.to_numpy()
         idx = np.asarray(indices, dtype=np.int64)
         names = list(columns) if columns is not None else self.column_names
-        base = [c for c in self.meta.column_names if c in names]
-        picked = self.meta.select(base).take(pa.array(self.rows[idx]))
+        needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
+                              "key" in names else set())
+        base = [c for c in self.meta.column_names if c in needs]
+        picked = plain(self.meta.select(base).take(pa.array(self.rows[idx])), names)
         for name, column in self.extra.items():
             if name not in names:
                 continue
@@ -75,6 +90,36 @@ class Accepted:
         self.rows = self.rows[keep]
         flags = pa.array(keep)
         self.extra = {k: v.filter(flags) for k, v in self.extra.items()}
+
+
+def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
+    """`table` with the gathered table's compact columns as the decisions read them (and its
+    `key` made again where it has synset and sha256 but no key); only `names`, if given."""
+    if _derivable(table.column_names):
+        synset = _plain_column("synset", table["synset"])  # decoded once, for both
+        table = table.set_column(table.schema.get_field_index("synset"), "synset", synset)
+        table = table.append_column("key", derive_keys(synset, table["sha256"]))
+    if names is not None:
+        wanted = set(names)
+        table = table.select([c for c in table.column_names if c in wanted])
+    for i, name in enumerate(table.column_names):
+        column = _plain_column(name, table.column(i))
+        if column is not table.column(i):
+            table = table.set_column(i, name, column)
+    return table
+
+
+def _derivable(names: list[str]) -> list[str]:
+    """["key"] where a table lacks it but has what it is made of (shards/staging.py)."""
+    return ["key"] if "key" not in names and {"synset", "sha256"} <= set(names) else []
+
+
+def _plain_column(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_fixed_size_binary(column.type):
+        return sha256_hex(column)
+    if pa.types.is_dictionary(column.type) and name not in KEEP_ENCODED:
+        return column.cast(column.type.value_type)
+    return column
 
 
 def _bools(mask: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:

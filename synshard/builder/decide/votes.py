@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from synshard.config import BuildConfig
 from synshard.errors import SynshardError
 from synshard.shards.pyfiles import read_parquet
+from synshard.shards.staging import derive_keys
 
 VOTE_KEYS = ["image", "synset", "worker"]
 
@@ -69,7 +70,9 @@ def with_unmatched(votes: BuildVotes, meta: pa.Table) -> BuildVotes:
     if votes.posteriors is None:
         return votes
     images = votes.posteriors["image"].cast(pa.string())
-    ours = pa.concat_arrays([meta["key"].combine_chunks().cast(pa.string()),
+    keys = meta["key"] if "key" in meta.column_names else \
+        derive_keys(meta["synset"], meta["sha256"])  # as gathered (shards/staging.py)
+    ours = pa.concat_arrays([keys.combine_chunks().cast(pa.string()),
                              meta["source"].combine_chunks().cast(pa.string())])
     missing = votes.posteriors.filter(pc.invert(pc.is_in(images, value_set=ours)))
     n_votes = int(pc.sum(pc.add(missing["yes"], missing["no"])).as_py() or 0)

@@ -121,3 +121,19 @@ def test_assembly_plan_has_one_job_per_synset_with_its_staged_files():
     assert [j.keep.num_rows for j in jobs] == [1, 2]
     assert all(not j.reuse and j.staged_paths for j in jobs)
     assert jobs[1].keep.column_names == ["staged_path", "staged_row", "split", "label", "confidence"]
+
+
+def test_an_assembly_job_carries_only_its_own_staged_paths():
+    """A job is pickled to its Ray task: a slice of the gathered table's dictionary column would
+    carry every staged file of the build (1,000 jobs x all paths went to the object store)."""
+    rows = [meta_row(f"s{i}", (LADYBUG, SEASHORE)[i % 2]) for i in range(6)]
+    for i, row in enumerate(rows):
+        row["staged_path"] = f"/rel/_staging/x/{row['synset']}/{i}.parquet"
+    meta = meta_table(rows)
+    at = meta.schema.get_field_index("staged_path")
+    meta = meta.set_column(at, "staged_path", meta["staged_path"].dictionary_encode())  # as gathered
+    jobs = synset_jobs(decide(meta, _cfg(near_radius="none")), [], set())
+    for job in jobs:
+        paths = job.keep["staged_path"].combine_chunks()
+        assert sorted(paths.dictionary.to_pylist()) == sorted(job.staged_paths)
+        assert len(job.staged_paths) == job.keep.num_rows == 3

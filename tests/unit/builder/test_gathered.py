@@ -1,0 +1,94 @@
+"""The compact form of the gathered metadata (sha256 as 32 raw bytes, synset and staged_path
+dictionary-encoded) decides exactly as the plain META_SCHEMA columns do."""
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pytest
+from coremeta import meta_row, meta_table
+
+from synshard.builder.decide.steps import decide
+from synshard.config import build_config
+from synshard.shards import staging
+from synshard.shards.staging import (DECIDE_COLUMNS, decide_schema, gathered, sha256_bytes,
+                                     sha256_hex)
+
+LADYBUG, SEASHORE = "n02165456", "n09428293"
+
+
+def test_sha256_round_trips_through_32_bytes_with_nulls_and_slices():
+    hexes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(6)]
+    column = pa.array([hexes[0], None, hexes[2], hexes[3], None, hexes[5]])
+    raw = sha256_bytes(column)
+    assert raw.type == pa.binary(32) and raw.null_count == 2
+    assert raw[2].as_py() == bytes.fromhex(hexes[2])
+    assert sha256_hex(raw).to_pylist() == column.to_pylist()
+    assert sha256_hex(raw.slice(1, 3)).to_pylist() == column.slice(1, 3).to_pylist()
+    assert sha256_hex(pa.chunked_array([raw, raw.slice(4)])).to_pylist() == \
+        column.to_pylist() + column.slice(4).to_pylist()
+    with pytest.raises(ValueError, match="not a hex sha256"):
+        sha256_bytes(pa.array(["abc"]))
+
+
+def test_hex_is_made_a_bounded_number_of_rows_at_a_time(monkeypatch):
+    monkeypatch.setattr(staging, "HEX_ROWS", 2)
+    hexes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(7)]
+    column = [hexes[0], None, *hexes[2:]]
+    raw = sha256_bytes(pa.array(column))
+    assert sha256_hex(raw).to_pylist() == column
+    assert sha256_hex(pa.chunked_array([raw.slice(1), raw])).to_pylist() == column[1:] + column
+    keys = staging.derive_keys(pa.array(["n1"] * 7), raw).to_pylist()
+    assert keys == [h and f"n1_{h[:16]}" for h in column]
+
+
+def _rows():
+    rows = [meta_row(f"img{i}", (LADYBUG, SEASHORE)[i % 3 == 0]) for i in range(12)]
+    rows.append(meta_row("copy", LADYBUG, sha=rows[1]["sha256"]))  # an exact copy
+    rows.append(meta_row("conflict", SEASHORE, sha=rows[2]["sha256"]))  # a label conflict
+    rows.append(meta_row("near", LADYBUG, phash=rows[4]["phash"] ^ 3))  # a near copy
+    rows.append(meta_row("broken", reason="truncated"))  # read, hashed, keyed, undecodable
+    rows[-1]["key"] = f"{rows[-1]['synset']}_{rows[-1]['sha256'][:16]}"
+    rows.append(meta_row("lost", reason="http 404"))  # never read: no hash, no key
+    rows[-1]["sha256"] = None
+    for i, row in enumerate(rows):
+        if row["staged_path"]:
+            row["staged_path"] = f"/rel/_staging/x/{row['synset']}/{i % 4}.parquet"
+            row["staged_row"] = i
+    return rows
+
+
+def test_the_gathered_form_decides_exactly_as_the_plain_columns():
+    plain = meta_table(_rows()).select(list(DECIDE_COLUMNS))
+    compact = gathered(plain)
+    assert compact.schema == decide_schema()
+    assert compact.nbytes < plain.nbytes
+    cfg = build_config({"sources": ["/data"], "out": "/rel", "near_radius": 4,
+                        "val_fraction": 0.25})
+    a, b = decide(plain, cfg), decide(compact, cfg)
+    assert a.accounting == b.accounting
+    assert a.accounting["duplicates"] >= 2 and a.accounting["rejected"] >= 3
+    for name in ("rejects", "duplicates", "conflicts"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    kept = b.kept.set_column(b.kept.schema.get_field_index("staged_path"), "staged_path",
+                             b.kept["staged_path"].cast(pa.string()))
+    assert a.kept.cast(kept.schema).equals(kept)
+    assert a.classes == b.classes
+
+
+def test_the_kept_order_is_key_order_for_synsets_that_prefix_each_other():
+    """Key order without making keys (steps._key_order): `n1_...` sorts after `n12...` and
+    before `n1a...` as strings do, across tasks gathered one at a time."""
+    names = ["n1", "n12", "n1a", "n0", "n1"]
+    rows = [meta_row(f"img{i}", names[i % len(names)]) for i in range(40)]
+    for i, row in enumerate(rows):
+        row["staged_path"] = f"/rel/_staging/x/{row['synset']}/{i % 3}.parquet"
+        row["staged_row"] = i
+    plain = meta_table(rows).select(list(DECIDE_COLUMNS))
+    tasks = [gathered(plain.slice(0, 17)), gathered(plain.slice(17))]
+    compact = pa.concat_tables(tasks).unify_dictionaries()
+    cfg = build_config({"sources": ["/data"], "out": "/rel", "near_radius": "none"})
+    a, b = decide(plain, cfg), decide(compact, cfg)
+    assert b.kept["key"].to_pylist() == sorted(a.kept["key"].to_pylist())
+    assert a.kept["key"].to_pylist() == b.kept["key"].to_pylist()
+    assert a.kept["staged_row"].to_pylist() == b.kept["staged_row"].to_pylist()

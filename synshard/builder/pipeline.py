@@ -68,14 +68,14 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
                         fingerprint=inputs.fingerprint) as lock:
             existing = check_existing(cfg, inputs.fingerprint)
             if existing is not None:
-                log(f"release at {cfg.out} is already this build: nothing to do")
-                return BuildResult(cfg.out, True, dict(existing.accounting),
-                                   dict(existing.counts))
-            here = in_process(cfg, inputs) and background.cancel()
-            result = _build(cfg, inputs, staging, timings, lock, log,
-                            None if here else background)
-            staging.clear()
-    staging.remove_empty_parent()
+                result = BuildResult(cfg.out, True, dict(existing.accounting),
+                                     dict(existing.counts))
+            else:
+                here = in_process(cfg, inputs) and background.cancel()
+                result = _build(cfg, inputs, staging, timings, lock, log,
+                                None if here else background)
+                staging.clear()
+    staging.remove_empty_parent()  # the lock's folder too, after a no-op
     return result
 
 

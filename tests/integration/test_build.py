@@ -122,6 +122,7 @@ def test_identical_rebuild_is_noop_and_different_needs_overwrite(folder_release,
     out, _ = folder_release
     again = _build([sample_dir], out, val_fraction=0.25)
     assert again.noop
+    assert not (Path(out) / "_staging").exists()  # the no-op's lock folder does not stay
     with pytest.raises(synshard.errors.SynshardError, match="--overwrite"):
         _build([sample_dir], out, val_fraction=0.5)
 

@@ -13,6 +13,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from synshard.cli.argtypes import int_range
+
 if TYPE_CHECKING:  # the work needs the build extra (decoders): imported when it runs
     from synshard.release.external import Leakage
 
@@ -25,20 +27,10 @@ def add_parsers(subparsers: Any) -> None:
         "leakage", help="which images of an evaluation set have near copies in a release")
     p.add_argument("release", help="the committed release (any fsspec URI)")
     p.add_argument("evalset", help="evaluation images: a folder, a tar or a release")
-    p.add_argument("--radius", type=_radius, default=None,
+    p.add_argument("--radius", type=int_range(0, 32, "radius"), default=None,
                    help="phash Hamming radius (default: the release's near_radius, else 6)")
     p.add_argument("--json", action="store_true", help="print the pairs and counts as JSON")
     p.set_defaults(func=run_leakage)
-
-
-def _radius(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad radius {text!r}: a number 0..32") from None
-    if not 0 <= value <= 32:
-        raise argparse.ArgumentTypeError(f"bad radius {value}: use 0..32")
-    return value
 
 
 def run_leakage(args: argparse.Namespace) -> int:

@@ -88,7 +88,7 @@ def _binary_array(data: Sequence[Body | None]) -> pa.Array:
     at each step: measured at half the fetcher's client CPU on a batch of 2,000 photos. A body
     may be given as its chunks: they are copied once, straight into the column.
     """
-    parts = [(d,) if isinstance(d, bytes) else d for d in data]
+    parts = [(d,) if isinstance(d, (bytes, bytearray, memoryview)) else d for d in data]
     sizes = np.fromiter((sum(map(len, p)) if p is not None else 0 for p in parts), np.int64,
                         len(parts))
     if sizes.sum() >= 2**31 - 1:  # past binary's int32 offsets: let Arrow chunk it

@@ -125,3 +125,10 @@ def test_same_folder_twice_is_read_once(tmp_path):
     write_tree(tmp_path / "f", {"n01440764/a.jpg": jpeg(1)})
     plan = plan_sources([str(tmp_path / "f"), f"{tmp_path}/f/"])
     assert read_all(plan).num_rows == 1
+
+
+def test_candidate_bodies_as_bytes_like_or_chunks_become_one_binary_column():
+    from synshard.ingest.candidates import _binary_array
+
+    column = _binary_array([b"ab", bytearray(b"cd"), memoryview(b"ef"), [b"g", b"h"], None])
+    assert column.to_pylist() == [b"ab", b"cd", b"ef", b"gh", None]

@@ -29,6 +29,7 @@ from synshard.shards.release import release_fs
 from synshard.shards.staging import (DECIDE_COLUMNS, decide_schema, gathered, read_staged,
                                      stage_batch)
 from synshard.shards.pyfiles import read_parquet
+from synshard.errors import SynshardError
 
 STAGING_DIR = "_staging"
 TASKS_DIR = "_tasks"
@@ -88,7 +89,11 @@ class Staging:
         parts = []
         for i in range(count):
             with self.fs.open(self.task_path(i), "rb") as f:
-                parts.append(gathered(read_parquet(f, columns=list(DECIDE_COLUMNS))))
+                try:
+                    parts.append(gathered(read_parquet(f, columns=list(DECIDE_COLUMNS))))
+                except ValueError as exc:  # a journal file this version did not write
+                    raise SynshardError(f"staging journal {self.task_path(i)}: {exc}; remove "
+                                        f"{self.path} to build from the start") from None
         if not parts:
             return decide_schema().empty_table()
         return pa.concat_tables(parts).unify_dictionaries()

@@ -92,3 +92,16 @@ def test_the_kept_order_is_key_order_for_synsets_that_prefix_each_other():
     assert b.kept["key"].to_pylist() == sorted(a.kept["key"].to_pylist())
     assert a.kept["key"].to_pylist() == b.kept["key"].to_pylist()
     assert a.kept["staged_row"].to_pylist() == b.kept["staged_row"].to_pylist()
+
+
+def test_a_journal_row_the_gather_cannot_read_is_one_error_naming_the_task_file(tmp_path):
+    from synshard.builder.staging import Staging
+    from synshard.errors import SynshardError
+
+    store = Staging.for_build(str(tmp_path / "rel"), {}, "0" * 64, 256)
+    row = meta_row("a")
+    row["key"] = f"{LADYBUG}_not-its-hash"  # a journal this version did not write
+    store.write_task_meta(0, meta_table([row]))
+    with pytest.raises(SynshardError, match=r"staging journal .*task-00000000\.parquet: a "
+                                            r"staged key is not .*remove .* to build from"):
+        store.gather_metas(1)

@@ -34,12 +34,14 @@ class FakeFetcher:
 
     def __init__(self, delays: dict[str, float | None]) -> None:
         self.delays, self.stats, self.started, self.spent = delays, FetchStats(), [], []
+        self.jobs: list[FakeJob] = []
 
     def start_run(self, urls, done, spent=None, defer=False, patient=False):
         self.started.append(list(urls))
         self.spent.append(spent)
         self.patient = patient
         job = FakeJob()
+        self.jobs.append(job)
         future = job.future
         never = [i for i in range(len(urls)) if self.delays.get(urls[i], 0.0) is None]
 
@@ -110,6 +112,7 @@ def test_a_consumer_that_gives_up_cancels_the_run() -> None:
     stream = iter(FetchStream(fetcher, table(["now", "late"]), 1))
     assert next(stream)["source"][0].as_py() == "now"
     stream.close()  # the generator's finally: the run is cancelled, nothing left waiting
+    assert fetcher.jobs[0].future.cancelled()
 
 
 def test_slow_urls_are_cut_after_a_quiet_wait_and_handed_on_with_what_they_spent() -> None:

@@ -149,9 +149,11 @@ def parquet_with_groups(
 
 
 def write_parquet_shards(
-    fs: Any, root: str, records: pa.Table, target_bytes: int
+    fs: Any, root: str, records: pa.Table, target_bytes: int,
+    row_group_bytes: int = ROW_GROUP_BYTES,
 ) -> list[ShardEntry]:
-    """Write one (split, synset) group's records as Parquet shards of about `target_bytes`.
+    """Write one (split, synset) group's records as Parquet shards of about `target_bytes`, in
+    row groups of about `row_group_bytes` (pass it to change it: the default is bound here).
 
     Each shard's key index (shards/index.py) is written right after it. Returns the entries
     (index fields set) in shard order; paths are relative to `root`.
@@ -161,7 +163,8 @@ def write_parquet_shards(
     stored = file_table(records)
     entries = []
     for index, (start, stop) in enumerate(cut_by_bytes(sizes, target_bytes)):
-        data, groups = parquet_with_groups(stored.slice(start, stop - start), sizes[start:stop])
+        data, groups = parquet_with_groups(stored.slice(start, stop - start), sizes[start:stop],
+                                           row_group_bytes)
         digest = hashlib.sha256(data).hexdigest()
         path = parquet_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)

@@ -54,17 +54,12 @@ def test_tar_index_points_at_every_member(records) -> None:
 def test_parquet_index_rows_and_row_groups() -> None:
     root = _root()
     records = make_records("n01440764", "train", [5000] * 9)
-    import synshard.shards.parquet as parquet
-
-    old = parquet.ROW_GROUP_BYTES
-    entries = []
-    try:
-        parquet.ROW_GROUP_BYTES = 12_000  # several row groups per shard
-        entries = write_parquet_shards(MEM, root, records, target_bytes=10**9)
-    finally:
-        parquet.ROW_GROUP_BYTES = old
+    # several row groups per shard, at a size passed explicitly (a patched module constant would
+    # not reach the default argument, bound when the function was defined)
+    entries = write_parquet_shards(MEM, root, records, target_bytes=10**9, row_group_bytes=12_000)
     (entry,) = entries
     pf = pq.ParquetFile(io.BytesIO(MEM.cat_file(f"{root}/{entry.path}")))
+    assert pf.num_row_groups > 1
     index = read_index(MEM, root, entry).to_pylist()
     assert [r["key"] for r in index] == sorted(records["key"].to_pylist())
     assert {r["row_group"] for r in index} == set(range(pf.num_row_groups))

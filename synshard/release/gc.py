@@ -55,21 +55,60 @@ class GcReport:
     uri: str
     dry_run: bool
     committed: bool  # a committed manifest was found (else every shard file is debris)
-    shards: tuple[str, ...]  # unreferenced files under webdataset/ and parquet/, temp manifests
+    shards: tuple[str, ...]  # unreferenced shards, their indexes, side tables, temp manifests
     staging: tuple[str, ...]  # files under _staging/ of abandoned builds
     uploads: tuple[str, ...]  # keys of aborted unfinished multipart uploads
     bytes: int  # bytes of the files above
 
     def summary(self) -> str:
+        """One line: how many files of each kind (debris_kind), uploads and bytes."""
         verb = "would remove" if self.dry_run else "removed"
-        return (f"gc {self.uri}: {verb} {len(self.shards)} unreferenced shard files, "
-                f"{len(self.staging)} staging files, {len(self.uploads)} unfinished uploads "
-                f"({self.bytes} bytes)")
+        counts = {kind: 0 for kind in KIND_NAMES if kind != "upload"}
+        for path in self.shards:
+            counts[debris_kind(path)] += 1
+        counts["staging"] = len(self.staging)
+        parts = [_count(n, *KIND_NAMES[kind]) for kind, n in counts.items()
+                 if n or kind in ("shard", "staging")]
+        parts.append(_count(len(self.uploads), *KIND_NAMES["upload"]))
+        return f"gc {self.uri}: {verb} {', '.join(parts)} ({self.bytes} bytes)"
 
     def listing(self) -> list[str]:
-        """One line per file (and upload) removed or, with dry_run, to be removed."""
-        return ([f"shard    {p}" for p in self.shards] + [f"staging  {p}" for p in self.staging]
-                + [f"upload   {k}" for k in self.uploads])
+        """One line per file (and upload) removed or, with dry_run, to be removed, labelled with
+        its kind (debris_kind)."""
+        return ([f"{debris_kind(p):9s}{p}" for p in self.shards]
+                + [f"{'staging':9s}{p}" for p in self.staging]
+                + [f"{'upload':9s}{k}" for k in self.uploads])
+
+
+# A debris kind -> (singular, plural) for the summary, in its order.
+KIND_NAMES = {
+    "shard": ("unreferenced shard file", "unreferenced shard files"),
+    "index": ("shard index", "shard indexes"),
+    "table": ("side table", "side tables"),
+    "manifest": ("temporary manifest", "temporary manifests"),
+    "staging": ("staging file", "staging files"),
+    "upload": ("unfinished upload", "unfinished uploads"),
+}
+
+
+def debris_kind(relpath: str) -> str:
+    """What a release-relative file that gc collects is: `shard` (under webdataset/ or
+    parquet/), `index` (index/), `table` (an earlier build's rejects/duplicates/conflicts/removals
+    table), `manifest` (a killed commit's temporary manifest) or `staging` (_staging/)."""
+    top = relpath.split("/", 1)[0]
+    if top == INDEX_DIR:
+        return "index"
+    if top == STAGING_DIR:
+        return "staging"
+    if "/" not in relpath and _TABLE.match(relpath):
+        return "table"
+    if "/" not in relpath and _TEMP_MANIFEST.match(relpath):
+        return "manifest"
+    return "shard"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def collect_garbage(uri: str, storage_options: dict[str, Any] | None = None,

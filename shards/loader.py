@@ -89,8 +89,16 @@ class ShardDataset:
 
     # -- order -----------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Samples this rank yields per epoch (the same on every rank)."""
-        return samples_per_rank(self.total, self.world_size, self.remainder)
+        """Samples `iter(self)` yields on this rank now (the same on every rank): the epoch's
+        share after `set_epoch`; after `load_state_dict`, what is left of the loaded epoch for
+        this rank at this world size, whatever shape saved the state (a StateError if it holds
+        only some of its workers: the rest of the epoch is unknown then)."""
+        if self._loaded is None:
+            return samples_per_rank(self.total, self.world_size, self.remainder)
+        if self._left is None:
+            done = consumed_positions(self._loaded, self.total, self.remainder)
+            self._left = int(len(remaining(self.total, done)))
+        return samples_per_rank(self._left, self.world_size, self.remainder)
 
     def fingerprint(self) -> str:
         """Identifies everything that shapes the global order (not the shape), so a state
@@ -125,6 +133,7 @@ class ShardDataset:
         """Start `epoch` from its beginning (call before each epoch, as with DistributedSampler)."""
         self.epoch = int(epoch)
         self._loaded: LoaderState | None = None
+        self._left: int | None = None  # positions the loaded state leaves (len's, computed once)
         self._base: list[list[int]] = []
         self._slot: tuple[Shape, int] | None = None
         self._yielded = 0

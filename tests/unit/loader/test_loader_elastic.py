@@ -85,6 +85,37 @@ def test_resume_onto_another_shape_is_exactly_once(rel, old, new):
     assert len(universe - set(seen)) == (180 - len(head)) % new[0]  # only the new remainder left
 
 
+@pytest.mark.parametrize("remainder", ["drop", "pad"])
+@pytest.mark.parametrize("old,new", [((4, 2), (3, 2)), ((2, 3), (4, 1)), ((3, 2), (3, 2))])
+def test_len_after_a_resume_is_what_each_rank_yields(rel, old, new, remainder):
+    """len(ds) after load_state_dict: the samples left of the epoch for this rank at the new
+    world size (before: the whole epoch's share at the new world size)."""
+    world, workers = old
+    states = []
+    for k in range(workers):  # rank 0's workers stop part-way, as a StatefulDataLoader's do
+        ds = dataset(rel, 0, world, remainder=remainder)
+        it = ds.iter_worker(k, workers, BATCH)
+        for _ in range(3 * BATCH + k):
+            next(it)
+        states.append(ds.state_dict())
+    consumed = world * sum(3 * BATCH + k for k in range(workers))
+    for rank in range(new[0]):
+        fresh = dataset(rel, rank, new[0], remainder=remainder)
+        assert len(fresh) == (180 // new[0] if remainder == "drop" else -(-180 // new[0]))
+        resumed = dataset(rel, rank, new[0], remainder=remainder)
+        resumed.load_state_dict(states)
+        left = 180 - consumed
+        assert len(resumed) == (left // new[0] if remainder == "drop" else -(-left // new[0]))
+        yielded = 0
+        for k in range(new[1]):  # each worker in its own dataset, as in its own process
+            ds = dataset(rel, rank, new[0], remainder=remainder)
+            ds.load_state_dict(states)
+            yielded += sum(1 for _ in ds.iter_worker(k, new[1], BATCH))
+        assert yielded == len(resumed)
+        resumed.set_epoch(1)  # a new epoch: its whole share again
+        assert len(resumed) == len(fresh)
+
+
 def test_same_shape_resume_continues_bit_identically(rel):
     full = [(s["key"], s["image"].tobytes()) for s in dataset(rel, 1, 2).iter_worker(1, 2, BATCH)]
     ds = dataset(rel, 1, 2)

@@ -17,8 +17,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("get", help="fetch images (or records) by key with ranged reads")
     p.add_argument("uri", help="release URI (path or s3://bucket/prefix)")
     p.add_argument("keys", nargs="+", metavar="KEY", help="<wnid>_<sha16>")
-    p.add_argument("-o", "--output", help="file for one key's image, or a folder for several "
-                   "(default: stdout for one key)")
+    p.add_argument("-o", "--output", help="file for one key's image, or a folder (<key>.<ext> "
+                   "files; needed for several keys); missing folders are created (default: "
+                   "stdout for one key)")
     p.add_argument("--meta", action="store_true", help="print the records as JSON lines instead")
     p.set_defaults(func=run_get)
     p = sub.add_parser("serve", help="browse a release in a web browser (read-only)")
@@ -49,18 +50,23 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def _write_images(reader: Any, images: dict[str, bytes], output: str) -> None:
-    """One key: `output` is the file; several: `output` is a folder of `<key>.<ext>` files."""
+    """One key: `output` is the file (or a folder for `<key>.<ext>`: an existing one, or a path
+    ending in `/`); several: `output` is a folder of `<key>.<ext>` files. Missing folders are
+    created, as `synshard report -o` does."""
     from pathlib import Path
 
+    from synshard.cli.outputs import output_file
+
+    locations = reader.locate(images)
+    names = {key: f"{key}.{locations[key].row.get('image_ext') or 'jpg'}" for key in images}
     if len(images) == 1:
-        Path(output).write_bytes(next(iter(images.values())))
+        ((key, data),) = images.items()
+        Path(output_file(output, names[key])).write_bytes(data)
         return
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    locations = reader.locate(images)
     for key, data in images.items():
-        ext = locations[key].row.get("image_ext") or "jpg"
-        (folder / f"{key}.{ext}").write_bytes(data)
+        (folder / names[key]).write_bytes(data)
 
 
 def run_serve(args: argparse.Namespace) -> int:

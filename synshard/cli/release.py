@@ -31,7 +31,8 @@ def add_parsers(subparsers: Any) -> None:
     p.set_defaults(func=run_diff)
     p = subparsers.add_parser("report", help="write a release's self-contained HTML report")
     p.add_argument("uri", help="release URI")
-    p.add_argument("-o", "--out", default="report.html", help="output file (default report.html)")
+    p.add_argument("-o", "--out", default="report.html", help="output file, or a folder for report.html; missing folders are created "
+                   "(default report.html)")
     p.add_argument("--thumbnails", type=int_at_least(0), default=6, help="sample thumbnails per synset")
     p.set_defaults(func=run_report)
 
@@ -68,6 +69,9 @@ def run_diff(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from synshard.release.report import write_report
 
-    path = write_report(args.uri, args.out, thumbnails_per_synset=args.thumbnails)
+    from synshard.cli.outputs import output_file
+
+    out = output_file(args.out, "report.html")
+    path = write_report(args.uri, out, thumbnails_per_synset=args.thumbnails)
     print(f"report: {path}")
     return 0

@@ -38,6 +38,33 @@ def test_get_writes_image_folder_and_meta(tmp_path, capsysbinary) -> None:
     assert [json.loads(line)["key"] for line in lines] == keys
 
 
+def test_get_and_report_create_missing_folders_alike(tmp_path) -> None:
+    """`-o` behaves the same for `get` and `report`: missing parent folders are created, and a
+    folder (existing, or a path ending in /) gets the command's own file name inside it."""
+    from synshard.cli import release as cmd_release
+
+    root = str(tmp_path / "rel")
+    build_release(fsspec.filesystem("file"), root)
+    key = _keys(root)[0]
+    image = get_many(root, [key])[key]
+    args = _parse(["get", root, key, "-o", str(tmp_path / "new" / "deeper" / "one.jpg")])
+    assert args.func(args) == 0  # before: FileNotFoundError (report created its folders)
+    assert (tmp_path / "new" / "deeper" / "one.jpg").read_bytes() == image
+    (tmp_path / "existing").mkdir()
+    for folder in (str(tmp_path / "existing"), str(tmp_path / "fresh") + "/"):
+        args = _parse(["get", root, key, "-o", folder])
+        assert args.func(args) == 0  # before: IsADirectoryError
+        assert (tmp_path / folder.rstrip("/") / f"{key}.jpg").read_bytes() == image
+
+    parser = argparse.ArgumentParser()
+    cmd_release.add_parsers(parser.add_subparsers(dest="command", required=True))
+    for out, written in ((tmp_path / "r" / "s" / "rep.html", tmp_path / "r" / "s" / "rep.html"),
+                         (tmp_path / "existing", tmp_path / "existing" / "report.html")):
+        args = parser.parse_args(["report", root, "-o", str(out), "--thumbnails", "0"])
+        assert args.func(args) == 0
+        assert written.read_text().lstrip().lower().startswith("<!doctype html")
+
+
 def test_serve_defaults_to_loopback() -> None:
     args = _parse(["serve", "some-release"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)

@@ -51,13 +51,23 @@ def read_keys(release: Release, entries: Iterable[ShardEntry]) -> list[str]:
 
 def diff_releases(old_uri: str, new_uri: str, keys: bool = True,
                   storage_options: dict[str, Any] | None = None) -> Diff:
-    """Diff two committed releases; with `keys`, read the keys of the shards that differ."""
+    """Diff two committed releases (build options included, run options from build.json when
+    both have one); with `keys`, read the keys of the shards that differ."""
     old, new = open_release(old_uri, storage_options), open_release(new_uri, storage_options)
+    old_run, new_run = _run_options(old), _run_options(new)
     if not keys:
-        return diff_manifests(old.manifest, new.manifest)
+        return diff_manifests(old.manifest, new.manifest, old_run=old_run, new_run=new_run)
     old_read, new_read = shards_to_read(old.manifest, new.manifest)
-    return diff_manifests(old.manifest, new.manifest,
-                          read_keys(old, old_read), read_keys(new, new_read))
+    return diff_manifests(old.manifest, new.manifest, read_keys(old, old_read),
+                          read_keys(new, new_read), old_run=old_run, new_run=new_run)
+
+
+def _run_options(release: Release) -> dict[str, Any] | None:
+    """build.json's `run_options`; None when the release has no readable build.json."""
+    from synshard.release.datasheet import read_build
+
+    run = read_build(release).get("run_options")
+    return run if isinstance(run, dict) else None
 
 
 def run_diff(args: argparse.Namespace) -> int:

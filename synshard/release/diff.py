@@ -8,9 +8,16 @@ came and went needs keys, and keys live in the shards; `shards_to_read` names th
 whose keys matter, so a diff of an incremental rebuild reads only the rewritten shards, not the
 whole release (a reused shard holds the same keys in both releases, and a key lives in exactly one
 shard per format, so keys outside the reused shards decide every addition and removal).
+
+Build options are compared too: the manifest's `config` holds every option that can change the
+release's bytes (`BuildConfig.content()`), so two releases of the same inputs built with another
+`--resize` differ there even when no image changed (a small image is never upscaled); build.json's
+`run_options` (workers, batch size, fetch limits: the same bytes) are listed apart, when the
+caller passes them, and do not make a diff non-empty.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -45,6 +52,20 @@ class LabelChange:
 
 
 @dataclass(frozen=True)
+class OptionChange:
+    """One build option (dotted path into the recorded options) whose value differs; a side that
+    did not record it (an older tool) holds NOT_RECORDED."""
+
+    option: str
+    old: Any
+    new: Any
+
+
+NOT_RECORDED = "(not recorded)"
+RUN_OPTIONS_IGNORED = ("out",)  # always differs between two releases: not worth a line
+
+
+@dataclass(frozen=True)
 class Diff:
     """The difference OLD -> NEW. Key lists are None when keys were not read (manifest-only)."""
 
@@ -61,14 +82,17 @@ class Diff:
     images_added: list[str] | None = None
     images_removed: list[str] | None = None
     totals: dict[str, int] = field(default_factory=dict)  # {"old": n, "new": n}
+    option_changes: list[OptionChange] = field(default_factory=list)  # manifest config
+    run_option_changes: list[OptionChange] = field(default_factory=list)  # build.json
 
     @property
     def empty(self) -> bool:
-        """True when NEW holds exactly OLD's samples, labels and shard files."""
+        """True when NEW holds exactly OLD's samples, labels and shard files and was built with
+        the same options (run options, which cannot change the bytes, aside)."""
         return not (
             self.synsets_added or self.synsets_removed or self.count_changes
             or self.label_changes or self.shards_written or self.shards_dropped
-            or self.images_added or self.images_removed
+            or self.images_added or self.images_removed or self.option_changes
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,12 +109,19 @@ def diff_manifests(
     new: Manifest,
     old_keys: Iterable[str] | None = None,
     new_keys: Iterable[str] | None = None,
+    old_run: dict[str, Any] | None = None,
+    new_run: dict[str, Any] | None = None,
 ) -> Diff:
-    """The Diff OLD -> NEW from the manifests, plus image keys when both key lists are given.
+    """The Diff OLD -> NEW from the manifests, plus image keys when both key lists are given,
+    plus run options (build.json's `run_options`) when both are given.
 
     The key lists may be every key of each release or only the keys of the shards
     `shards_to_read` names: set differences give the same additions and removals either way.
     """
+    run_changes = []
+    if old_run is not None and new_run is not None:
+        run_changes = [c for c in option_changes(old_run, new_run)
+                       if c.option.split(".", 1)[0] not in RUN_OPTIONS_IGNORED]
     old_syn, new_syn = set(old.counts["by_synset"]), set(new.counts["by_synset"])
     reused, written, dropped = shard_changes(old.shards, new.shards)
     added = removed = None
@@ -111,7 +142,28 @@ def diff_manifests(
         images_added=added,
         images_removed=removed,
         totals={"old": int(old.counts.get("total", 0)), "new": int(new.counts.get("total", 0))},
+        option_changes=option_changes(old.config, new.config),
+        run_option_changes=run_changes,
     )
+
+
+def option_changes(old: dict[str, Any], new: dict[str, Any]) -> list[OptionChange]:
+    """Every option whose value differs, as dotted paths (`transform.resize`), sorted; nested
+    tables are compared key by key, lists as whole values."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return [OptionChange(k, flat_old.get(k, NOT_RECORDED), flat_new.get(k, NOT_RECORDED))
+            for k in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(k, NOT_RECORDED) != flat_new.get(k, NOT_RECORDED)]
+
+
+def _flatten(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def count_changes(
@@ -187,9 +239,13 @@ def render_diff(diff: Diff, max_keys: int = 20) -> str:
     """The terminal view: one section per kind of change; long key lists are cut to `max_keys`."""
     if diff.empty:
         n = diff.totals.get("new", 0)
-        return f"{diff.old_name} -> {diff.new_name}: no changes ({n:,} samples)"
+        head = f"{diff.old_name} -> {diff.new_name}: no changes ({n:,} samples, same options)"
+        return "\n".join([head] + _option_section("run options changed (same bytes)",
+                                                  diff.run_option_changes, max_keys))
     lines = [f"{diff.old_name} -> {diff.new_name}: samples "
              f"{diff.totals.get('old', 0):,} -> {diff.totals.get('new', 0):,}"]
+    lines += _option_section("options changed", diff.option_changes, max_keys)
+    lines += _option_section("run options changed (same bytes)", diff.run_option_changes, max_keys)
     lines += _list_section("synsets added", diff.synsets_added, max_keys)
     lines += _list_section("synsets removed", diff.synsets_removed, max_keys)
     if diff.count_changes:
@@ -207,6 +263,20 @@ def render_diff(diff: Diff, max_keys: int = 20) -> str:
     lines.append(f"shards: {len(diff.shards_reused)} reused, {len(diff.shards_written)} written, "
                  f"{len(diff.shards_dropped)} dropped")
     return "\n".join(lines)
+
+
+def _option_section(title: str, changes: list[OptionChange], limit: int) -> list[str]:
+    if not changes:
+        return []
+    lines = [f"{title} ({len(changes)}):"]
+    lines += [f"  {c.option}: {_value(c.old)} -> {_value(c.new)}" for c in changes[:limit]]
+    return lines + _more(len(changes), limit)
+
+
+def _value(value: Any, width: int = 100) -> str:
+    """An option value as one short line: strings bare, the rest as JSON, long ones cut."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _list_section(title: str, items: list[str], limit: int) -> list[str]:

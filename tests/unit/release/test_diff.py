@@ -32,7 +32,8 @@ def _entry(path: str, sha: str = "a" * 64, fmt: str = "parquet", split: str = "t
     return ShardEntry(path, fmt, split, synset, samples, 100, sha)  # type: ignore[arg-type]
 
 
-def _manifest(by_synset: dict, shards=(), classes=None, name: str = "r") -> Manifest:
+def _manifest(by_synset: dict, shards=(), classes=None, name: str = "r",
+              config: dict | None = None) -> Manifest:
     total = sum(sum(v.values()) for v in by_synset.values())
     by_split: dict[str, int] = {}
     for per in by_synset.values():
@@ -41,7 +42,7 @@ def _manifest(by_synset: dict, shards=(), classes=None, name: str = "r") -> Mani
     if classes is None:
         classes = [{"synset": w, "label": i, "lemmas": []} for i, w in enumerate(sorted(by_synset))]
     return Manifest(
-        name=name, tool_version="0", config={}, classes=classes,
+        name=name, tool_version="0", config=config or {}, classes=classes,
         counts={"total": total, "by_split": by_split, "by_synset": by_synset},
         shards=tuple(shards), accounting={"inputs": total, "accepted": total, "rejected": 0,
                                           "duplicates": 0},
@@ -118,6 +119,30 @@ def test_json_form_is_plain_json() -> None:
     assert data["empty"] is False
 
 
+def test_changed_build_options_are_reported() -> None:
+    config = {"transform": {"resize": "shorter:256", "quality": 90}, "formats": ["parquet"]}
+    other = {"transform": {"resize": "shorter:512", "quality": 90},
+             "formats": ["parquet", "webdataset"], "limit": 5}
+    old = _manifest({"n1": {"train": 1}}, config=config)
+    new = _manifest({"n1": {"train": 1}}, config=other)
+    d = diff_manifests(old, new, ["k1"], ["k1"])
+    assert [(c.option, c.old, c.new) for c in d.option_changes] == [
+        ("formats", ["parquet"], ["parquet", "webdataset"]), ("limit", "(not recorded)", 5),
+        ("transform.resize", "shorter:256", "shorter:512")]
+    assert not d.empty  # before: "no changes", as every sample and shard is the same
+    assert render_diff(d).splitlines()[1:5] == [
+        "options changed (3):", '  formats: ["parquet"] -> ["parquet", "webdataset"]',
+        "  limit: (not recorded) -> 5", "  transform.resize: shorter:256 -> shorter:512"]
+    assert json.loads(json.dumps(d.to_dict()))["option_changes"][2] == {
+        "option": "transform.resize", "old": "shorter:256", "new": "shorter:512"}
+    # run options (build.json) are listed, but cannot change the bytes: still "no changes"
+    same = diff_manifests(old, old, old_run={"out": "/a", "num_cpus": None},
+                          new_run={"out": "/b", "num_cpus": 2})
+    assert same.empty and [c.option for c in same.run_option_changes] == ["num_cpus"]
+    assert render_diff(same).splitlines()[1:] == ["run options changed (same bytes) (1):",
+                                                  "  num_cpus: null -> 2"]
+
+
 # ---- two real releases of the sample ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -134,6 +159,11 @@ def releases(tmp_path_factory, sample_dir):
     build = lambda out: synshard.build([str(src)], str(out), val_fraction=0.2,  # noqa: E731
                                        progress=False, log=lambda m: None)
     build(root / "full")
+    # the same inputs, another --resize: never upscaled, so the very same bytes
+    for side in (4096, 8192):
+        synshard.build([str(src)], str(root / f"shorter{side}"), val_fraction=0.2,
+                       resize=f"shorter:{side}", batch_size=side // 128, progress=False,
+                       log=lambda m: None)
     removed = {make_key(p.split("/")[0], sha256_hex((src / p).read_bytes())) for p in REMOVED}
     for p in REMOVED:
         (src / p).unlink()
@@ -173,6 +203,19 @@ def test_removing_files_lists_exactly_their_keys(releases, capsys) -> None:
     assert data["images_removed"] == sorted(removed) and data["empty"] is False
     back = diff_releases(str(less), str(full))
     assert back.images_added == sorted(removed) and back.images_removed == []
+
+
+@pytest.mark.slow
+def test_same_inputs_other_resize_shows_the_option(releases, capsys) -> None:
+    a, b = (releases[0].parent / f"shorter{side}" for side in (4096, 8192))
+    d = diff_releases(str(a), str(b))
+    assert d.images_added == d.images_removed == d.shards_written == []  # same bytes
+    assert [(c.option, c.old, c.new) for c in d.option_changes] == [
+        ("transform.resize", "shorter:4096", "shorter:8192")]
+    assert [(c.option, c.old, c.new) for c in d.run_option_changes] == [("batch_size", 32, 64)]
+    out = _cli(["diff", str(a), str(b)], capsys)
+    assert "no changes" not in out  # before: "shorter4096 -> shorter8192: no changes"
+    assert "  transform.resize: shorter:4096 -> shorter:8192" in out.splitlines()
 
 
 def _cli(argv: list[str], capsys) -> str:

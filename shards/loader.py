@@ -56,6 +56,8 @@ LOCAL_CHUNK = 8
 class ShardDataset:
     """Iterable over one rank's samples of a release split (see the module doc)."""
 
+    _left: int | None  # positions the loaded state leaves (for len, computed once)
+
     def __init__(
         self, uri: str, split: str = "train", *, rank: int = 0, world_size: int = 1, seed: int = 0,
         shuffle: bool = True, image_size: int = 224, synsets: Iterable[str] | None = None,
@@ -95,10 +97,11 @@ class ShardDataset:
         only some of its workers: the rest of the epoch is unknown then)."""
         if self._loaded is None:
             return samples_per_rank(self.total, self.world_size, self.remainder)
-        if self._left is None:
+        left = self._left
+        if left is None:
             done = consumed_positions(self._loaded, self.total, self.remainder)
-            self._left = int(len(remaining(self.total, done)))
-        return samples_per_rank(self._left, self.world_size, self.remainder)
+            left = self._left = int(len(remaining(self.total, done)))
+        return samples_per_rank(left, self.world_size, self.remainder)
 
     def fingerprint(self) -> str:
         """Identifies everything that shapes the global order (not the shape), so a state
@@ -133,7 +136,7 @@ class ShardDataset:
         """Start `epoch` from its beginning (call before each epoch, as with DistributedSampler)."""
         self.epoch = int(epoch)
         self._loaded: LoaderState | None = None
-        self._left: int | None = None  # positions the loaded state leaves (len's, computed once)
+        self._left = None
         self._base: list[list[int]] = []
         self._slot: tuple[Shape, int] | None = None
         self._yielded = 0

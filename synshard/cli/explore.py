@@ -75,6 +75,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"synshard: serving on {args.host}: anyone who can reach it can read the release",
               file=sys.stderr)
-    print(f"synshard explorer: http://{args.host}:{args.port}/  (Ctrl-C stops it)")
-    serve(args.uri, host=args.host, port=args.port)
+    serve(args.uri, host=args.host, port=args.port,
+          on_ready=lambda url: print(f"synshard explorer: {url}  (Ctrl-C stops it)", flush=True))
     return 0

@@ -19,8 +19,8 @@ DEBUG_HINT = "run again with --debug (or SYNSHARD_DEBUG=1) for the traceback"
 # Modules of the optional extras (pyproject.toml) -> the extra that brings them. The core install
 # (numpy, pyarrow, fsspec, a PIL) reads releases; building, reports and the explorer need more.
 EXTRA_OF_MODULE = {"simplejpeg": "build", "ray": "build", "tqdm": "build", "aiohttp": "build",
-                   "protego": "build", "flask": "build", "plotly": "build", "yarl": "build",
-                   "s3fs": "s3", "torch": "torch", "PIL": "pillow"}
+                   "protego": "build", "flask": "build", "waitress": "build", "plotly": "build",
+                   "yarl": "build", "s3fs": "s3", "torch": "torch", "PIL": "pillow"}
 
 
 def debug_wanted(args: argparse.Namespace | None = None) -> bool:

@@ -11,7 +11,7 @@ Pages and their JSON twins (every page's data is also at `/api/...`):
 
 Nothing is written and nothing outside the manifest's files can be served: keys and wnids are
 checked against a strict alphabet (a 400 otherwise), unknown ones are a 404, page sizes are
-bounded. The server binds 127.0.0.1 unless told otherwise.
+bounded. The server (waitress) binds 127.0.0.1 unless told otherwise.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import mimetypes
 import threading
 from collections import OrderedDict
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from jinja2 import DictLoader
@@ -37,6 +37,7 @@ THUMB_SIDE = 160
 THUMB_CACHE = 4096  # thumbnails kept in memory (about 8 KB each)
 IMAGE_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 _CHUNK = 1 << 20
+SERVER_THREADS = 8  # requests served at once (thumbnails decode; object-store reads wait)
 
 
 def create_app(release: Release) -> Flask:
@@ -212,9 +213,25 @@ def make_thumbnail(data: bytes, side: int = THUMB_SIDE) -> bytes:
 
 
 def serve(uri: str, host: str = "127.0.0.1", port: int = 8000,
-          storage_options: dict[str, Any] | None = None) -> None:
-    """Run the explorer until interrupted (Werkzeug's threaded server: a local, read-only tool)."""
-    from werkzeug.serving import run_simple
+          storage_options: dict[str, Any] | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Run the explorer until interrupted, on waitress (a production WSGI server; Werkzeug's
+    development server printed its warning banner). `on_ready` gets the URL once the socket is
+    bound (with port 0, the port the system chose)."""
+    from waitress import create_server
 
     app = create_app(open_release(uri, storage_options))
-    run_simple(host, port, app, threaded=True)
+    server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="synshard")
+    if on_ready is not None:
+        on_ready(server_url(host, server))
+    server.run()  # returns on Ctrl-C (waitress closes its sockets)
+
+
+def server_url(host: str, server: Any) -> str:
+    """The explorer's address: the host as given, the port actually bound (several sockets, as
+    for `localhost` on IPv4 and IPv6, share one port)."""
+    bound = getattr(server, "effective_port", None)
+    if bound is None:
+        bound = server.effective_listen[0][1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{bound}/"

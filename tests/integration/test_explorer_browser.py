@@ -1,21 +1,19 @@
 """The explorer in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright.
 
-A release of the bundled sample is served on 127.0.0.1 (Werkzeug, ephemeral port, in a thread).
+A release of the bundled sample is served by `synshard serve` itself (a child process on
+127.0.0.1, ephemeral port: tests/integration/serving.py), as a user runs it.
 The browser opens the tree, expands a node, opens a synset page and an image page; no console
 errors and no request to anything but the explorer. Screenshots go under the test's tmp dir.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from synshard.explore.server import create_app
-from synshard.shards.release import open_release
-
 from browser import CHROMIUM, CHROMIUM_ARGS as LAUNCH_ARGS
+from serving import synshard_serve
 
 
 @pytest.fixture(scope="module")
@@ -24,17 +22,10 @@ def release(sample_release) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(release: Path) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    httpd = make_server("127.0.0.1", 0, create_app(open_release(str(release))), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(10)
+def server(release: Path, tmp_path_factory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("serve") / "stderr.txt"
+    with synshard_serve(release, log) as url:
+        yield url
 
 
 def test_explorer_in_chromium(server: str, tmp_path: Path) -> None:
@@ -90,6 +81,19 @@ def test_explorer_in_chromium(server: str, tmp_path: Path) -> None:
     assert foreign == []
     for name in ("tree", "synset", "image"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def test_serve_prints_the_bound_port_and_no_development_banner(release, tmp_path) -> None:
+    import urllib.request
+
+    log = tmp_path / "stderr.txt"
+    with synshard_serve(release, log) as url:
+        assert not url.endswith(":0")  # before: "http://127.0.0.1:0/" for --port 0
+        with urllib.request.urlopen(url + "/api/release", timeout=30) as r:
+            assert r.status == 200 and r.headers["Server"] == "synshard"
+    # waitress, not Werkzeug's development server: no warning banner (it was printed before)
+    assert "development server" not in log.read_text()
+    assert "Running on" not in log.read_text()
 
 
 def test_hostile_requests_over_http(server: str) -> None:

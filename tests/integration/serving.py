@@ -1,0 +1,30 @@
+"""`synshard serve` as a user runs it: a child process on 127.0.0.1, port 0 (the system picks a
+free one), its address read from the line it prints once bound; stopped with Ctrl-C (SIGINT)."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def synshard_serve(release: Path, log: Path) -> Iterator[str]:
+    """Yield the explorer's base URL (no trailing slash); its stderr goes to `log`. On exit it is
+    interrupted and must stop with status 0."""
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "synshard.cli", "serve", str(release), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # printed once the socket is bound
+            assert line.startswith("synshard explorer: http://127.0.0.1:"), (
+                line + log.read_text())
+            yield line.split()[2].rstrip("/")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait()
+    assert code == 0, log.read_text()

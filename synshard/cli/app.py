@@ -40,19 +40,28 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add("--config", help="build.toml with the same options (flags win)")
     add("--resize", help="shorter:N | longer:N | center-crop:N | none (default shorter:256)")
-    add("--image-format", dest="format", choices=["jpeg", "webp", "png"])
+    add("--image-format", dest="format", choices=["jpeg", "webp", "png"],
+        help="output image format (default jpeg)")
     add("--quality", type=int, help="JPEG/WebP quality (default 90)")
-    add("--keep-original", choices=["never", "if-fits"])
+    add("--keep-original", choices=["never", "if-fits"],
+        help="if-fits (default): keep the source bytes, metadata stripped, when nothing else "
+        "would change (size, format, orientation, colour); never: always re-encode")
     add("--upscale", action="store_true", default=None, help="allow upscaling small images")
-    add("--no-draft", dest="draft", action="store_false", default=None)
-    add("--min-size", type=int, help="reject images whose shorter side is below this")
-    add("--max-aspect", type=float)
-    add("--max-pixels", type=int, help="refuse images whose header claims more pixels")
+    add("--no-draft", dest="draft", action="store_false", default=None,
+        help="decode JPEGs at full size (default: DCT-scaled decode when it saves work)")
+    add("--min-size", type=int,
+        help="reject images whose shorter side is below this many pixels (default 32)")
+    add("--max-aspect", type=float,
+        help="reject images whose longer side is more than this times the shorter (default 10)")
+    add("--max-pixels", type=int,
+        help="reject images whose header claims more pixels (default 89478485)")
     add("--format", dest="formats", help="shard formats: webdataset,parquet (default both)")
     add("--shard-size", dest="shard_bytes", type=parse_size, help="target shard size (256MB)")
-    add("--val-fraction", type=float)
-    add("--test-fraction", type=float)
-    add("--max-per-synset", type=int)
+    add("--val-fraction", type=float, help="share of images put in val, chosen from the key "
+        "alone (default 0; a source's val/ and test/ folders set the split themselves)")
+    add("--test-fraction", type=float, help="share of images put in test, likewise (default 0)")
+    add("--max-per-synset", type=int,
+        help="keep at most N images per synset and split (a sample chosen from the keys)")
     add("--limit", type=int, help="build from the first N inputs only")
     add("--labels", help="CSV file,synset for a flat folder or tar of images")
     add("--label-conflict", choices=["drop", "keep"],
@@ -81,13 +90,15 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--fetch-concurrency", type=int, help="requests in flight per fetching worker (64)")
     add("--fetch-per-host", type=int, help="requests in flight per host per worker (8)")
     add("--fetch-rps-per-host", type=float, help="requests/s per host per worker")
-    add("--fetch-retries", type=int)
+    add("--fetch-retries", type=int,
+        help="extra attempts after a reset, timeout, 429 or 5xx (3)")
     add("--fetch-total-timeout", type=float, help="seconds for one attempt (60)")
     add("--fetch-max-bytes", type=parse_size, help="largest response accepted (32MiB)")
-    add("--fetch-user-agent")
-    add("--no-robots-txt", dest="fetch_respect_robots_txt", action="store_false", default=None)
+    add("--fetch-user-agent", help="the fetcher's User-Agent header")
+    add("--no-robots-txt", dest="fetch_respect_robots_txt", action="store_false", default=None,
+        help="do not obey robots.txt (URL lists)")
     add("--no-x-robots-tag", dest="fetch_respect_x_robots_tag", action="store_false",
-        default=None)
+        default=None, help="do not obey X-Robots-Tag: noai/noimageai (URL lists)")
     add("--base", help="an earlier release: build on it, reusing its unchanged shards")
     add("--remove", help="takedown list (keys, source paths/URLs or sha256s, one per line)")
     add("--remove-like", action="append", metavar="IMAGES",
@@ -95,38 +106,45 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--dedup-against", action="append", metavar="URI",
         help="drop new images that near-duplicate this release or eval set (repeatable)")
     add("--name", help="release name (default: the output folder's name)")
-    add("--overwrite", action="store_true", default=None)
+    add("--overwrite", action="store_true", default=None,
+        help="replace a committed release at --out (its files stay until `synshard gc`)")
     add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")
     add("--num-cpus", type=int, help="CPUs for the embedded local Ray")
     add("--batch-size", type=int, help="images per transform batch (64)")
     add("--files-per-task", type=int, help="files of a folder source (or URLs of a list) per read task (256)")
-    add("--no-progress", dest="progress", action="store_false", default=None)
+    add("--no-progress", dest="progress", action="store_false", default=None,
+        help="no progress bars")
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="synshard", description=__doc__)
+    parser = _Parser(prog="synshard", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of a failure (also: SYNSHARD_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("build", help="build a release from sources", epilog=BUILD_EXIT_STATUS)
-    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="an ImageNet-layout folder or tar, a URL list (.parquet, .csv, .jsonl), "
+                   "local or any fsspec URI (s3://bucket/prefix)")
     p.add_argument("--out", help="release URI (path or s3://bucket/prefix)")
     _add_build_options(p)
     p.set_defaults(func=run_build)
-    p = sub.add_parser("demo", help="build the bundled sample into ./demo-release")
-    p.add_argument("--out", default="demo-release")
+    p = sub.add_parser("demo", help="build the bundled sample into ./demo-release, with a report")
+    p.add_argument("--out", default="demo-release",
+                   help="folder to build into (default demo-release; replaced if it exists)")
     p.set_defaults(func=run_demo)
     p = sub.add_parser("info", help="summarise a committed release")
-    p.add_argument("uri")
+    p.add_argument("uri", help=RELEASE_URI)
     p.add_argument("--files", action="store_true", help="list the committed files only")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     p.set_defaults(func=run_info)
-    p = sub.add_parser("verify", help="check a release's files against its manifest")
-    p.add_argument("uri")
+    p = sub.add_parser("verify", help="check a release's files against its manifest",
+                       epilog=VERIFY_EXIT_STATUS)
+    p.add_argument("uri", help=RELEASE_URI)
     p.add_argument("--quick", action="store_true", help="presence and sizes only")
     p.set_defaults(func=run_verify)
-    p = sub.add_parser("gc", help="remove debris: unreferenced shards, stale staging, uploads")
-    p.add_argument("uri")
+    p = sub.add_parser("gc", help="remove debris: unreferenced shards and indexes, old side "
+                       "tables, abandoned staging, unfinished S3 uploads")
+    p.add_argument("uri", help=RELEASE_URI + " holding a committed manifest.json")
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(func=run_gc)
     from synshard.cli import explore as cmd_explore
@@ -155,6 +173,15 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = ("Build, verify and stream ImageNet-style image datasets keyed by WordNet synsets. "
+               "A failure is one line on stderr and a non-zero exit status (--debug: the "
+               "traceback).")
+EPILOG = "Start with `synshard demo`; `synshard COMMAND --help` describes each command."
+RELEASE_URI = "release URI (path or s3://bucket/prefix)"
+VERIFY_EXIT_STATUS = ("exit status: 0 the release is intact (files of an earlier build beside it "
+                      "are listed as debris, with the gc command that removes them); 1 a listed "
+                      "file is missing, altered, or of the wrong size or sample count, or the "
+                      "release cannot be read")
 EXIT_USAGE = 2  # a bad flag or config value: nothing was done (README: exit status)
 EXIT_NOTHING_ACCEPTED = 3  # the release was committed but holds no sample (README: exit status)
 BUILD_EXIT_STATUS = (

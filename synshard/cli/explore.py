@@ -23,8 +23,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--meta", action="store_true", help="print the records as JSON lines instead")
     p.set_defaults(func=run_get)
     p = sub.add_parser("serve", help="browse a release in a web browser (read-only)")
-    p.add_argument("uri")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("uri", help="release URI (path or s3://bucket/prefix)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other lets whoever reaches it read "
+                   "the release)")
     p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000; 0: any free one)")
     p.set_defaults(func=run_serve)
 

@@ -22,7 +22,8 @@ from synshard.cli.argtypes import int_at_least
 
 def add_parsers(subparsers: Any) -> None:
     """Register `diff` and `report` on `subparsers` (from add_subparsers())."""
-    p = subparsers.add_parser("diff", help="what changed between two releases")
+    p = subparsers.add_parser("diff", help="what changed between two releases: samples, "
+                              "labels, shards and build options")
     p.add_argument("old", help="the earlier release (any fsspec URI)")
     p.add_argument("new", help="the later release")
     p.add_argument("--json", action="store_true", help="print the full diff as JSON")
@@ -33,7 +34,7 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("uri", help="release URI")
     p.add_argument("-o", "--out", default="report.html", help="output file, or a folder for report.html; missing folders are created "
                    "(default report.html)")
-    p.add_argument("--thumbnails", type=int_at_least(0), default=6, help="sample thumbnails per synset")
+    p.add_argument("--thumbnails", type=int_at_least(0), default=6, help="sample thumbnails per synset (default 6; 0: none)")
     p.set_defaults(func=run_report)
 
 

@@ -31,14 +31,15 @@ def add_parsers(subparsers: Any) -> None:
     syn = subparsers.add_parser("synsets", help="look up WordNet noun synsets and class lists")
     sub = syn.add_subparsers(dest="synsets_command", required=True)
     show = sub.add_parser("show", help="a synset: lemmas, gloss, parents, path to the root")
-    show.add_argument("wnid")
+    show.add_argument("wnid", help="a WordNet 3.0 noun synset id (n02084071)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=run_synsets_show)
     find = sub.add_parser("find", help="synsets whose lemma is WORD")
-    find.add_argument("word", nargs="+")
+    find.add_argument("word", nargs="+", help="a lemma; several words are one lemma "
+                      "(golden retriever)")
     find.set_defaults(func=run_synsets_find)
     subset = sub.add_parser("subset", help="the wnids of a named class list, one per line")
-    subset.add_argument("name", choices=SUBSETS)
+    subset.add_argument("name", choices=SUBSETS, help="the class list")
     subset.set_defaults(func=run_synsets_subset)
 
     tree = subparsers.add_parser("tree", help="a release's classes in the WordNet hierarchy")
@@ -51,7 +52,8 @@ def add_parsers(subparsers: Any) -> None:
     votes = subparsers.add_parser("votes", help="crowd-vote consensus: posteriors per image")
     votes.add_argument("votes", help="votes table (.parquet or .csv; any fsspec URI)")
     votes.add_argument("--out", required=True, help="posteriors table (.parquet or .csv)")
-    votes.add_argument("--method", choices=METHODS, default="ds")
+    votes.add_argument("--method", choices=METHODS, default="ds",
+                       help="ds: Dawid-Skene (default); mv: majority vote")
     votes.set_defaults(func=run_votes)
 
 

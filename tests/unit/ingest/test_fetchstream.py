@@ -1,5 +1,5 @@
 """FetchStream without a network: batches in order as their URLs end, each URL fetched once,
-a waiting consumer's `idle` called, a consumer that gives up cancels the run, slow URLs cut and
+a consumer waiting on slow URLs idle (not one waiting while URLs keep ending), a consumer that gives up cancels the run, slow URLs cut and
 handed on with what they spent."""
 from __future__ import annotations
 
@@ -99,6 +99,18 @@ def test_a_consumer_waiting_on_slow_urls_is_idle_meanwhile() -> None:
                          idle=lambda: (calls.append(1), time.sleep(0.05)), patience=0.1)
     assert [t["source"][0].as_py() for t in stream] == ["x", "slow", "y"]
     assert calls and stream.idle_calls == len(calls)
+
+
+def test_a_consumer_waiting_while_urls_keep_ending_is_not_idle() -> None:
+    # URLs end every 8 ms for 0.8 s while the consumer waits for the batch that needs them
+    # all, longer than its patience: the fetch is in flow, not stuck on slow URLs, so the task
+    # keeps its CPU (lending it would make Ray start another worker for nothing)
+    urls = [f"u{i}" for i in range(100)]
+    calls = []
+    stream = FetchStream(FakeFetcher({u: 0.008 * i for i, u in enumerate(urls)}), table(urls),
+                         100, idle=lambda: calls.append(1), patience=0.3)
+    assert [t.num_rows for t in stream] == [100]
+    assert calls == [] and stream.idle_calls == 0
 
 
 def test_no_fetchable_row_starts_no_run() -> None:

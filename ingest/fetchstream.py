@@ -154,7 +154,8 @@ class FetchStream:
         """Until batch `b`'s URLs are done; while the run is quiet, idle, and cut the slow URLs
         if told to.
 
-        Quiet means no URL of the run ended for a while: it is left waiting for slow URLs. A
+        Quiet means no URL of the run ended for a while since the consumer began to wait (the
+        time it spent transforming does not count): it is left waiting for slow URLs. A
         consumer that merely waits for its next batch while URLs keep ending (a fetch in full
         flow, or a machine too busy to hand it on sooner) is not idle: lending its CPU then made
         Ray start another worker process (~1.5 CPU-s each) for another read task, and the
@@ -163,9 +164,9 @@ class FetchStream:
         if self.idle is None and self.defer_after is None:
             plan.wait(b, future)
             return
-        cut = False
+        cut, since = False, time.monotonic()
         while not plan.wait(b, future, POLL_S):
-            quiet = plan.quiet_for()
+            quiet = plan.quiet_for(since)
             if (job is not None and not cut and self.defer_after is not None
                     and quiet >= self.defer_after):
                 job.cut()
@@ -216,9 +217,10 @@ class _Plan:
         seconds, timeouts = (urls.column(c).to_pylist() for c in SPENT_COLUMNS)
         return [(float(seconds[i] or 0.0), int(timeouts[i] or 0)) for i in self.first_rows]
 
-    def quiet_for(self) -> float:
-        """Seconds since a URL was last done (or since the plan was made)."""
-        return time.monotonic() - self.last_done
+    def quiet_for(self, since: float = 0.0) -> float:
+        """Seconds since a URL was last done (or since the plan was made), counted from `since`
+        at the earliest (a `time.monotonic()`: when the consumer began to wait)."""
+        return time.monotonic() - max(self.last_done, since)
 
     def done(self, j: int, result: Result) -> None:
         """URL `j` is done (called on the loop thread)."""

@@ -141,6 +141,22 @@ def test_slow_urls_are_cut_after_a_quiet_wait_and_handed_on_with_what_they_spent
     assert (s.urls, s.fetched, s.deferred, s.duplicates) == (3, 3, 3, 0)
 
 
+def test_the_time_a_consumer_spends_transforming_is_not_quiet_time() -> None:
+    # "a" ends at once; the consumer then transforms it for 1.5 s while "slow" is fetched (it
+    # ends at 2 s): it has waited 0.5 s, less than defer_after, when "slow" ends, so nothing
+    # is cut although no URL ended for 2 s (on a busy machine slow transforms made such URLs
+    # retry tasks' work)
+    fetcher = FakeFetcher({"a": 0.0, "slow": 2.0})
+    stream = FetchStream(fetcher, table(["a", "slow"]), 1, defer_after=1.0)
+    got = []
+    for batch in stream:
+        got.append(batch["source"][0].as_py())
+        if len(got) == 1:
+            time.sleep(1.5)
+    assert got == ["a", "slow"] and stream.deferred.num_rows == 0
+    assert fetcher.jobs[0].cuts == 0
+
+
 def test_without_defer_after_nothing_is_cut_and_a_retry_run_gets_what_was_spent() -> None:
     fetcher = FakeFetcher({"slow": 0.3})
     retry = table(["slow", "timeout"]).append_column(

@@ -5,14 +5,15 @@
 The server (this file, `serve`: aiohttp.web in its own process, 127.0.0.1 only) answers
 `/img/<n>.jpg` with a small distinct JPEG (96x72, a random colour field seeded by n, ~2 kB) and
 `/robots.txt` with "allow all". For each size the list (url, synset over 10 ILSVRC synsets) is
-written once into bench/out/crawl-scale/ (ignored), then built under `/usr/bin/time -v` with the
-guard opened for 127.0.0.1 only, `--resize shorter:64`, the rest on its defaults (robots.txt
-honoured, per-host cap `--per-host` per fetching worker). While it runs, a sampler reads the peak
-RSS (VmHWM) of the driver and of every Ray worker in its process tree from /proc.
+written once into bench/out/crawl-scale/ (ignored), then built by bench/timed_build.py (under
+`/usr/bin/time -v`, a /proc sampler beside it) with the guard opened for 127.0.0.1 only,
+`--resize shorter:64`, the rest on its defaults (robots.txt honoured, per-host cap `--per-host`
+per fetching worker).
 
-Prints per size: wall seconds, URLs/s, driver peak RSS (sampled VmHWM, and GNU time's maximum,
-which may include a reaped child of the driver), the largest worker's peak RSS, accounting; then
-the driver's growth per URL between the two sizes (flat: a few hundred bytes at most).
+Prints per size: wall seconds, URLs/s, CPU seconds of the process tree, driver peak RSS (sampled
+VmHWM, and GNU time's maximum, which may be a descendant's), the largest worker's peak RSS,
+accounting; then the driver's growth per URL between the two sizes (flat: a few hundred bytes at
+most).
 """
 from __future__ import annotations
 
@@ -21,13 +22,12 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+
+from timed_build import timed_build
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "crawl-scale"
@@ -86,83 +86,22 @@ def url_list(base: str, n: int) -> Path:
     return path
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _hwm_kb(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(found.group(1)) if found else None
-
-
-class Sampler(threading.Thread):
-    """Peak RSS of the driver (`pid`) and of the Ray workers among its descendants."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.driver_kb, self.workers_kb = pid, 0, {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.driver_kb = max(self.driver_kb, _hwm_kb(self.pid) or 0)
-            tree, todo = _children(), [self.pid]
-            while todo:
-                for child in tree.get(todo.pop(), []):
-                    todo.append(child)
-                    try:
-                        cmd = Path(f"/proc/{child}/cmdline").read_bytes()
-                    except OSError:
-                        continue
-                    if b"default_worker" in cmd or cmd.startswith(b"ray::"):
-                        kb = _hwm_kb(child) or 0
-                        self.workers_kb[child] = max(self.workers_kb.get(child, 0), kb)
-            self.done.wait(0.5)
-
-
 def build(urls: Path, n: int, per_host: int) -> dict:
+    """One crawl-and-build of `urls` under bench/timed_build.py (its /proc sampler: the driver's
+    and the largest Ray worker's peak RSS, the process tree's CPU seconds)."""
     out = OUT / f"release-{n}"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "synshard.cli", "build", str(urls),
-           "--out", str(out), "--resize", "shorter:64", "--allow-network", "127.0.0.1/32",
-           "--fetch-per-host", str(per_host), "--no-progress", "--name", "crawl-scale"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.2)
-    driver = next((c for c in _children().get(proc.pid, [])), proc.pid)  # time's child
-    sampler = Sampler(driver)
-    sampler.start()
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    sampler.done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        said = stderr.split("\tCommand being timed:")[0].strip().splitlines() or ["?"]
-        raise SystemExit(f"build of {n} URLs exited {proc.returncode}: {said[-1]}")
-    gnu = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
-    manifest = json.loads((out / "manifest.json").read_text())
-    timings = json.loads((out / "build.json").read_text()).get("stats", {}).get("timings_s", {})
+    r = timed_build([str(urls), "--out", str(out), "--resize", "shorter:64", "--allow-network",
+                     "127.0.0.1/32", "--fetch-per-host", str(per_host), "--no-progress",
+                     "--name", "crawl-scale"], out)
     shutil.rmtree(out, ignore_errors=True)
-    return {"urls": n, "wall_s": wall, "urls_per_s": n / wall,
-            "driver_peak_mb": sampler.driver_kb / 1024,
-            "gnu_time_max_rss_mb": int(gnu.group(1)) / 1024 if gnu else None,
-            "worker_peak_mb": max(sampler.workers_kb.values(), default=0) / 1024,
-            "workers_seen": len(sampler.workers_kb), "accounting": manifest["accounting"],
-            "timings_s": {k: round(v, 1) for k, v in timings.items()}}
+    mb = 2**20
+    return {"urls": n, "wall_s": r["wall_s"], "urls_per_s": n / r["wall_s"],
+            "cpu_s": r["cpu_s"], "driver_peak_mb": r["driver_peak"] / mb,
+            "gnu_time_max_rss_mb": r["time_v_max_rss"] / mb,
+            "worker_peak_mb": r["worker_peak"] / mb, "workers_seen": r["workers_seen"],
+            "accounting": r["accounting"],
+            "timings_s": {k: round(v, 1) for k, v in r["timings"].items()}}
 
 
 def main() -> None:
@@ -182,7 +121,8 @@ def main() -> None:
             r = build(url_list(base, n), n, args.per_host)
             results.append(r)
             acc = r["accounting"]
-            print(f"{n:>8,} URLs: {r['wall_s']:6.1f} s  {r['urls_per_s']:5.0f} URL/s  driver peak "
+            print(f"{n:>8,} URLs: {r['wall_s']:6.1f} s  {r['urls_per_s']:5.0f} URL/s  "
+                  f"{r['cpu_s']:6.1f} CPU-s  driver peak "
                   f"{r['driver_peak_mb']:6.1f} MB (GNU time max {r['gnu_time_max_rss_mb']:.1f})  "
                   f"largest worker {r['worker_peak_mb']:6.1f} MB of {r['workers_seen']}  "
                   f"accepted {acc['accepted']} rejected {acc['rejected']} dups "

@@ -35,16 +35,18 @@ class Reply:
     location: str | None = None
 
 
-def request_timeout(opts: FetchOptions, total: float | None = None) -> aiohttp.ClientTimeout:
+def request_timeout(opts: FetchOptions, total: float | None = None,
+                    patient: bool = False) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for one attempt: `total` (default `total_timeout`) covers connecting,
-    the headers and the whole body; `read_timeout` is the longest silence while reading;
+    the headers and the whole body; `read_timeout` is the longest silence while reading (none
+    for a `patient` attempt, a deferred URL's one retry, which may be silent for all of `total`);
     `connect_timeout` bounds opening a connection, TCP and TLS (`sock_connect`; `connect` would add
     a timer to every request for the wait for a pooled connection, which the fetcher's own
     semaphores keep at nothing)."""
     return aiohttp.ClientTimeout(
         total=opts.total_timeout if total is None else total,
         sock_connect=opts.connect_timeout,
-        sock_read=opts.read_timeout,
+        sock_read=None if patient else opts.read_timeout,
     )
 
 

@@ -46,6 +46,14 @@ class UrlState:
         return max(self.spent, deadline - (self.deadline_at - now))
 
 
+def robots_verdict(policy: RobotsPolicy, url: str, agent: str) -> None:
+    """Raise the URL's rejection when `policy` does not let `agent` fetch `url`."""
+    if policy.unreachable:
+        raise Rejected("robots.txt unreachable")
+    if not policy.allows(url, agent):
+        raise Rejected("robots.txt disallows")
+
+
 class Later(Exception):
     """The URL timed out in a run that defers: it ends here as DEFERRED (retried by a later run)."""
 
@@ -114,9 +122,11 @@ class Run:
             if reason:
                 raise Rejected(reason)
             if image and self.opts.respect_robots_txt:
-                policy = self.fetcher.robots.get(self.fetcher.origin(url))
-                if policy is None or not policy.allows(str(url), self.opts.robots_agent):
-                    await self.check_robots(url)  # loads the policy, or says why not
+                origin = self.fetcher.origin(url)
+                policy = self.fetcher.robots.get(origin)
+                if policy is None:  # not cached (or expired): load it, once per origin
+                    policy = await self.robots_policy(origin)
+                robots_verdict(policy, str(url), self.opts.robots_agent)
             reply = await self.retrying(url, image, state)
             if reply.location is None:
                 return reply
@@ -126,18 +136,12 @@ class Run:
                 raise Rejected("bad redirect") from None
         raise Rejected("too many redirects")
 
-    async def check_robots(self, url: URL) -> None:
-        origin = self.fetcher.origin(url)
-        policy = self.fetcher.robots.get(origin)
-        if policy is None:
-            load = self.robots_loads.get(origin)
-            if load is None:
-                load = self.robots_loads[origin] = asyncio.ensure_future(self.load_robots(origin))
-            policy = await asyncio.shield(load)  # a URL's deadline must not cancel the shared load
-        if policy.unreachable:
-            raise Rejected("robots.txt unreachable")
-        if not policy.allows(str(url), self.opts.robots_agent):
-            raise Rejected("robots.txt disallows")
+    async def robots_policy(self, origin: str) -> RobotsPolicy:
+        """`origin`'s robots.txt policy, loaded by one request however many URLs ask at once."""
+        load = self.robots_loads.get(origin)
+        if load is None:
+            load = self.robots_loads[origin] = asyncio.ensure_future(self.load_robots(origin))
+        return await asyncio.shield(load)  # a URL's deadline must not cancel the shared load
 
     async def load_robots(self, origin: str) -> RobotsPolicy:
         """Fetch and cache `origin`'s robots.txt (once per origin and worker)."""
@@ -222,8 +226,7 @@ class Run:
                     if left <= 0:
                         raise Deadline()
                     if self.patient and image:
-                        timeout = aiohttp.ClientTimeout(total=left,
-                                                        sock_connect=self.opts.connect_timeout)
+                        timeout = request_timeout(self.opts, left, patient=True)
                     elif left < self.opts.total_timeout:
                         timeout = request_timeout(self.opts, left)
                 self.stats.requests += 1

@@ -81,6 +81,11 @@ class Starter(Protocol):
                   patient: bool = False) -> Job: ...
 
 
+# Seconds with no URL of the run ending before a waiting consumer counts as idle (see
+# `FetchStream`); a fetch in flow ends URLs every few milliseconds, even on a loaded machine.
+PATIENCE_S = 2.0
+POLL_S = 0.25  # how often a waiting consumer looks at the run's quiet time
+
 SPENT_COLUMNS = ("_spent_s", "_timeouts")  # a deferred row's deadline seconds and timeouts used
 
 
@@ -88,8 +93,9 @@ class FetchStream:
     """Iterate for CANDIDATE_SCHEMA tables of `rows` input rows each, in order; then `stats`.
 
     `idle`, if given, is called (repeatedly, each call returning within about a second) while
-    the consumer has waited `patience` seconds for the next batch: nothing left to transform but
-    slow URLs to wait for. A Ray read task passes one that gives its CPU back meanwhile.
+    the consumer waits for its next batch and no URL of the run has ended for `patience`
+    seconds: nothing left to transform but slow URLs to wait for. A Ray read task passes one
+    that gives its CPU back meanwhile.
 
     `defer_after` (seconds), if given, makes slow URLs someone else's: a URL that times out ends
     as DEFERRED instead of being retried here, and once the consumer has waited with no URL
@@ -100,7 +106,7 @@ class FetchStream:
     retry run: patient (`fetchrun.Run`)."""
 
     def __init__(self, fetcher: Starter, urls: pa.Table, rows: int,
-                 idle: Callable[[], None] | None = None, patience: float = 1.0,
+                 idle: Callable[[], None] | None = None, patience: float = PATIENCE_S,
                  defer_after: float | None = None) -> None:
         if rows < 1:
             raise ValueError(f"rows must be >= 1, not {rows}")
@@ -145,26 +151,29 @@ class FetchStream:
             self.deferred = pa.concat_tables(later)
 
     def _wait(self, plan: "_Plan", b: int, job: Job | None) -> None:
-        """Until batch `b`'s URLs are done: idle meanwhile, and cut the slow ones if told to."""
+        """Until batch `b`'s URLs are done; while the run is quiet, idle, and cut the slow URLs
+        if told to.
+
+        Quiet means no URL of the run ended for a while since the consumer began to wait (the
+        time it spent transforming does not count): it is left waiting for slow URLs. A
+        consumer that merely waits for its next batch while URLs keep ending (a fetch in full
+        flow, or a machine too busy to hand it on sooner) is not idle: lending its CPU then made
+        Ray start another worker process (~1.5 CPU-s each) for another read task, and the
+        pause task itself another, which slowed the crawl it meant to speed up."""
         future = job.future if job is not None else None
         if self.idle is None and self.defer_after is None:
             plan.wait(b, future)
             return
-        if plan.wait(b, future, self.patience):
-            return
-        cut = False
-        while True:
+        cut, since = False, time.monotonic()
+        while not plan.wait(b, future, POLL_S):
+            quiet = plan.quiet_for(since)
             if (job is not None and not cut and self.defer_after is not None
-                    and plan.quiet_for() >= self.defer_after):
+                    and quiet >= self.defer_after):
                 job.cut()
                 cut = True
-            if self.idle is not None:
+            elif self.idle is not None and quiet >= self.patience:
                 self.idle_calls += 1
                 self.idle()
-                if plan.wait(b, future, 0.0):
-                    return
-            elif plan.wait(b, future, 0.5):
-                return
 
 
 class _Plan:
@@ -208,9 +217,10 @@ class _Plan:
         seconds, timeouts = (urls.column(c).to_pylist() for c in SPENT_COLUMNS)
         return [(float(seconds[i] or 0.0), int(timeouts[i] or 0)) for i in self.first_rows]
 
-    def quiet_for(self) -> float:
-        """Seconds since a URL was last done (or since the plan was made)."""
-        return time.monotonic() - self.last_done
+    def quiet_for(self, since: float = 0.0) -> float:
+        """Seconds since a URL was last done (or since the plan was made), counted from `since`
+        at the earliest (a `time.monotonic()`: when the consumer began to wait)."""
+        return time.monotonic() - max(self.last_done, since)
 
     def done(self, j: int, result: Result) -> None:
         """URL `j` is done (called on the loop thread)."""

@@ -1,5 +1,5 @@
 """FetchStream without a network: batches in order as their URLs end, each URL fetched once,
-a waiting consumer's `idle` called, a consumer that gives up cancels the run, slow URLs cut and
+a consumer waiting on slow URLs idle (not one waiting while URLs keep ending), a consumer that gives up cancels the run, slow URLs cut and
 handed on with what they spent."""
 from __future__ import annotations
 
@@ -101,6 +101,18 @@ def test_a_consumer_waiting_on_slow_urls_is_idle_meanwhile() -> None:
     assert calls and stream.idle_calls == len(calls)
 
 
+def test_a_consumer_waiting_while_urls_keep_ending_is_not_idle() -> None:
+    # URLs end every 8 ms for 0.8 s while the consumer waits for the batch that needs them
+    # all, longer than its patience: the fetch is in flow, not stuck on slow URLs, so the task
+    # keeps its CPU (lending it would make Ray start another worker for nothing)
+    urls = [f"u{i}" for i in range(100)]
+    calls = []
+    stream = FetchStream(FakeFetcher({u: 0.008 * i for i, u in enumerate(urls)}), table(urls),
+                         100, idle=lambda: calls.append(1), patience=0.3)
+    assert [t.num_rows for t in stream] == [100]
+    assert calls == [] and stream.idle_calls == 0
+
+
 def test_no_fetchable_row_starts_no_run() -> None:
     fetcher = FakeFetcher({})
     out = list(FetchStream(fetcher, table([None, None]), 8))
@@ -127,6 +139,22 @@ def test_slow_urls_are_cut_after_a_quiet_wait_and_handed_on_with_what_they_spent
     assert later[SPENT_COLUMNS[1]].to_pylist() == [0, 0, 1]
     s = stream.stats
     assert (s.urls, s.fetched, s.deferred, s.duplicates) == (3, 3, 3, 0)
+
+
+def test_the_time_a_consumer_spends_transforming_is_not_quiet_time() -> None:
+    # "a" ends at once; the consumer then transforms it for 1.5 s while "slow" is fetched (it
+    # ends at 2 s): it has waited 0.5 s, less than defer_after, when "slow" ends, so nothing
+    # is cut although no URL ended for 2 s (on a busy machine slow transforms made such URLs
+    # retry tasks' work)
+    fetcher = FakeFetcher({"a": 0.0, "slow": 2.0})
+    stream = FetchStream(fetcher, table(["a", "slow"]), 1, defer_after=1.0)
+    got = []
+    for batch in stream:
+        got.append(batch["source"][0].as_py())
+        if len(got) == 1:
+            time.sleep(1.5)
+    assert got == ["a", "slow"] and stream.deferred.num_rows == 0
+    assert fetcher.jobs[0].cuts == 0
 
 
 def test_without_defer_after_nothing_is_cut_and_a_retry_run_gets_what_was_spent() -> None:

@@ -18,7 +18,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("uri", help="release URI (path or s3://bucket/prefix)")
     p.add_argument("keys", nargs="+", metavar="KEY", help="<wnid>_<sha16>")
     p.add_argument("-o", "--output", help="file for one key's image, or a folder (<key>.<ext> "
-                   "files; needed for several keys); missing folders are created (default: "
+                   "files, ext from the stored format; needed for several keys): a path or any "
+                   "fsspec URI (s3://bucket/prefix/); missing folders are created (default: "
                    "stdout for one key)")
     p.add_argument("--meta", action="store_true", help="print the records as JSON lines instead")
     p.set_defaults(func=run_get)

@@ -25,6 +25,7 @@ from synshard.errors import SynshardError
 
 from .index import read_index
 from .layout import ShardEntry, ShardError, check_name, join
+from .records import image_extension
 from .release import Release, open_release
 
 PREFERRED_FORMATS = ("webdataset", "parquet")
@@ -111,6 +112,13 @@ class KeyReader:
         """key -> the encoded image bytes, exactly as stored in the shard."""
         return {k: s["image"] for k, s in self.samples(keys, parts=("image",)).items()}
 
+    def image_files(self, keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """key -> (`<key>.<ext>`, the stored image bytes): the name a WebDataset shard gives the
+        image member, `ext` from the record's format (`jpg`, `webp`, `png`) whatever the shard
+        format (a Parquet release's index rows carry no extension: its `format` column does)."""
+        found = self.samples(keys, parts=("image", "ext"))
+        return {k: (f"{k}.{s['ext']}", s["image"]) for k, s in found.items()}
+
     def records(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """key -> the record's metadata (every RECORD_SCHEMA field but `image`)."""
         return {k: s["meta"] for k, s in self.samples(keys, parts=("meta",)).items()}
@@ -118,7 +126,8 @@ class KeyReader:
     def samples(
         self, keys: Iterable[str], parts: tuple[str, ...] = ("image", "meta")
     ) -> dict[str, dict[str, Any]]:
-        """key -> {"image": bytes, "meta": dict} (the parts asked for), in the order asked."""
+        """key -> {"image": bytes, "meta": dict, "ext": str} (the parts asked for: `ext` is the
+        image's file extension, from the record's format), in the order asked."""
         locations = self.locate(keys)
         tar = {k: loc for k, loc in locations.items() if loc.entry.format == "webdataset"}
         other = {k: loc for k, loc in locations.items() if loc.entry.format != "webdataset"}
@@ -129,12 +138,14 @@ class KeyReader:
         self, locations: dict[str, Location], parts: tuple[str, ...]
     ) -> dict[str, dict[str, Any]]:
         names = {"image": "image", "meta": "json"}
-        ranges = [(k, part, loc) for k, loc in locations.items() for part in parts]
+        ranges = [(k, part, loc) for k, loc in locations.items() for part in parts if part in names]
         paths = [join(self.release.root, loc.entry.path) for _, _, loc in ranges]
         starts = [loc.row[f"{names[p]}_offset"] for _, p, loc in ranges]
         ends = [s + loc.row[f"{names[p]}_size"] for s, (_, p, loc) in zip(starts, ranges)]
         datas = self.release.fs.cat_ranges(paths, starts, ends) if ranges else []
-        out: dict[str, dict[str, Any]] = {k: {} for k in locations}
+        out: dict[str, dict[str, Any]] = {
+            k: {"ext": loc.row["image_ext"]} if "ext" in parts else {} for k, loc in locations.items()
+        }
         for (key, part, loc), data in zip(ranges, datas):
             if isinstance(data, BaseException):
                 raise ShardError(f"{loc.entry.path}: cannot read {key}: {data}")
@@ -161,13 +172,16 @@ class KeyReader:
                 out[loc.key] = {"image": image["bytes"]} if "image" in parts else {}
                 if "meta" in parts:
                     out[loc.key]["meta"] = meta
+                if "ext" in parts:
+                    out[loc.key]["ext"] = image_extension(row["format"])
         return out
 
     def _read_row_group(self, path: str, group: int, parts: tuple[str, ...]) -> Any:
         full = join(self.release.root, path)
         with self.release.fs.open(full, "rb", cache_type="none") as f:
             pf = pq.ParquetFile(f)
-            columns = pf.schema_arrow.names if "meta" in parts else ["key", "image"]
+            columns = (pf.schema_arrow.names if "meta" in parts
+                       else ["key", "image", "format"] if "ext" in parts else ["key", "image"])
             return pf.read_row_group(group, columns=columns, use_threads=False)  # see pyfiles
 
 

@@ -128,10 +128,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="release URI (path or s3://bucket/prefix)")
     _add_build_options(p)
     p.set_defaults(func=run_build)
-    p = sub.add_parser("demo", help="build the bundled sample into ./demo-release, with a report")
-    p.add_argument("--out", default="demo-release",
-                   help="folder to build into (default demo-release; replaced if it exists)")
-    p.set_defaults(func=run_demo)
+    from synshard.cli import demo as cmd_demo
+
+    cmd_demo.add_parsers(sub)
     p = sub.add_parser("info", help="summarise a committed release")
     p.add_argument("uri", help=RELEASE_URI)
     p.add_argument("--files", action="store_true", help="list the committed files only")
@@ -208,30 +207,6 @@ def nothing_accepted(result: Any) -> str:
             f"({acc.get('rejected', 0)}) or duplicates ({acc.get('duplicates', 0)})"
             f"{'; most often: ' + common if common else ''}; the release at {result.uri} holds "
             f"only their reasons (synshard report {result.uri}) (exit {EXIT_NOTHING_ACCEPTED})")
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from synshard import api
-    from synshard.cli.summary import print_summary
-    from synshard.sample import sample_path
-
-    source = sample_path()
-    print(f"building the bundled sample {source} into {args.out}")
-    result = api.build([str(source)], args.out, resize="shorter:256", val_fraction=0.2,
-                       shard_bytes=4 << 20, overwrite=True)
-    from synshard.release.gc import collect_garbage
-
-    collected = collect_garbage(args.out)  # files of an earlier demo that this one replaced
-    if collected.shards or collected.staging:
-        print(collected.summary())
-    print_summary(result, detail=True)
-    from synshard.release.report import write_report
-
-    report = write_report(args.out, f"{args.out.rstrip('/')}/report.html")
-    print(f"\nreport: {report}")
-    print(f"next: synshard info {args.out}   synshard verify {args.out}")
-    print(f"browse it: synshard serve {args.out}   (then open http://127.0.0.1:8000/)")
-    return 0
 
 
 def run_info(args: argparse.Namespace) -> int:

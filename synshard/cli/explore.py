@@ -18,7 +18,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("uri", help="release URI (path or s3://bucket/prefix)")
     p.add_argument("keys", nargs="+", metavar="KEY", help="<wnid>_<sha16>")
     p.add_argument("-o", "--output", help="file for one key's image, or a folder (<key>.<ext> "
-                   "files; needed for several keys); missing folders are created (default: "
+                   "files, ext from the stored format; needed for several keys): a path or any "
+                   "fsspec URI (s3://bucket/prefix/); missing folders are created (default: "
                    "stdout for one key)")
     p.add_argument("--meta", action="store_true", help="print the records as JSON lines instead")
     p.set_defaults(func=run_get)
@@ -39,35 +40,30 @@ def run_get(args: argparse.Namespace) -> int:
         for key, meta in reader.records(args.keys).items():
             print(json.dumps(meta, sort_keys=True, ensure_ascii=False))
         return 0
-    images = reader.images(args.keys)
     if args.output is None:
+        images = reader.images(args.keys)
         if len(images) != 1:
             print("synshard: error: several keys need -o FOLDER", file=sys.stderr)
             return 2
         sys.stdout.buffer.write(next(iter(images.values())))
         return 0
-    _write_images(reader, images, args.output)
+    _write_images(reader.image_files(args.keys), args.output)
     return 0
 
 
-def _write_images(reader: Any, images: dict[str, bytes], output: str) -> None:
-    """One key: `output` is the file (or a folder for `<key>.<ext>`: an existing one, or a path
-    ending in `/`); several: `output` is a folder of `<key>.<ext>` files. Missing folders are
-    created, as `synshard report -o` does."""
-    from pathlib import Path
+def _write_images(files: dict[str, tuple[str, bytes]], output: str) -> None:
+    """`files`: key -> (`<key>.<ext>`, bytes). One key: `output` is the file (or a folder for
+    `<key>.<ext>`: an existing one, or a path ending in `/`); several: `output` is a folder of
+    `<key>.<ext>` files. A local path or any fsspec URI (s3://bucket/prefix/); missing local
+    folders are created, as `synshard report -o` does."""
+    from synshard.cli.outputs import join_output, output_file, output_folder, write_outputs
 
-    from synshard.cli.outputs import output_file
-
-    locations = reader.locate(images)
-    names = {key: f"{key}.{locations[key].row.get('image_ext') or 'jpg'}" for key in images}
-    if len(images) == 1:
-        ((key, data),) = images.items()
-        Path(output_file(output, names[key])).write_bytes(data)
+    if len(files) == 1:
+        ((name, data),) = files.values()
+        write_outputs({output_file(output, name): data})
         return
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, data in images.items():
-        (folder / names[key]).write_bytes(data)
+    folder = output_folder(output)
+    write_outputs({join_output(folder, name): data for name, data in files.values()})
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -32,8 +32,8 @@ def add_parsers(subparsers: Any) -> None:
     p.set_defaults(func=run_diff)
     p = subparsers.add_parser("report", help="write a release's self-contained HTML report")
     p.add_argument("uri", help="release URI")
-    p.add_argument("-o", "--out", default="report.html", help="output file, or a folder for report.html; missing folders are created "
-                   "(default report.html)")
+    p.add_argument("-o", "--out", default="report.html", help="output file, or a folder for report.html: a path or any fsspec URI "
+                   "(s3://bucket/prefix/); missing folders are created (default report.html)")
     p.add_argument("--thumbnails", type=int_at_least(0), default=6, help="sample thumbnails per synset (default 6; 0: none)")
     p.set_defaults(func=run_report)
 

@@ -65,3 +65,40 @@ def test_get_from_s3_matches_every_member_with_ranged_reads(s3) -> None:  # noqa
     assert counting.bytes_read == len(members[key]) + entry.index_bytes
     assert counting.bytes_read < entry.bytes / 5
     assert all("n02084071" in path for path, _ in counting.reads)
+
+
+def test_get_and_report_write_their_outputs_to_s3(s3, tmp_path, monkeypatch) -> None:  # noqa: F811
+    """`-o s3://bucket/prefix/` writes objects through fsspec, for `get` (one key, several) and
+    `report` alike; a folder-like -o (ending in /, or a prefix holding objects) gets the
+    command's own file names. Before: `get` wrote local paths (`s3:/bucket/...` folders)."""
+    import fsspec
+    import s3fs
+    from shardgen import build_release
+
+    from synshard.cli.app import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)  # the CLI reads the standard environment
+    s3fs.S3FileSystem.clear_instance_cache()
+    monkeypatch.chdir(tmp_path)  # a local file written by mistake would land here
+    root = str(tmp_path / "rel")
+    build_release(fsspec.filesystem("file"), root, formats=("parquet",))
+    reader = KeyReader(open_release(root))
+    keys = sorted({key for wnid in ("n01440764", "n02084071") for key in reader.synset_index(wnid)})
+    assert len(keys) == 10
+    files = reader.image_files(keys)
+    one, (one_name, one_bytes) = keys[0], files[keys[0]]
+
+    assert main(["get", root, *keys, "-o", s3.uri("many")]) == 0
+    assert main(["get", root, one, "-o", s3.uri("one") + "/"]) == 0
+    assert main(["get", root, one, "-o", s3.uri("named.bin")]) == 0
+    assert main(["report", root, "-o", s3.uri("reports") + "/", "--thumbnails", "0"]) == 0
+    assert main(["report", root, "-o", s3.uri("many"), "--thumbnails", "0"]) == 0  # a prefix
+
+    fs, bucket = s3.fs(), s3.bucket
+    assert {p.rsplit("/", 1)[1]: fs.cat_file(p) for p in fs.find(f"{bucket}/many")
+            if not p.endswith(".html")} == dict(files.values())
+    assert fs.cat_file(f"{bucket}/one/{one_name}") == one_bytes
+    assert fs.cat_file(f"{bucket}/named.bin") == one_bytes
+    for report in (f"{bucket}/reports/report.html", f"{bucket}/many/report.html"):
+        assert fs.cat_file(report).lstrip().lower().startswith(b"<!doctype html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rel"]  # nothing written locally

@@ -17,11 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from synshard.cli.demo import DEMO_OPTIONS  # what `synshard demo` passes to the build
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "data" / "sample_release.json"
-# What `synshard demo` passes to the build (cli.run_demo), minus overwrite.
-DEMO_OPTIONS = {"resize": "shorter:256", "val_fraction": 0.2, "shard_bytes": 4 << 20}
 NOT_CONTENT = ("build.json", "DATASHEET.md", "manifest.json")
 MANIFEST_FIELDS = ("name", "config", "classes", "counts", "shards", "accounting", "tables")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import fsspec
 from shardgen import build_release
@@ -65,14 +66,43 @@ def test_get_and_report_create_missing_folders_alike(tmp_path) -> None:
         assert written.read_text().lstrip().lower().startswith("<!doctype html")
 
 
+def test_get_names_files_by_the_stored_format_whatever_the_shard_format(tmp_path) -> None:
+    """A Parquet-only release's index rows carry no extension: `get -o` takes it from the record's
+    format, so both releases of the same records give the same files (before: every file of the
+    Parquet release was `<key>.jpg`, WebP and PNG included)."""
+    from synshard.shards.access import KeyReader
+
+    fs = fsspec.filesystem("file")
+    both, parquet = str(tmp_path / "both"), str(tmp_path / "parquet")
+    build_release(fs, both)
+    build_release(fs, parquet, formats=("parquet",))
+    keys = _keys(parquet, "parquet")
+    assert sorted(keys) == sorted(_keys(both))
+    formats = {k: m["format"] for k, m in KeyReader(open_release(parquet)).records(keys).items()}
+    assert set(formats.values()) == {"jpeg", "webp", "png"}
+    expected = {f"{k}.{ {'jpeg': 'jpg'}.get(f, f)}" for k, f in formats.items()}
+    written = {}
+    for root in (both, parquet):
+        out = tmp_path / f"out-{Path(root).name}"
+        args = _parse(["get", root, *keys, "-o", str(out)])
+        assert args.func(args) == 0
+        written[root] = {p.name: p.read_bytes() for p in out.iterdir()}
+        one = next(k for k, f in formats.items() if f == "webp")
+        args = _parse(["get", root, one, "-o", f"{out}-one/"])
+        assert args.func(args) == 0
+        assert [p.name for p in Path(f"{out}-one").iterdir()] == [f"{one}.webp"]
+    assert set(written[parquet]) == expected
+    assert written[parquet] == written[both]
+
+
 def test_serve_defaults_to_loopback() -> None:
     args = _parse(["serve", "some-release"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
 
 
-def _keys(root: str) -> list[str]:
+def _keys(root: str, fmt: str = "webdataset") -> list[str]:
     release = open_release(root)
-    return [k for e in release.shards(format="webdataset")
+    return [k for e in release.shards(format=fmt)
             for k in cmd_explore_index_keys(release, e)]
 
 

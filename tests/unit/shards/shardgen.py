@@ -64,8 +64,10 @@ def record_groups(draw: Any, max_rows: int = 8) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
 
 
-def build_release(fs: Any, root: str, target_bytes: int = 3000) -> Any:
-    """A small committed release with both shard formats, two splits, two synsets and tables."""
+def build_release(fs: Any, root: str, target_bytes: int = 3000,
+                  formats: tuple[str, ...] = ("webdataset", "parquet")) -> Any:
+    """A small committed release with both shard formats (or those given), two splits, two
+    synsets and tables."""
     from synshard.shards.manifest import Manifest, counts_from_shards
     from synshard.shards.parquet import write_parquet_shards
     from synshard.shards.release import commit_manifest, write_table
@@ -79,8 +81,10 @@ def build_release(fs: Any, root: str, target_bytes: int = 3000) -> Any:
     ]
     shards = []
     for records in groups:
-        shards += write_webdataset_shards(fs, root, records, target_bytes)
-        shards += write_parquet_shards(fs, root, records, target_bytes)
+        if "webdataset" in formats:
+            shards += write_webdataset_shards(fs, root, records, target_bytes)
+        if "parquet" in formats:
+            shards += write_parquet_shards(fs, root, records, target_bytes)
     rejects = pa.Table.from_pylist(
         [{"source": "/data/x.jpg", "stage": "decode", "reason": "truncated"}], schema=REJECT_SCHEMA
     )
@@ -92,7 +96,7 @@ def build_release(fs: Any, root: str, target_bytes: int = 3000) -> Any:
         name="tiny", tool_version="0.1.0", config={"target_bytes": target_bytes},
         classes=[{"synset": "n01440764", "label": 0, "lemmas": ["tench"]},
                  {"synset": "n02084071", "label": 1, "lemmas": ["dog"]}],
-        counts=counts_from_shards(shards, "webdataset"), shards=tuple(shards),
+        counts=counts_from_shards(shards, formats[0]), shards=tuple(shards),
         accounting={"inputs": 11, "accepted": 10, "rejected": 1, "duplicates": 0},
         tables=tables, fingerprint="f" * 64,
     )  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic import put_file
 from .layout import ShardEntry, ShardError, join
 from .pyfiles import read_parquet
 
@@ -118,7 +119,7 @@ def write_index(fs: Any, root: str, entry: ShardEntry, rows: list[dict[str, Any]
     data = index_bytes(rows, INDEX_SCHEMAS[entry.format])
     path = index_path(entry.path)
     fs.makedirs(join(root, posixpath.dirname(path)), exist_ok=True)
-    fs.pipe_file(join(root, path), data)
+    put_file(fs, join(root, path), data)
     digest = hashlib.sha256(data).hexdigest()
     return replace(entry, index=path, index_bytes=len(data), index_sha256=digest)
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from synshard.transforms.schema import RECORD_SCHEMA
 
+from .atomic import put_file
 from .layout import (
     PARQUET_DIR,
     ShardEntry,
@@ -168,7 +169,7 @@ def write_parquet_shards(
         digest = hashlib.sha256(data).hexdigest()
         path = parquet_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
-        fs.pipe_file(join(root, path), data)
+        put_file(fs, join(root, path), data)
         entry = ShardEntry(path, "parquet", split, synset, stop - start, len(data), digest)
         keys = records["key"].slice(start, stop - start).to_pylist()
         entries.append(write_index(fs, root, entry, parquet_index_rows(keys, groups)))

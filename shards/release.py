@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +21,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from synshard.errors import SynshardError
 
+from .atomic import put_file
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
 from .manifest import Manifest, ManifestError
 from .tables import TABLES
@@ -101,43 +100,8 @@ def commit_manifest(fs: Any, root: str, manifest: Manifest) -> str:
     """Write manifest.json last and atomically; returns its path."""
     path = join(root, MANIFEST_NAME)
     data = manifest.to_json().encode("utf-8")
-    if isinstance(fs, LocalFileSystem):
-        _replace_local(fs._strip_protocol(path), data)
-    else:
-        fs.pipe_file(path, data)  # one PUT: atomic on object stores
+    put_file(fs, path, data, durable=True, prefix=".manifest-")
     return path
-
-
-def _replace_local(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Make the rename durable (not possible on every platform: skip where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -174,7 +138,7 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
     data = buf.getvalue()
     relpath = f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.parquet"
     fs.makedirs(root, exist_ok=True)
-    fs.pipe_file(join(root, relpath), data)
+    put_file(fs, join(root, relpath), data)
     return {
         "path": relpath,
         "rows": table.num_rows,

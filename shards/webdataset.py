@@ -16,6 +16,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import pyarrow as pa
 
+from .atomic import put_file
 from .index import tar_index_rows, write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
@@ -165,7 +166,7 @@ def write_webdataset_shards(
         digest = hashlib.sha256(data).hexdigest()
         path = webdataset_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
-        fs.pipe_file(join(root, path), data)
+        put_file(fs, join(root, path), data)
         entry = ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
         entries.append(write_index(fs, root, entry, tar_index_rows(members)))
     return entries

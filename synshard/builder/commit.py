@@ -10,6 +10,7 @@ from synshard import __version__
 from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions
 from synshard.builder.staging import Staging
+from synshard.shards.atomic import put_file
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
@@ -73,7 +74,7 @@ def commit_release(staging: Staging, cfg: BuildConfig, decisions: Decisions, ent
     build = {"tool_version": __version__, "fingerprint": fingerprint,
              "run_options": cfg.run_options(), "accounting": decisions.accounting,
              "stats": stats}
-    fs.pipe_file(join(root, BUILD_NAME), (json.dumps(finite(build), indent=1, sort_keys=True,
+    put_file(fs, join(root, BUILD_NAME), (json.dumps(finite(build), indent=1, sort_keys=True,
                                                      default=str, allow_nan=False) + "\n").encode())
     manifest = Manifest(
         name=cfg.release_name(root),
@@ -99,5 +100,4 @@ def write_datasheet(cfg: BuildConfig) -> None:
     from synshard.release.datasheet import datasheet_markdown
 
     release = open_release(cfg.out, dict(cfg.storage_options))
-    release.fs.pipe_file(join(release.root, DATASHEET_NAME),
-                         datasheet_markdown(release).encode())
+    put_file(release.fs, join(release.root, DATASHEET_NAME), datasheet_markdown(release).encode())

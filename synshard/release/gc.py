@@ -3,7 +3,7 @@
 Three kinds of debris collect at a release path (DESIGN.md §4):
 - shard files under `webdataset/` and `parquet/` that the committed manifest does not list
   (shards of an interrupted build, or of the release an `--overwrite` replaced), and temporary
-  `.manifest-*.tmp` files of a local commit that was killed mid-write;
+  `.manifest-*.tmp` / `.part-*.tmp` files of a local write that was killed (shards.atomic);
 - staging areas under `_staging/` of builds that were killed or abandoned;
 - unfinished S3 multipart uploads under the release prefix (invisible in listings, but billed).
 
@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 from synshard.builder.staging import SHARDS_DIR
 from synshard.release.lock import LOCK_RELPATH, BuildLock, LockHeld, is_stale, read_lease
+from synshard.shards.atomic import PART_PREFIX, TEMP_SUFFIX, is_temporary
 from synshard.shards.index import INDEX_DIR
 from synshard.shards.layout import MANIFEST_NAME, PARQUET_DIR, WEBDATASET_DIR, ShardEntry, join
 from synshard.shards.manifest import Manifest, ManifestError
@@ -86,6 +87,7 @@ KIND_NAMES = {
     "index": ("shard index", "shard indexes"),
     "table": ("side table", "side tables"),
     "manifest": ("temporary manifest", "temporary manifests"),
+    "partial": ("partial write", "partial writes"),
     "staging": ("staging file", "staging files"),
     "upload": ("unfinished upload", "unfinished uploads"),
 }
@@ -94,8 +96,12 @@ KIND_NAMES = {
 def debris_kind(relpath: str) -> str:
     """What a release-relative file that gc collects is: `shard` (under webdataset/ or
     parquet/), `index` (index/), `table` (an earlier build's rejects/duplicates/conflicts/removals
-    table), `manifest` (a killed commit's temporary manifest) or `staging` (_staging/)."""
+    table), `manifest` (a killed commit's temporary manifest), `partial` (a killed write's
+    temporary file, shards.atomic) or `staging` (_staging/)."""
     top = relpath.split("/", 1)[0]
+    name = relpath.rsplit("/", 1)[-1]
+    if top != STAGING_DIR and name.startswith(PART_PREFIX) and name.endswith(TEMP_SUFFIX):
+        return "partial"
     if top == INDEX_DIR:
         return "index"
     if top == STAGING_DIR:
@@ -190,7 +196,7 @@ def _is_shard_debris(relpath: str, referenced: set[str]) -> bool:
         return False
     if _TABLE.match(relpath):  # side tables of earlier builds (content-hashed names)
         return relpath not in referenced
-    return relpath.startswith(".manifest-") and relpath.endswith(".tmp")
+    return is_temporary(relpath)
 
 
 def _sizes(fs: Any, root: str) -> dict[str, int]:

@@ -24,8 +24,12 @@ DEBRIS = {
     ".manifest-1234.tmp": b"{",
     "rejects-0badc0de.parquet": b"t" * 10,  # an earlier build's side table
     "index/webdataset/train/n01440764/n01440764-000000-deadbeef.tar.idx.parquet": b"i" * 5,
+    # killed writes' temporary files (shards.atomic), beside a shard and beside the side tables
+    "webdataset/train/n01440764/.part-k2j4.tmp": b"p" * 7,
+    ".part-9x1a.tmp": b"q" * 3,
 }
-KINDS = dict(zip(DEBRIS, ["shard", "shard", "staging", "staging", "manifest", "table", "index"]))
+KINDS = dict(zip(DEBRIS, ["shard", "shard", "staging", "staging", "manifest", "table", "index",
+                          "partial", "partial"]))
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -63,12 +67,12 @@ def test_debris_is_listed_by_dry_run_and_removed_by_gc(release):
     assert set(DEBRIS) <= set(_snapshot(release))  # dry run changed nothing
     assert sorted(dry.listing()) == sorted(f"{KINDS[p]:9s}{p}" for p in DEBRIS)
     assert dry.summary().endswith("would remove 2 unreferenced shard files, 1 shard index, "
-                                  "1 side table, 1 temporary manifest, 2 staging files, "
-                                  "0 unfinished uploads (199 bytes)")
+                                  "1 side table, 1 temporary manifest, 2 partial writes, "
+                                  "2 staging files, 0 unfinished uploads (209 bytes)")
     report = collect_garbage(str(release))
     assert report.shards == dry.shards and report.staging == dry.staging
     assert "removed 2 unreferenced shard files, 1 shard index, 1 side table, 1 temporary " \
-        "manifest, 2 staging files, 0 unfinished uploads" in report.summary()
+        "manifest, 2 partial writes, 2 staging files, 0 unfinished uploads" in report.summary()
     assert _snapshot(release) == committed  # every committed file untouched, all debris gone
     assert verify_release(str(release)) == []
     assert not (release / "_staging" / "0123456789abcdef").exists()

@@ -1,0 +1,75 @@
+"""Writing a file whole, so that a reader never sees it half-written.
+
+Shards, their indexes and side tables have content-hashed names: a rebuild that makes the same
+bytes writes them again under the same name, while the committed release lists them and readers
+may be reading them. A plain local write truncates the file first, so such a reader would see 0
+bytes. Here a local file is written under a temporary name in its own folder and renamed over the
+old one (`os.replace`, atomic on POSIX: an open reader keeps the old inode, a new one gets the new
+file); on an object store a single PUT is already atomic. `durable` (the manifest, the commit
+point) also fsyncs the file and its folder.
+
+A killed write leaves at most a `.part-*.tmp` (or `.manifest-*.tmp`) file, which gc removes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import Any
+
+from fsspec.implementations.local import LocalFileSystem
+
+PART_PREFIX = ".part-"
+TEMP_SUFFIX = ".tmp"
+TEMP_NAME = re.compile(r"^\.(part|manifest)-.*\.tmp$")
+
+
+def put_file(fs: Any, path: str, data: bytes, *, durable: bool = False,
+             prefix: str = PART_PREFIX) -> None:
+    """Write `data` at `path` on `fs` in one step: readers see the old file or the new one."""
+    if isinstance(fs, LocalFileSystem):
+        replace_local(fs._strip_protocol(path), data, durable=durable, prefix=prefix)
+    else:
+        fs.pipe_file(path, data)  # one PUT: atomic on object stores
+
+
+def replace_local(path: str, data: bytes, *, durable: bool = False,
+                  prefix: str = PART_PREFIX) -> None:
+    """A temporary file beside `path`, `os.replace`d over it (fsync'd first when `durable`)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    if durable:
+        _fsync_dir(folder)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file's base name is one of these writes' temporary files."""
+    return TEMP_NAME.match(name) is not None
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename durable (not possible on every platform: skip where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,41 @@
+"""shards.atomic: a rewrite of a file never shows a reader a truncated or half-written file."""
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pytest
+
+from synshard.shards.atomic import is_temporary, put_file
+
+
+def test_a_reader_of_the_old_file_keeps_it_whole_while_it_is_rewritten(tmp_path):
+    fs = fsspec.filesystem("file")
+    path = tmp_path / "webdataset" / "train" / "n01440764-000000-deadbeef.tar"
+    put_file(fs, str(path), b"a" * 4096)
+    with open(path, "rb") as reader:
+        head = reader.read(10)
+        put_file(fs, str(path), b"b" * 4096)  # a rebuild writing the same name again
+        assert head + reader.read() == b"a" * 4096  # a plain write had truncated it: b""
+    assert path.read_bytes() == b"b" * 4096
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left beside it
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    fs = fsspec.filesystem("file")
+    path = tmp_path / "rejects-0badc0de.parquet"
+    put_file(fs, str(path), b"old")
+
+    def fail(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="No space"):
+        put_file(fs, str(path), b"new")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_temporary_names_are_recognised():
+    assert is_temporary(".part-k2j4.tmp") and is_temporary(".manifest-1234.tmp")
+    assert not is_temporary("part-000000-cafef00d.parquet") and not is_temporary("x.tmp")

@@ -149,11 +149,20 @@ class Staging:
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
-    def read_synset_entries(self, synset: str) -> list[ShardEntry] | None:
-        path = self.synset_path(synset)
-        if not self.fs.exists(path):
-            return None
-        return [ShardEntry.from_dict(d) for d in json.loads(self.fs.cat_file(path))]
+    def journalled_synsets(self) -> dict[str, list[ShardEntry]]:
+        """Every finished synset's shard entries: one listing of the journal, then one read per
+        finished synset only (not an existence check per synset of the build: 1,000 requests
+        on an object store for a build that has journalled none)."""
+        folder = join(self.path, SHARDS_DIR)
+        if not self.fs.exists(folder):
+            return {}
+        found = {}
+        for path in sorted(self.fs.ls(folder, detail=False)):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json"):  # not a `.json.tmp-<pid>` of a write cut short
+                found[name[:-5]] = [ShardEntry.from_dict(d)
+                                    for d in json.loads(self.fs.cat_file(path))]
+        return found
 
     # --- statistics of the read stage ------------------------------------------------------
 

@@ -19,6 +19,8 @@ each distinct (a random colour field), then:
            the datasheet.
   --source DIR  build that folder (of --count images) instead of generating one.
   --memray FILE with --phases: memray's record of the driver's allocations (native frames too).
+  --save-gathered FILE  also write the gathered metadata table (what decide reads) to this
+           Parquet file: `bench/bench_decide.py`-style replays of decide on a real build's rows.
 """
 from __future__ import annotations
 
@@ -147,7 +149,7 @@ def _clear_refs() -> None:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on
 
 
-def trace(src: Path, out: Path, count: int, python_heap: bool) -> None:
+def trace(src: Path, out: Path, count: int, python_heap: bool, save: Path | None = None) -> None:
     import synshard
     from synshard.builder import commit, pipeline
     from synshard.builder.decide import steps
@@ -179,6 +181,17 @@ def trace(src: Path, out: Path, count: int, python_heap: bool) -> None:
         for module, name in SEGMENT_SEAMS:
             if hasattr(modules[module], name):
                 setattr(modules[module], name, seams(getattr(modules[module], name), name))
+    if save is not None:
+        import pyarrow.parquet as pq
+
+        gather = pipeline._metadata
+
+        def saving(*args, **kwargs):
+            meta = gather(*args, **kwargs)
+            pq.write_table(meta, save)  # outside the gather's seams (its own segment)
+            return meta
+
+        pipeline._metadata = saving
     if python_heap:
         tracemalloc.start(1)
     synshard.build([str(src)], str(out), resize="shorter:64", progress=False, overwrite=True,
@@ -194,6 +207,8 @@ def main() -> None:
                     "instead (e.g. bench_scale.py's .cache/scale/view-N)")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--phases", action="store_true", help="--trace without tracemalloc (RSS only)")
+    ap.add_argument("--save-gathered", metavar="FILE", help="with --trace/--phases: write the "
+                    "gathered metadata table to this Parquet file")
     ap.add_argument("--memray", metavar="FILE", help="with --phases: also record the driver's "
                     "native and Python allocations with memray into FILE (then `memray stats "
                     "FILE`, `memray flamegraph FILE`)")
@@ -207,13 +222,14 @@ def main() -> None:
     if args.trace or args.phases:
         shutil.rmtree(out.with_name(out.name + "-trace"), ignore_errors=True)
         release = out.with_name(out.name + "-trace")
+        save = Path(args.save_gathered) if args.save_gathered else None
         if args.memray:
             import memray
 
             with memray.Tracker(args.memray, native_traces=True):
-                trace(src, release, args.count, python_heap=args.trace)
+                trace(src, release, args.count, python_heap=args.trace, save=save)
         else:
-            trace(src, release, args.count, python_heap=args.trace)
+            trace(src, release, args.count, python_heap=args.trace, save=save)
     else:
         peak_rss(src, out, args.count)
 

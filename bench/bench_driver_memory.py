@@ -7,7 +7,10 @@ Generates once into bench/out/small-<N>/ (ignored): --synsets ILSVRC synset fold
 each distinct (a random colour field), then:
   default  `synshard build ... --resize shorter:64` under `/usr/bin/time -v`: the driver's peak RSS
            (Ray's processes are separate), and that over the image count.
-  --phases the RSS split (below) after each phase, without tracemalloc's own overhead.
+  --phases the RSS split (below) after each phase, without tracemalloc's own overhead; and each
+           segment's own peak: the peak-RSS counter is reset (/proc/self/clear_refs) at every seam
+           (entry and exit of planning, the folder listing, the gather, each step of decide, the
+           assembly, commit), so "peak in it" is the highest RSS between two seams.
   --trace  the same build in this process with tracemalloc on (1 frame): after the read phase,
            after decide and after assembly, the Python heap by source line (top 8), Arrow's own
            pool (now and peak: tracemalloc does not see it) and the RSS split from /proc
@@ -16,12 +19,15 @@ each distinct (a random colour field), then:
            the datasheet.
   --source DIR  build that folder (of --count images) instead of generating one.
   --memray FILE with --phases: memray's record of the driver's allocations (native frames too).
+  --save-gathered FILE  also write the gathered metadata table (what decide reads) to this
+           Parquet file: `bench/bench_decide.py`-style replays of decide on a real build's rows.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -95,11 +101,61 @@ SEAMS = (
 )
 
 
-def trace(src: Path, out: Path, count: int, python_heap: bool) -> None:
+# Finer seams for the segment peaks (--phases): entry and exit of each.
+SEGMENT_SEAMS = (
+    ("pipeline", "prepare"), ("sources", "list_folder"), ("sources", "_plan_folder"),
+    ("pipeline", "_metadata"), ("pipeline", "decide"),
+    *(("steps", name) for name in ("plain", "_reject_rows", "assign_splits_batch",
+                                   "_confidence_step", "_sha256_block", "exact_dedup",
+                                   "near_dedup", "_classes_step", "_cap_step", "_kept_table",
+                                   "_finish")),
+    ("pipeline", "synset_jobs"), ("pipeline", "_assemble"), ("commit", "commit_manifest"),
+    ("commit", "write_datasheet"),
+)
+
+
+class Segments:
+    """Peak RSS between consecutive seams: at each seam, read VmHWM (the segment's peak since the
+    last reset) and reset it to the current RSS. Prints one line per segment."""
+
+    def __init__(self) -> None:
+        self.last = "start"
+        self.t = time.perf_counter()
+        _clear_refs()
+
+    def seam(self, label: str) -> None:
+        import pyarrow as pa
+
+        rss = _proc_status()
+        now = time.perf_counter()
+        print(f"  seg {self.last:>28} -> {label:<28} {now - self.t:7.1f} s  peak in it "
+              f"{rss['VmHWM'] // 1024:6,} MiB  RSS at end {rss['VmRSS'] // 1024:6,} MiB  "
+              f"anon {rss.get('RssAnon', 0) // 1024:6,}  arrow {pa.total_allocated_bytes() >> 20:5,} "
+              f"MiB", flush=True)
+        self.last, self.t = label, now
+        _clear_refs()
+
+
+def _proc_status() -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _clear_refs() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on
+
+
+def trace(src: Path, out: Path, count: int, python_heap: bool, save: Path | None = None) -> None:
     import synshard
     from synshard.builder import commit, pipeline
+    from synshard.builder.decide import steps
+    from synshard.ingest import sources
 
-    modules = {"pipeline": pipeline, "commit": commit}
+    modules = {"pipeline": pipeline, "commit": commit, "steps": steps, "sources": sources}
 
     def wrap(fn, label):
         def inner(*args, **kwargs):
@@ -108,8 +164,34 @@ def trace(src: Path, out: Path, count: int, python_heap: bool) -> None:
             return result
         return inner
 
+    segments = Segments() if not python_heap else None
+
+    def seams(fn, name):
+        def inner(*args, **kwargs):
+            segments.seam(f"{name}(")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                segments.seam(f"){name}")
+        return inner
+
     for module, name, label in SEAMS:
         setattr(modules[module], name, wrap(getattr(modules[module], name), label))
+    if segments is not None:
+        for module, name in SEGMENT_SEAMS:
+            if hasattr(modules[module], name):
+                setattr(modules[module], name, seams(getattr(modules[module], name), name))
+    if save is not None:
+        import pyarrow.parquet as pq
+
+        gather = pipeline._metadata
+
+        def saving(*args, **kwargs):
+            meta = gather(*args, **kwargs)
+            pq.write_table(meta, save)  # outside the gather's seams (its own segment)
+            return meta
+
+        pipeline._metadata = saving
     if python_heap:
         tracemalloc.start(1)
     synshard.build([str(src)], str(out), resize="shorter:64", progress=False, overwrite=True,
@@ -125,6 +207,8 @@ def main() -> None:
                     "instead (e.g. bench_scale.py's .cache/scale/view-N)")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--phases", action="store_true", help="--trace without tracemalloc (RSS only)")
+    ap.add_argument("--save-gathered", metavar="FILE", help="with --trace/--phases: write the "
+                    "gathered metadata table to this Parquet file")
     ap.add_argument("--memray", metavar="FILE", help="with --phases: also record the driver's "
                     "native and Python allocations with memray into FILE (then `memray stats "
                     "FILE`, `memray flamegraph FILE`)")
@@ -138,13 +222,14 @@ def main() -> None:
     if args.trace or args.phases:
         shutil.rmtree(out.with_name(out.name + "-trace"), ignore_errors=True)
         release = out.with_name(out.name + "-trace")
+        save = Path(args.save_gathered) if args.save_gathered else None
         if args.memray:
             import memray
 
             with memray.Tracker(args.memray, native_traces=True):
-                trace(src, release, args.count, python_heap=args.trace)
+                trace(src, release, args.count, python_heap=args.trace, save=save)
         else:
-            trace(src, release, args.count, python_heap=args.trace)
+            trace(src, release, args.count, python_heap=args.trace, save=save)
     else:
         peak_rss(src, out, args.count)
 

@@ -27,6 +27,7 @@ _TAR_SUFFIXES: tuple[tuple[str, Compression | None], ...] = (
     (".txz", "xz"),
     (".tar", None),
 )
+TAR_SUFFIXES = tuple(suffix for suffix, _ in _TAR_SUFFIXES)  # lower case
 
 
 def as_wnid(name: str) -> str | None:

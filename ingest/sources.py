@@ -14,17 +14,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import fsspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from fsspec import AbstractFileSystem
 from synshard.transforms.errors import SynshardError
 
 from .candidates import Batcher, drain
-from .folders import Listed, list_folder, read_files, stamp
+from .folders import list_folder, read_files, stamp
 from .labels import cached_labels, read_labels
-from .layout import tar_kind, tar_stem
+from .layout import TAR_SUFFIXES, tar_kind, tar_stem
 from .tarplan import plan_tar
 from .tars import read_tar
-from .tasks import ReadTask
+from .tasks import Files, ReadTask
 
 __all__ = ["ReadTask", "SourcePlan", "plan_sources", "read_task"]
 
@@ -51,10 +53,36 @@ class _Planner:
     remaining: int | None
     files_per_task: int
     tasks: list[ReadTask]
-    listing: list[str]
+    listing: list[str | pa.Array]  # lines `uri<TAB>size<TAB>stamp`: one, or a folder's column
 
     def note(self, uri: str, size: int, change: str) -> None:
         self.listing.append(f"{uri}\t{size}\t{change}")
+
+    def note_listed(self, uri: str, listed: pa.Table) -> None:
+        """The lines of a folder's listed files (LISTING_SCHEMA rows), made in Arrow."""
+        for at in range(0, listed.num_rows, LINE_ROWS):  # each chunk's text well under 2 GiB
+            part = listed.slice(at, LINE_ROWS)
+            paths = pc.binary_join_element_wise(uri, part["rel"], "/")
+            lines = pc.binary_join_element_wise(paths, pc.cast(part["size"], pa.string()),
+                                                part["stamp"], "\t")
+            self.listing.extend(lines.chunks)
+
+
+LINE_ROWS = 1 << 20  # fingerprint lines made (and hashed) this many at a time
+
+
+def listing_digest(lines: list[str | pa.Array]) -> str:
+    """sha256 of the lines sorted and joined by newlines (Arrow sorts UTF-8 by bytes, which is
+    the code point order Python sorts `str` by), hashed a slice at a time: the driver never
+    holds the whole text once more, nor a Python string per input file."""
+    every = pa.chunked_array([pa.array([x for x in lines if isinstance(x, str)], pa.string())]
+                             + [x for x in lines if not isinstance(x, str)], pa.string())
+    order = pc.sort_indices(every)
+    digest = hashlib.sha256()
+    for at in range(0, len(order), LINE_ROWS // 16):
+        text = "\n".join(every.take(order.slice(at, LINE_ROWS // 16)).to_pylist())
+        digest.update((f"\n{text}" if at else text).encode())
+    return digest.hexdigest()
 
 
 def plan_sources(
@@ -78,8 +106,7 @@ def plan_sources(
         _plan_one(planner, uri, fs, path, info, skip.get(_protocol(fs), frozenset()))
     if limit is not None:
         planner.listing.append(f"limit={limit}")
-    digest = hashlib.sha256("\n".join(sorted(planner.listing)).encode()).hexdigest()
-    return SourcePlan(sorted(planner.tasks, key=lambda t: t.order), digest)
+    return SourcePlan(sorted(planner.tasks, key=lambda t: t.order), listing_digest(planner.listing))
 
 
 def _open_source(uri: str, options: Mapping) -> tuple[AbstractFileSystem, str, dict]:
@@ -123,7 +150,7 @@ def _plan_one(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str, in
         return
     parent, _, name = uri.rpartition("/")  # a lone file: its synset can only come from labels
     planner.tasks.append(
-        ReadTask(parent or ".", 0, "files", (name,), (size,), labels=planner.labels)
+        ReadTask(parent or ".", 0, "files", Files.of((name,), (size,)), labels=planner.labels)
     )
     _consume(planner, 1)
 
@@ -146,31 +173,43 @@ def _plan_folder(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str,
     """Files in path order, `files_per_task` to a task (the first `remaining` with a limit).
 
     A tar in the folder (say `train/n01440764.tar`, from unpacking ImageNet's training tar once)
-    is read as a tar standing for the folder of its stem, not as one opaque input.
+    is read as a tar standing for the folder of its stem, not as one opaque input: the files
+    between two such tars are cut into tasks, a run at a time, from the listing's columns.
     """
-    run: list[tuple[int, Listed]] = []
-    for index, item in enumerate(list_folder(fs, path, skip)):
+    listed = list_folder(fs, path, skip)
+    tars = np.flatnonzero(_is_tar(listed)).tolist()
+    at = 0
+    for stop in [*tars, listed.num_rows]:
         if planner.remaining == 0:
             break
-        planner.note(f"{uri}/{item.rel}", item.size, item.stamp)
-        if tar_kind(item.rel)[0] and item.reason is None:
-            _flush_files(planner, uri, run)
-            full = f"{path.rstrip('/')}/{item.rel}"
-            _plan_tar(planner, f"{uri}/{item.rel}", fs, full, tar_stem(item.rel))
-            continue
-        run.append((index, item))
-        _consume(planner, 1)
-        if len(run) >= planner.files_per_task:
-            _flush_files(planner, uri, run)
-    _flush_files(planner, uri, run)
+        take = stop - at if planner.remaining is None else min(stop - at, planner.remaining)
+        _plan_files(planner, uri, listed.slice(at, take), at)
+        _consume(planner, take)
+        if stop == listed.num_rows or planner.remaining == 0:
+            break
+        rel = listed["rel"][stop].as_py()
+        planner.note_listed(uri, listed.slice(stop, 1))
+        _plan_tar(planner, f"{uri}/{rel}", fs, f"{path.rstrip('/')}/{rel}", tar_stem(rel))
+        at = stop + 1
 
 
-def _flush_files(planner: _Planner, uri: str, run: list[tuple[int, Listed]]) -> None:
-    """One files task for a run of consecutive listed files; empties the run."""
-    if run:
-        files, sizes = tuple(i.rel for _, i in run), tuple(i.size for _, i in run)
-        planner.tasks.append(ReadTask(uri, run[0][0], "files", files, sizes, labels=planner.labels))
-        run.clear()
+def _is_tar(listed: pa.Table) -> np.ndarray:
+    """Per listed row: a tar (by its name) that can be read (no reason against it)."""
+    lower = pc.utf8_lower(listed["rel"])
+    named = np.zeros(listed.num_rows, bool)
+    for suffix in TAR_SUFFIXES:
+        named |= pc.ends_with(lower, suffix).to_numpy(zero_copy_only=False)
+    return named & pc.is_null(listed["reason"]).to_numpy(zero_copy_only=False)
+
+
+def _plan_files(planner: _Planner, uri: str, run: pa.Table, start: int) -> None:
+    """Files tasks for a run of consecutive listed files (listing rows `start`...), noted."""
+    planner.note_listed(uri, run)
+    n = planner.files_per_task
+    for at in range(0, run.num_rows, n):
+        part = run.slice(at, n)
+        files = Files.of(part["rel"].to_pylist(), part["size"].to_numpy())
+        planner.tasks.append(ReadTask(uri, start + at, "files", files, labels=planner.labels))
 
 
 def _consume(planner: _Planner, used: int) -> None:

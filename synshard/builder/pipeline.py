@@ -250,10 +250,10 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
                                     set(decisions.kept["synset"].to_pylist()), cfg.formats)
     jobs = synset_jobs(decisions, base_entries, reusable)
     entries, todo = [], []
+    journalled = staging.journalled_synsets()  # one listing, not a request per synset
     for j in jobs:
-        journalled = staging.read_synset_entries(j.synset)
-        if journalled is not None:
-            entries.extend(journalled)
+        if j.synset in journalled:
+            entries.extend(journalled[j.synset])
         else:
             todo.append(j)
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,

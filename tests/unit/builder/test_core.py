@@ -41,7 +41,7 @@ def test_staging_folder_is_a_function_of_fingerprint_and_task_cut(tmp_path):
 
 def test_journal_records_finished_tasks_and_synsets(tmp_path):
     s = Staging.for_build(str(tmp_path), {}, "f" * 64, 256)
-    assert s.finished_tasks() == set() and s.read_synset_entries("n1") is None
+    assert s.finished_tasks() == set() and s.journalled_synsets() == {}
     meta = meta_table([meta_row("a")])
     s.write_task_meta(3, meta)
     s.write_task_meta(0, META_SCHEMA.empty_table())
@@ -49,7 +49,8 @@ def test_journal_records_finished_tasks_and_synsets(tmp_path):
     entry = ShardEntry("webdataset/train/n1/n1-000000-abcd.tar", "webdataset", "train", "n1",
                        1, 2048, "0" * 64)
     s.write_synset_entries("n1", [entry])
-    assert s.read_synset_entries("n1") == [entry]
+    (tmp_path / s.synset_path("n2")).with_suffix(".json.tmp-1").write_text("[")  # cut short
+    assert s.journalled_synsets() == {"n1": [entry]}
     s.write_stats("boxes-000", {"boxes": {"with boxes": 2}}, "/src/a")
     s.write_stats("boxes-001", {"boxes": {"with boxes": 1}}, "/src/b")
     assert [d["boxes"]["with boxes"] for d in s.read_stats()] == [2, 1]

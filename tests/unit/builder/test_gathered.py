@@ -105,3 +105,27 @@ def test_a_journal_row_the_gather_cannot_read_is_one_error_naming_the_task_file(
     with pytest.raises(SynshardError, match=r"staging journal .*task-00000000\.parquet: a "
                                             r"staged key is not .*remove .* to build from"):
         store.gather_metas(1)
+
+
+def test_the_gather_in_groups_is_the_tasks_in_order(tmp_path, monkeypatch):
+    """Task files combined a group at a time (one chunk per group, dictionaries unified across
+    groups) give the rows of every task in task order, as gathering them one by one does."""
+    from synshard.builder import staging as builder_staging
+    from synshard.builder.staging import Staging
+
+    monkeypatch.setattr(builder_staging, "GATHER_GROUP", 3)
+    store = Staging.for_build(str(tmp_path / "rel"), {}, "0" * 64, 256)
+    rows = _rows()
+    tasks = [meta_table(rows[i:i + 2]) for i in range(0, len(rows), 2)]  # 9 tasks, 3 groups
+    for i, task in enumerate(tasks):
+        store.write_task_meta(i, task)
+    got = store.gather_metas(len(tasks))
+    assert got.schema == decide_schema() and got["synset"].num_chunks == 3
+    want = pa.concat_tables([gathered(t.select(list(DECIDE_COLUMNS))) for t in tasks])
+    def values(column: pa.ChunkedArray) -> list:
+        return (column.cast(pa.string()) if pa.types.is_dictionary(column.type)
+                else column).to_pylist()
+
+    for name in got.column_names:
+        assert values(got[name]) == values(want[name]), name
+    assert store.gather_metas(0).num_rows == 0

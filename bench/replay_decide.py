@@ -1,0 +1,64 @@
+"""decide on a real build's gathered metadata: each step's time and its own peak RSS.
+
+    .venv/bin/python bench/bench_driver_memory.py --count 1000000 --source DIR --phases \
+        --save-gathered gathered-1M.parquet          # once: the table a real build gathered
+    .venv/bin/python bench/replay_decide.py gathered-1M.parquet [--near-radius 6|none]
+    .venv/bin/memray run --native -o decide.bin bench/replay_decide.py gathered-1M.parquet
+
+The same measurement as `bench/bench_decide.py` (its `Steps`: the peak-RSS counter reset at each
+step) on rows a build made rather than simulated ones: the scale benchmark's crops are 24 photos
+cut a million ways, so near pairs (and the conflicts table) are far denser than the simulation's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_decide import Steps, _rss  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("table", help="a gathered table (bench_driver_memory.py --save-gathered)")
+    ap.add_argument("--near-radius", default="6", help="phash radius, or none")
+    args = ap.parse_args()
+    from synshard.builder.decide.steps import decide
+    from synshard.config import BuildConfig
+    from synshard.transforms.options import DedupOptions
+
+    pa.array([1])  # pyarrow's one-time imports, before the baseline
+    meta = pq.read_table(args.table)
+    held = _rss()["VmRSS"]
+    Path("/proc/self/clear_refs").write_text("5")
+    radius = None if args.near_radius == "none" else int(args.near_radius)
+    cfg = BuildConfig(out="/tmp/unused", sources=("/data",), dedup=DedupOptions(near_radius=radius))
+    steps = Steps()
+    w, c = time.perf_counter(), time.process_time()
+    decisions = decide(meta, cfg)
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
+    steps.restore()
+    mib = 1 << 20
+    print(f"load average {os.getloadavg()[0]:.1f}; {meta.num_rows:,} rows, "
+          f"{pa.total_allocated_bytes() / mib:,.0f} MiB in Arrow with the decisions; "
+          f"RSS with the table {held / mib:,.0f} MiB")
+    print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}")
+    for name, sw, sc, rss, top in steps.rows:
+        inner = f"{top / mib:16,.0f}" if top else f"{'(in its caller)':>16}"
+        print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}")
+    print(f"{'decide (total)':<22}{wall:9.1f}{cpu:9.1f}   peak {steps.overall_peak() / mib:,.0f} MiB")
+    print(f"accounting {decisions.accounting}; conflicts {decisions.conflicts.num_rows:,} rows "
+          f"({decisions.conflicts.nbytes / mib:,.0f} MiB), duplicates "
+          f"{decisions.duplicates.num_rows:,}, kept {decisions.kept.nbytes / mib:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -109,13 +109,15 @@ class TreeCPU:
 
     A thread samples /proc every `interval` seconds, so a descendant that lives less than that
     may be missed in part (Ray's processes live the whole build). A scan costs this process
-    ~6 ms of CPU (about 1% of a core at 0.5 s), counted in its own CPU. Linux only."""
+    ~3-6 ms of CPU (about 1% of a core at 0.5 s: 10 CPU-s of a 14-minute build under load): the
+    sampling thread's own CPU (`sampler`) is left out of this process's (`own`). Linux only."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval, self.seen, self.kinds = interval, {}, {}
         self.busy: list[tuple[float, float]] = []  # (time, CPU-s of the whole tree so far)
         self.history: list[tuple[float, dict]] = []  # (time, CPU-s of every process)
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.sampler = 0.0  # CPU seconds of the sampling thread itself
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -127,7 +129,7 @@ class TreeCPU:
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
         self.thread.join()
-        self.own = time.process_time() - self.cpu0
+        self.own = time.process_time() - self.cpu0 - self.sampler
 
     def total(self) -> float:
         return self.own + sum(self.seen.values())
@@ -163,6 +165,7 @@ class TreeCPU:
     def _run(self) -> None:
         me = os.getpid()
         while not self.stop.is_set():
+            scan = time.thread_time()
             table = {}
             for entry in os.scandir("/proc"):
                 if entry.name.isdigit():
@@ -185,7 +188,8 @@ class TreeCPU:
                 self.seen[(pid, start)] = cpu
                 if (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
                     self.kinds[(pid, start)] = _kind(pid)
-            own = time.process_time() - self.cpu0
+            self.sampler += time.thread_time() - scan
+            own = time.process_time() - self.cpu0 - self.sampler
             now = time.perf_counter()
             self.busy.append((now, own + sum(self.seen.values())))
             self.history.append((now, {**self.seen, ("driver", 0): own}))
@@ -295,8 +299,9 @@ def main() -> None:
           f"the build {kernel_cpu_after * scale:.1f}"
           + (f"; from its {len(sample)} photos" if scale != 1 else "")
           + f"), whole build {cpu.total():.1f} (this process {cpu.own:.1f}, Ray's "
-          f"{cpu.total() - cpu.own:.1f}): kernel / build {kernel_all / cpu.total():.2f} "
-          f"(independent of the load)")
+          f"{cpu.total() - cpu.own:.1f}; not counted: this benchmark's /proc sampler "
+          f"{cpu.sampler:.1f}): kernel / build {kernel_all / cpu.total():.2f} "
+          f"(less dependent on the load than the rates, not independent of it)")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
     timings = stats["timings_s"]
     phase_start = t + timings["prepare"]
@@ -311,7 +316,8 @@ def main() -> None:
           f"(other sessions' load shows as busy elsewhere, not here)")
     print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count
-    assert result.accounting["accepted"] > 0.9 * args.count, "most inputs should be accepted"
+    # near copies grow with the count (crops of two dozen photos: 17% at 100,000), rejects do not
+    assert result.accounting["rejected"] < 0.1 * args.count, "most inputs should be readable"
 
 
 if __name__ == "__main__":

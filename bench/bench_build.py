@@ -109,13 +109,15 @@ class TreeCPU:
 
     A thread samples /proc every `interval` seconds, so a descendant that lives less than that
     may be missed in part (Ray's processes live the whole build). A scan costs this process
-    ~6 ms of CPU (about 1% of a core at 0.5 s), counted in its own CPU. Linux only."""
+    ~3-6 ms of CPU (about 1% of a core at 0.5 s: 10 CPU-s of a 14-minute build under load): the
+    sampling thread's own CPU (`sampler`) is left out of this process's (`own`). Linux only."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval, self.seen, self.kinds = interval, {}, {}
         self.busy: list[tuple[float, float]] = []  # (time, CPU-s of the whole tree so far)
         self.history: list[tuple[float, dict]] = []  # (time, CPU-s of every process)
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.sampler = 0.0  # CPU seconds of the sampling thread itself
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -127,7 +129,7 @@ class TreeCPU:
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
         self.thread.join()
-        self.own = time.process_time() - self.cpu0
+        self.own = time.process_time() - self.cpu0 - self.sampler
 
     def total(self) -> float:
         return self.own + sum(self.seen.values())
@@ -163,6 +165,7 @@ class TreeCPU:
     def _run(self) -> None:
         me = os.getpid()
         while not self.stop.is_set():
+            scan = time.thread_time()
             table = {}
             for entry in os.scandir("/proc"):
                 if entry.name.isdigit():
@@ -185,7 +188,8 @@ class TreeCPU:
                 self.seen[(pid, start)] = cpu
                 if (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
                     self.kinds[(pid, start)] = _kind(pid)
-            own = time.process_time() - self.cpu0
+            self.sampler += time.thread_time() - scan
+            own = time.process_time() - self.cpu0 - self.sampler
             now = time.perf_counter()
             self.busy.append((now, own + sum(self.seen.values())))
             self.history.append((now, {**self.seen, ("driver", 0): own}))
@@ -247,18 +251,26 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                     help="plain processes for the ceiling (default: the cores, as Ray gets)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "out" / "build"))
+    ap.add_argument("--photos", default=photos.DEFAULT_ROOT, metavar="ROOT",
+                    help="scripts/photos.py's root: made there once, reused (e.g. a shared "
+                         "cache folder; default %(default)s)")
+    ap.add_argument("--ceiling-count", type=int, default=24000, metavar="N",
+                    help="the side-by-side kernel runs on at most N of the photos, evenly "
+                         "spread (its rate, not its count, is compared; the kernel processes "
+                         "hold their photos in memory; default %(default)s)")
     ap.add_argument("--demo", type=int, metavar="RUNS",
                     help="only time `make demo`'s build RUNS times (its fixed cost)")
     args = ap.parse_args()
     if args.demo:
         return demo_fixed_cost(args.demo, Path(args.work))
-    paths = photos.photo_paths(args.count)
+    paths = photos.photo_paths(args.count, args.photos)
+    sample = paths[::-(-len(paths) // args.ceiling_count)] if args.ceiling_count > 0 else paths
     work = Path(args.work)
     source = layout(paths, args.synsets, work / "src")
     n = args.processes
     load = os.getloadavg()
     per_core = transform_rate(paths[::8])  # an eighth of the same photos, spread over all
-    before, kernel_cpu = side_by_side_rate(paths, n)
+    before, kernel_cpu = side_by_side_rate(sample, n)
     out = work / "release"
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
@@ -267,7 +279,7 @@ def main() -> None:
                                 progress=False, log=lambda m: None, num_cpus=n)
     end = time.perf_counter()
     whole = args.count / (end - t)
-    after, kernel_cpu_after = side_by_side_rate(paths, n)
+    after, kernel_cpu_after = side_by_side_rate(sample, n)
     ceiling = (before + after) / 2
     stats = json.loads((out / "build.json").read_text())["stats"]
     phase = stats["images_per_s"]
@@ -276,15 +288,20 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}")
     print(f"kernel, one core:                {per_core:8.1f} img/CPU-s")
     print(f"kernel, {n} processes side by side: {ceiling:8.1f} img/s  (before the build "
-          f"{before:.1f}, after {after:.1f})")
+          f"{before:.1f}, after {after:.1f}; on {len(sample)} of the photos)")
     print(f"build read+transform+stage:      {phase:8.1f} img/s  "
           f"ratio to the side-by-side kernel {phase / ceiling:.2f} (goal >= 0.9)")
     print(f"whole build incl. Ray start-up:  {whole:8.1f} img/s  "
           f"ratio {whole / ceiling:.2f} (goal >= 0.8)")
-    print(f"CPU seconds, the same {args.count} photos: kernel {kernel_cpu:.1f} (after the build "
-          f"{kernel_cpu_after:.1f}), whole build {cpu.total():.1f} (this process "
-          f"{cpu.own:.1f}, Ray's {cpu.total() - cpu.own:.1f}): kernel / build "
-          f"{(kernel_cpu + kernel_cpu_after) / 2 / cpu.total():.2f} (independent of the load)")
+    scale = args.count / len(sample)  # the kernel's CPU-s for all the photos, from its sample
+    kernel_all = (kernel_cpu + kernel_cpu_after) / 2 * scale
+    print(f"CPU seconds, the same {args.count} photos: kernel {kernel_cpu * scale:.1f} (after "
+          f"the build {kernel_cpu_after * scale:.1f}"
+          + (f"; from its {len(sample)} photos" if scale != 1 else "")
+          + f"), whole build {cpu.total():.1f} (this process {cpu.own:.1f}, Ray's "
+          f"{cpu.total() - cpu.own:.1f}; not counted: this benchmark's /proc sampler "
+          f"{cpu.sampler:.1f}): kernel / build {kernel_all / cpu.total():.2f} "
+          f"(less dependent on the load than the rates, not independent of it)")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
     timings = stats["timings_s"]
     phase_start = t + timings["prepare"]
@@ -299,7 +316,8 @@ def main() -> None:
           f"(other sessions' load shows as busy elsewhere, not here)")
     print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count
-    assert result.accounting["accepted"] > 0.9 * args.count, "most inputs should be accepted"
+    # near copies grow with the count (crops of two dozen photos: 17% at 100,000), rejects do not
+    assert result.accounting["rejected"] < 0.1 * args.count, "most inputs should be readable"
 
 
 if __name__ == "__main__":

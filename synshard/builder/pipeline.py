@@ -147,9 +147,9 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
     Until an embedded Ray is up, this process runs read tasks itself, one at a time; then the
-    rest go to Ray as plain tasks, one per read task and a CPU each, at most two per CPU in
-    flight (so a worker never waits for the driver); each returns two numbers, never rows (the metadata goes
-    through the journal). Also returns how many inputs each Ray node settled in this run (this
+    rest go to Ray as plain tasks (`_Feed`), one per read task and a CPU each, the first ones as
+    soon as Ray is up, beside this process's last task; each returns two numbers, never rows
+    (the metadata goes through the journal). Also returns how many inputs each Ray node settled in this run (this
     process's share under its own node's id), and the session's description."""
     done = {i for i in staging.finished_tasks() if i < len(tasks)}  # not counting retry tasks
     queue = [i for i in range(len(tasks)) if i not in done]
@@ -159,34 +159,32 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     by_node: dict[str, int] = {}
     retried: int | None = None  # retry tasks, once the read tasks are done
     background.start()
+    feed = _Feed(cfg, staging, tasks)
     with _progress(cfg) as bar:
         here = 0
         # while an embedded Ray starts (seconds), this process reads; joining a cluster is quick,
         # and the cluster's nodes, not the driver, are where its read tasks belong
         embedded = not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
         while embedded and queue and not background.ready():
-            rows = sum(run_task(queue[-1], tasks[queue[-1]], cfg, staging))
-            queue.pop()
-            here += rows
-            bar(rows)
+            i = queue.pop()
+            for rows in run_task(i, tasks[i], cfg, staging):
+                here += rows
+                bar(rows)
+                if background.up() and not feed.pending:
+                    # Ray came up during this task: its workers start on the queue now, not
+                    # once this task is done (up to a task's time of idle cores otherwise)
+                    feed.fill(queue)
         t = time.perf_counter()
         cluster = background.wait()
         timings["waiting for Ray"] = time.perf_counter() - t
-        from synshard.builder.raysession import ray, read_on_worker, remote
+        from synshard.builder.raysession import ray
 
         if here:
             by_node[ray.get_runtime_context().get_node_id()] = here
-        read = remote(read_on_worker, num_cpus=1, scheduling_strategy="SPREAD")
-        cfg_ref, staging_ref = ray.put(cfg), ray.put(staging)
-        limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        pending: list = []
         while True:
-            while queue or pending:
-                while queue and len(pending) < limit:
-                    i = queue.pop()
-                    pending.append(read.remote(i, tasks[i], cfg_ref, staging_ref))
-                ready, pending = ray.wait(pending, num_returns=1)
-                for rows, node in ray.get(ready):
+            while queue or feed.pending:
+                feed.fill(queue)
+                for rows, node in feed.next_done():
                     bar(rows)
                     by_node[node] = by_node.get(node, 0) + rows
             if retried is not None:
@@ -194,8 +192,39 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
                     timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
                 break
             tasks, retried, queue = _with_retries(tasks, staging)
+            feed.tasks = tasks
             t = time.perf_counter()
     return _metadata(staging, len(tasks)), by_node, cluster
+
+
+class _Feed:
+    """Read tasks on Ray: at most two per CPU in flight (so a worker never waits for the
+    driver), submitted from a queue of task indices (popped from its end)."""
+
+    def __init__(self, cfg: BuildConfig, staging: Staging, tasks: list) -> None:
+        self.cfg, self.staging, self.tasks = cfg, staging, tasks
+        self.pending: list = []
+        self._ray: Any = None
+
+    def _setup(self) -> None:
+        from synshard.builder.raysession import ray, read_on_worker, remote
+
+        self._ray = ray
+        self._read = remote(read_on_worker, num_cpus=1, scheduling_strategy="SPREAD")
+        self._refs = ray.put(self.cfg), ray.put(self.staging)
+        self._limit = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+    def fill(self, queue: list[int]) -> None:
+        if self._ray is None:
+            self._setup()
+        while queue and len(self.pending) < self._limit:
+            i = queue.pop()
+            self.pending.append(self._read.remote(i, self.tasks[i], *self._refs))
+
+    def next_done(self) -> list[tuple[int, str]]:
+        """(inputs settled, node) of the next task to finish."""
+        ready, self.pending = self._ray.wait(self.pending, num_returns=1)
+        return self._ray.get(ready)
 
 
 def _with_retries(tasks: list, staging: Staging) -> tuple[list, int, list[int]]:

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 import time
 from typing import Any, Callable, Iterator, cast
 
@@ -60,12 +61,16 @@ EMBEDDED_SYSTEM_CONFIG: dict[str, Any] = {
 @contextlib.contextmanager
 def _without_monitors() -> Iterator[None]:
     """Start an embedded node without its log monitor (it forwards workers' output to the
-    driver, which `log_to_driver=False` turns away) and without the autoscaler monitor (a local
-    node has nothing to scale): `ray start`'s --include-log-monitor=False and --no-monitor, which
-    `ray.init` does not take. A Ray whose node parameters differ is started as it is."""
-    from ray._private import parameter
+    driver, which `log_to_driver=False` turns away), without the autoscaler monitor (a local
+    node has nothing to scale), `ray start`'s --include-log-monitor=False and --no-monitor, which
+    `ray.init` does not take, and without the dashboard's API server (`dashboard.py`: with
+    `include_dashboard=False` Ray still starts it, for the job-submission and state APIs that
+    nobody calls on a build's own Ray; ~1 CPU-s of imports a build). A Ray whose node parameters
+    differ is started as it is."""
+    from ray._private import node as ray_node, parameter
 
     original = parameter.RayParams.update_if_absent
+    api_server = ray_node.Node.start_api_server
 
     def update_if_absent(self: Any, **kwargs: Any) -> None:
         if getattr(self, "include_log_monitor", False) is None:
@@ -74,11 +79,19 @@ def _without_monitors() -> Iterator[None]:
             self.no_monitor = True
         original(self, **kwargs)
 
+    def no_api_server(self: Any, *, include_dashboard: bool | None, raise_on_failure: bool
+                      ) -> None:
+        if include_dashboard:  # asked for: started as Ray would
+            api_server(self, include_dashboard=include_dashboard,
+                       raise_on_failure=raise_on_failure)
+
     setattr(parameter.RayParams, "update_if_absent", update_if_absent)  # noqa: B010
+    setattr(ray_node.Node, "start_api_server", no_api_server)  # noqa: B010
     try:
         yield
     finally:
         setattr(parameter.RayParams, "update_if_absent", original)  # noqa: B010
+        setattr(ray_node.Node, "start_api_server", api_server)  # noqa: B010
 
 
 class RayStartError(SynshardError):
@@ -186,10 +199,29 @@ def read_on_worker(index: int, task: Any, cfg: BuildConfig, staging: Any) -> tup
 
     Here rather than in pipeline.py so that a worker imports only what a read task runs (the
     stages), not the driver's decide, assembly and commit modules (~1 CPU-s a worker)."""
+    _without_pandas()
     from synshard.builder.stages import run_task
 
     rows = sum(run_task(index, task, cfg, staging, idle=off_cpu_pause))
     return rows, ray.get_runtime_context().get_node_id()
+
+
+class _NoPandas:
+    """A `sys.meta_path` finder that refuses pandas (see `_without_pandas`)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (kept off synshard's workers)",
+                                      name=name)
+        return None
+
+
+def _without_pandas() -> None:
+    """Keep pandas out of a worker that has not imported it: nothing a build runs uses it, but
+    pyarrow imports it on the first `pa.array` only to ask whether the argument is a DataFrame
+    (0.3-0.45 CPU-s a worker process). pyarrow takes the failed import as "no pandas"."""
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def off_cpu_pause(seconds: float = 0.5) -> None:

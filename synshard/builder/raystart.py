@@ -68,6 +68,10 @@ class BackgroundRay:
         """Ray has begun to start (or is up, or failed to)."""
         return self._state not in ("waiting", "cancelled")
 
+    def up(self) -> bool:
+        """Ray is up (started and not failed): tasks may be submitted."""
+        return self._state == "up"
+
     def ready(self) -> bool:
         """Ray is up, or failed to start (then `wait` raises why)."""
         return self._up.is_set()

@@ -4,7 +4,8 @@ Ray fate-shares its GCS and raylet with the driver (Linux parent-death signal), 
 the raylet starts (the dashboard and runtime-env agents, workers) outlive a killed driver, re-parented
 to init. `start(roots)` runs this module as a small watcher process in its own session: it keeps the
 set of Ray's processes (the roots and all their descendants, each with its start time, so a reused
-pid is never touched) up to date while the driver lives, and when its stdin pipe from the driver
+pid is never touched) up to date while the driver lives (every 0.5 s while it grows, backing off to
+every 3 s while it does not), and when its stdin pipe from the driver
 reaches end-of-file without the word "stop" (the driver died), it terminates every one of them
 (SIGTERM, then SIGKILL). Linux only (/proc); elsewhere `start` returns None and nothing watches.
 
@@ -21,6 +22,10 @@ import time
 from pathlib import Path
 
 POLL_S = 0.5
+# A tree that stops growing is scanned less and less often, up to this interval: Ray starts its
+# processes at start-up, and a scan of /proc costs 3-5 ms on a busy machine (at a steady 0.5 s,
+# 7.7 CPU-s of a 100,000-photo build lasting 14 minutes under load ~15).
+MAX_POLL_S = 3.0
 GRACE_S = 3.0
 
 
@@ -77,15 +82,18 @@ def watch(roots: dict[int, int | None]) -> None:
     known = tree({pid: table[pid][1] if start is None else start for pid, start in roots.items()
                   if pid in table}, table)
     data = b""
+    interval = POLL_S
     while True:
-        ready, _, _ = select.select([sys.stdin.buffer], [], [], POLL_S)
+        ready, _, _ = select.select([sys.stdin.buffer], [], [], interval)
         if ready:
             chunk = os.read(sys.stdin.fileno(), 64)
             if chunk:
                 data += chunk
                 continue
             break  # end of file: the driver has closed the pipe or died
+        before = len(known)
         known.update(tree(known, processes()))
+        interval = POLL_S if len(known) > before else min(MAX_POLL_S, interval * 1.5)
     if b"stop" in data:
         return
     known.update(tree(known, processes()))

@@ -71,7 +71,7 @@ with ray_session(cfg):
 
 
 def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
-    """No log monitor or autoscaler monitor on an embedded node; on one CPU, a task waiting in
+    """No log monitor, autoscaler monitor or dashboard API server on an embedded node; on one CPU, a task waiting in
     `off_cpu_pause` lets a second task run (the crawl's slow-URL wait: stages.run_task's idle)."""
     run = subprocess.run([sys.executable, "-c", LEAN, str(tmp_path / "out"),
                           str(tmp_path / "marker")], capture_output=True, text=True, timeout=600)
@@ -79,4 +79,5 @@ def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert "raylet" in seen["kinds"] and "gcs_server" in seen["kinds"], seen
     assert "log_monitor" not in seen["kinds"] and "monitor" not in seen["kinds"], seen
+    assert "dashboard" not in seen["kinds"], seen  # no API server (dashboard.py) either
     assert seen["lent"] is True, "the second task did not run while the first one paused"

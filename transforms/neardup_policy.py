@@ -190,16 +190,19 @@ def _duplicates(meta: pa.Table, rows: _Rows, survivor: np.ndarray) -> pa.Table:
 
 def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarray,
                pairs: Pairs, cross: np.ndarray) -> pa.Table:
-    """Cross-synset near pairs, mapped to their survivors, once per survivor pair.
+    """Cross-synset near pairs, mapped to their survivors, once per survivor pair, sorted by
+    (key, other_key).
 
-    A survivor pair can be further apart than radius when only a dropped copy was near.
+    A survivor pair can be further apart than radius when only a dropped copy was near. The pairs
+    are put in key order as row numbers (key_rank) before any string is taken: sorting the taken
+    table instead held it twice (+571 MiB for 1.18M pairs in the 1M-image scale build).
     """
     a, b = survivor[rep[pairs.i[cross]]], survivor[rep[pairs.j[cross]]]
     first = rows.key_rank[a] <= rows.key_rank[b]
     a, b = np.where(first, a, b), np.where(first, b, a)
     a, b = a[a != b], b[a != b]
     if a.size:
-        order = np.lexsort((b, a))
+        order = np.lexsort((rows.key_rank[b], rows.key_rank[a]))
         a, b = a[order], b[order]
         new = np.ones(a.size, dtype=bool)
         new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
@@ -215,4 +218,4 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
             "distance": pa.array(d, pa.int32()),
         }
     )
-    return table.cast(CONFLICT_SCHEMA).sort_by([("key", "ascending"), ("other_key", "ascending")])
+    return table.cast(CONFLICT_SCHEMA)

@@ -98,3 +98,15 @@ def test_bad_policy_and_missing_columns():
 def test_empty_table():
     res = near_dedup(meta([]), radius=4)
     assert res.keep.size == 0 and res.duplicates.num_rows == 0
+
+
+def test_conflicts_come_in_key_then_other_key_order_once_per_pair():
+    # Keys deliberately out of row order; every row near every other, each in its own synset.
+    keys = ["m", "c", "x", "a", "q", "b", "k"]
+    t = meta([row(k, synset=f"n{i:02d}", phash=H ^ (1 << i)) for i, k in enumerate(keys)])
+    res = near_dedup(t, radius=4)
+    pairs = [(r["key"], r["other_key"]) for r in res.conflicts.to_pylist()]
+    assert pairs == sorted(pairs)  # as sort_by(key, other_key) would give
+    assert len(pairs) == len(set(pairs)) == len(keys) * (len(keys) - 1) // 2
+    assert all(a < b for a, b in pairs)
+    assert res.conflicts.schema == CONFLICT_SCHEMA

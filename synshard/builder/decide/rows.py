@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from synshard.shards.staging import derive_keys, sha256_hex
+from synshard.transforms.takes import take_column, take_rows
 
 KEEP_ENCODED = ("staged_path",)
 
@@ -44,7 +45,7 @@ class Accepted:
             return self.extra[name]
         if name in _derivable(self.meta.column_names):
             return self.take(np.arange(self.num_rows), [name]).column(name)
-        return _plain_column(name, self.meta.column(name).take(pa.array(self.rows)))
+        return _plain_column(name, take_column(self.meta.column(name), self.rows))
 
     def set(self, name: str, column: pa.ChunkedArray | pa.Array) -> None:
         if len(column) != self.num_rows:
@@ -67,11 +68,11 @@ class Accepted:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
                               "key" in names else set())
         base = [c for c in self.meta.column_names if c in needs]
-        picked = plain(self.meta.select(base).take(pa.array(self.rows[idx])), names)
+        picked = plain(take_rows(self.meta, self.rows[idx], base), names)
         for name, column in self.extra.items():
             if name not in names:
                 continue
-            values = column.take(pa.array(idx))
+            values = take_column(column, idx)
             if name in picked.column_names:
                 picked = picked.set_column(picked.schema.get_field_index(name), name, values)
             else:

@@ -158,7 +158,7 @@ class Steps:
     """Times each step of decide by wrapping the names steps.py calls (no change to decide)."""
 
     NAMES = ("plain", "_reject_rows", "assign_splits_batch", "_confidence_step",
-             "_takedown_step", "_external_step", "_sha256_block", "exact_dedup", "near_dedup",
+             "_takedown_step", "_external_step", "sha256_block", "exact_dedup", "near_dedup",
              "_classes_step", "_cap_step", "_kept_table", "_with_labels", "_finish")
 
     def __init__(self) -> None:

@@ -21,6 +21,7 @@ from synshard.shards.staging import derive_keys, sha256_hex
 from synshard.transforms.takes import take_column, take_rows
 
 KEEP_ENCODED = ("staged_path",)
+TAKE_BATCH = 1 << 20  # rows a large take makes at a time
 
 
 class Accepted:
@@ -60,11 +61,23 @@ class Accepted:
 
     def take(self, indices: pa.Array | pa.ChunkedArray | np.ndarray,
              columns: Iterable[str] | None = None) -> pa.Table:
-        """Some accepted rows (positions among them), every column or `columns`."""
+        """Some accepted rows (positions among them), every column or `columns`.
+
+        A large take (the kept table: every accepted row, in key order) goes TAKE_BATCH rows
+        at a time, so its transients (sorted indices, plain columns, keys) are one batch's;
+        its fixed-width and dictionary columns come back as one chunk each (per-synset takes
+        of them stay cheap), its string columns as the batches' chunks (joining them would
+        hold each twice)."""
         if isinstance(indices, (pa.Array, pa.ChunkedArray)):
             indices = indices.to_numpy()
         idx = np.asarray(indices, dtype=np.int64)
         names = list(columns) if columns is not None else self.column_names
+        if idx.size <= TAKE_BATCH:
+            return self._take(idx, names)
+        return _stack([self._take(idx[at:at + TAKE_BATCH], names)
+                       for at in range(0, idx.size, TAKE_BATCH)])
+
+    def _take(self, idx: np.ndarray, names: list[str]) -> pa.Table:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
                               "key" in names else set())
         base = [c for c in self.meta.column_names if c in needs]
@@ -108,6 +121,27 @@ def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
         if column is not table.column(i):
             table = table.set_column(i, name, column)
     return table
+
+
+def _stack(parts: list[pa.Table]) -> pa.Table:
+    """The batches of one take as one table, column by column, each column's batches let go
+    as soon as it is made: fixed-width and dictionary columns joined into one chunk, string
+    and binary columns left as the batches' chunks."""
+    names, schema = parts[0].column_names, parts[0].schema
+    columns = {}
+    for name in names:
+        column = pa.chunked_array([c for p in parts for c in p.column(name).chunks],
+                                  schema.field(name).type)
+        if not _variable_width(column.type):
+            column = pa.chunked_array([column.combine_chunks()])
+        columns[name] = column
+        parts = [p.drop_columns([name]) for p in parts]
+    return pa.table(columns)
+
+
+def _variable_width(type_: pa.DataType) -> bool:
+    return (pa.types.is_string(type_) or pa.types.is_large_string(type_)
+            or pa.types.is_binary(type_) or pa.types.is_large_binary(type_))
 
 
 def _derivable(names: list[str]) -> list[str]:

@@ -38,3 +38,27 @@ def test_a_set_column_must_match_the_rows():
     acc = Accepted(_meta(), np.array([1, 2]))
     with pytest.raises(ValueError, match="3 values for 2 rows"):
         acc.set("split", pa.array(["a", "b", "c"]))
+
+
+def test_a_large_take_goes_in_batches_and_equals_one_take(monkeypatch):
+    """Above TAKE_BATCH rows a take is made a batch at a time: the same rows in the same order;
+    fixed-width and dictionary columns one chunk each (assembly takes them per synset), string
+    columns may stay in the batches' chunks."""
+    from synshard.builder.decide import rows as rows_module
+
+    n = 23
+    meta = pa.concat_tables([pa.table({
+        "source": [f"/s/{i}" for i in range(lo, lo + 8)],
+        "staged_path": pa.array([f"/p/{i % 3}" for i in range(lo, lo + 8)]).dictionary_encode(),
+        "staged_row": pa.array(range(lo, lo + 8), pa.int32())}) for lo in range(0, 24, 8)])
+    acc = Accepted(meta, np.arange(n))
+    acc.set("label", pa.array(range(100, 100 + n), pa.int32()))
+    order = np.random.default_rng(3).permutation(n)
+    whole = acc.take(order)
+    monkeypatch.setattr(rows_module, "TAKE_BATCH", 5)
+    batched = acc.take(order)
+    assert batched.equals(whole)
+    assert batched["source"].to_pylist() == [f"/s/{i}" for i in order]
+    assert batched["source"].num_chunks > 1
+    for name in ("staged_path", "staged_row", "label"):
+        assert batched[name].num_chunks == 1, name

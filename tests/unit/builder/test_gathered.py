@@ -105,3 +105,19 @@ def test_a_journal_row_the_gather_cannot_read_is_one_error_naming_the_task_file(
     with pytest.raises(SynshardError, match=r"staging journal .*task-00000000\.parquet: a "
                                             r"staged key is not .*remove .* to build from"):
         store.gather_metas(1)
+
+
+def test_the_kept_table_made_in_batches_is_the_same_table(monkeypatch):
+    """decide/rows.py TAKE_BATCH: the kept table of a big build is taken a batch at a time
+    (keys derived per batch): the same rows, order and values as in one take."""
+    from synshard.builder.decide import rows as rows_module
+
+    compact = gathered(meta_table(_rows()).select(list(DECIDE_COLUMNS)))
+    cfg = build_config({"sources": ["/data"], "out": "/rel", "near_radius": 4,
+                        "val_fraction": 0.25})
+    whole = decide(compact, cfg)
+    monkeypatch.setattr(rows_module, "TAKE_BATCH", 3)
+    batched = decide(compact, cfg)
+    assert batched.kept.num_rows == whole.kept.num_rows > 3
+    assert batched.kept.equals(whole.kept)
+    assert batched.kept["label"].num_chunks == batched.kept["staged_row"].num_chunks == 1

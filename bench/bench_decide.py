@@ -164,7 +164,7 @@ class Steps:
     def __init__(self) -> None:
         from synshard.builder.decide import steps
 
-        self.rows: list[tuple[str, float, float, int, int, int, int]] = []
+        self.rows: list[tuple[str, float, float, int, int, int, int, int]] = []
         self.depth, self.peak = 0, 0
         self.module = steps
         self.saved = {n: getattr(steps, n) for n in self.NAMES if hasattr(steps, n)}
@@ -177,16 +177,19 @@ class Steps:
             if self.depth == 1:  # a step's own peak (steps called inside another: the outer's)
                 self.peak = max(self.peak, _rss()["VmHWM"])
                 Path("/proc/self/clear_refs").write_text("5")
+                if tracemalloc.is_tracing():
+                    tracemalloc.reset_peak()
             w, c = time.perf_counter(), time.process_time()
             try:
                 result = fn(*args, **kwargs)
             finally:
                 self.depth -= 1
             rss = _rss()
-            traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else -1
+            traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (-1, -1)
             self.rows.append((name, time.perf_counter() - w, time.process_time() - c,
                               rss["VmRSS"], rss["VmHWM"] if self.depth == 0 else 0,
-                              pa.total_allocated_bytes(), traced))
+                              pa.total_allocated_bytes(), traced[0],
+                              traced[1] if self.depth == 0 else -1))
             return result
         return inner
 
@@ -296,10 +299,11 @@ def main() -> None:
           f"{meta.nbytes / args.rows:.0f} B/row in Arrow ({meta.nbytes / mib:,.0f} MiB); "
           f"process RSS with it {held / mib:,.0f} MiB")
     print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}"
-          f"{'Arrow after':>13}{'NumPy after':>13}")
-    for name, sw, sc, rss, top, arrow, traced in steps.rows:
+          f"{'Arrow after':>13}{'NumPy after':>13}{'NumPy peak':>12}")
+    for name, sw, sc, rss, top, arrow, traced, traced_top in steps.rows:
         inner = f"{top / mib:16,.0f}" if top else f"{'(in its caller)':>16}"
         numpy = f"{traced / mib:13,.0f}" if traced >= 0 else f"{'-':>13}"
+        numpy += f"{traced_top / mib:12,.0f}" if traced_top >= 0 else f"{'-':>12}"
         print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}{arrow / mib:13,.0f}{numpy}")
     print(f"{'decide (total)':<22}{wall:9.1f}{cpu:9.1f}")
     near = sum(row[1] for row in steps.rows if row[0] == "near_dedup")

@@ -16,6 +16,7 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synshard.shards.staging import derive_keys, sha256_hex
 from synshard.transforms.takes import take_column, take_rows
@@ -27,7 +28,7 @@ TAKE_BATCH = 1 << 20  # rows a large take makes at a time
 class Accepted:
     def __init__(self, meta: pa.Table, rows: np.ndarray) -> None:
         self.meta = meta
-        self.rows = rows.astype(np.int64, copy=False)
+        self.rows = rows.astype(np.int32 if meta.num_rows < 2**31 else np.int64, copy=False)
         self.extra: dict[str, pa.ChunkedArray] = {}
 
     @property
@@ -43,14 +44,18 @@ class Accepted:
 
     def column(self, name: str) -> pa.ChunkedArray:
         if name in self.extra:
-            return self.extra[name]
+            return _plain_column(name, self.extra[name])
         if name in _derivable(self.meta.column_names):
             return self.take(np.arange(self.num_rows), [name]).column(name)
         return _plain_column(name, take_column(self.meta.column(name), self.rows))
 
     def set(self, name: str, column: pa.ChunkedArray | pa.Array) -> None:
+        """A column the decisions set, one value per accepted row; strings (splits) are held
+        dictionary-encoded (4 bytes a row, not ~9) and read back plain."""
         if len(column) != self.num_rows:
             raise ValueError(f"column {name}: {len(column)} values for {self.num_rows} rows")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.dictionary_encode(column)
         self.extra[name] = column if isinstance(column, pa.ChunkedArray) else \
             pa.chunked_array([column])
 
@@ -60,14 +65,14 @@ class Accepted:
         return pa.table({c: self.column(c) for c in names if c in present})
 
     def take(self, indices: pa.Array | pa.ChunkedArray | np.ndarray,
-             columns: Iterable[str] | None = None) -> pa.Table:
+             columns: Iterable[str] | None = None, chunked: Iterable[str] = ()) -> pa.Table:
         """Some accepted rows (positions among them), every column or `columns`.
 
         A large take (the kept table: every accepted row, in key order) goes TAKE_BATCH rows
         at a time, so its transients (sorted indices, plain columns, keys) are one batch's;
-        its fixed-width and dictionary columns come back as one chunk each (per-synset takes
-        of them stay cheap), its string columns as the batches' chunks (joining them would
-        hold each twice)."""
+        each column comes back as one chunk (later takes of it stay cheap: a take of a chunked
+        column joins its chunks first), but those in `chunked`, left in the batches' chunks
+        (joining them would hold them twice at once)."""
         if isinstance(indices, (pa.Array, pa.ChunkedArray)):
             indices = indices.to_numpy()
         idx = np.asarray(indices, dtype=np.int64)
@@ -75,7 +80,7 @@ class Accepted:
         if idx.size <= TAKE_BATCH:
             return self._take(idx, names)
         return _stack([self._take(idx[at:at + TAKE_BATCH], names)
-                       for at in range(0, idx.size, TAKE_BATCH)])
+                       for at in range(0, idx.size, TAKE_BATCH)], set(chunked))
 
     def _take(self, idx: np.ndarray, names: list[str]) -> pa.Table:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
@@ -85,7 +90,7 @@ class Accepted:
         for name, column in self.extra.items():
             if name not in names:
                 continue
-            values = take_column(column, idx)
+            values = _plain_column(name, take_column(column, idx))
             if name in picked.column_names:
                 picked = picked.set_column(picked.schema.get_field_index(name), name, values)
             else:
@@ -123,25 +128,18 @@ def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
     return table
 
 
-def _stack(parts: list[pa.Table]) -> pa.Table:
+def _stack(parts: list[pa.Table], chunked: set[str]) -> pa.Table:
     """The batches of one take as one table, column by column, each column's batches let go
-    as soon as it is made: fixed-width and dictionary columns joined into one chunk, string
-    and binary columns left as the batches' chunks."""
+    as soon as it is made: joined into one chunk, but the columns in `chunked`."""
     names, schema = parts[0].column_names, parts[0].schema
     columns = {}
     for name in names:
         column = pa.chunked_array([c for p in parts for c in p.column(name).chunks],
                                   schema.field(name).type)
-        if not _variable_width(column.type):
-            column = pa.chunked_array([column.combine_chunks()])
-        columns[name] = column
+        columns[name] = column if name in chunked else pa.chunked_array([column.combine_chunks()])
+        del column
         parts = [p.drop_columns([name]) for p in parts]
     return pa.table(columns)
-
-
-def _variable_width(type_: pa.DataType) -> bool:
-    return (pa.types.is_string(type_) or pa.types.is_large_string(type_)
-            or pa.types.is_binary(type_) or pa.types.is_large_binary(type_))
 
 
 def _derivable(names: list[str]) -> list[str]:

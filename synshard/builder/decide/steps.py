@@ -59,6 +59,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
 
     The accepted rows are row numbers into `meta` (decide/rows.py): each step reads the columns
     it needs, and the kept table is taken once, at the end, sorted by key."""
+    _release()  # what the gather freed
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))
     ledger.reject(plain(meta.filter(pc.invert(ok))))
@@ -97,9 +98,19 @@ KEPT_DROP = ("source", "sha256", "phash", "width", "height", "stage", "reason", 
 
 
 def _kept_table(accepted: Accepted, classes: list[str]) -> pa.Table:
-    order = _key_order(accepted)
+    """The kept rows in key order, without what nothing after the decisions reads. Assembly
+    takes its columns per synset, so they come as one chunk each; key and synset (read whole,
+    once) may stay in the take's batches (decide/rows.py `Accepted.take`)."""
+    order = _key_order(accepted).astype(accepted.rows.dtype)  # (int32 below 2**31 rows)
+    _release()
     columns = [c for c in accepted.column_names if c not in KEPT_DROP]
-    return _with_labels(accepted.take(order, columns), classes)
+    return _with_labels(accepted.take(order, columns, chunked=("key", "synset")), classes)
+
+
+def _release() -> None:
+    """Hand the Arrow pool's freed pages back to the system after a step that made large
+    temporaries (mimalloc keeps them a while, and NumPy's arrays cannot reuse them)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _key_order(accepted: Accepted) -> np.ndarray:
@@ -199,10 +210,12 @@ def _external_step(accepted: Accepted, external: pa.Table | None, cfg: BuildConf
 def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     block = sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 B a row
     dedup = exact_dedup(accepted, cfg.dedup, block)
+    del block
     if len(dedup.conflict_rows):
         ledger.reject(accepted.take(dedup.conflict_rows), "dedup", dedup.conflict_reasons)
     accepted.keep(dedup.keep)
     ledger.duplicates.append(dedup.duplicates)
+    _release()
     if cfg.dedup.near_radius is None:
         return
     near = near_dedup(accepted, cfg.dedup.near_radius,  # reads phash, then the hot rows
@@ -211,6 +224,8 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     ledger.duplicates.append(near.duplicates)
     ledger.conflicts.append(near.conflicts)
     accepted.keep(near.keep)
+    del near
+    _release()
 
 
 def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger) -> None:

@@ -65,32 +65,35 @@ class Accepted:
         return pa.table({c: self.column(c) for c in names if c in present})
 
     def take(self, indices: pa.Array | pa.ChunkedArray | np.ndarray,
-             columns: Iterable[str] | None = None, chunked: Iterable[str] = ()) -> pa.Table:
+             columns: Iterable[str] | None = None, chunked: Iterable[str] = (),
+             encoded: Iterable[str] = ()) -> pa.Table:
         """Some accepted rows (positions among them), every column or `columns`.
 
         A large take (the kept table: every accepted row, in key order) goes TAKE_BATCH rows
         at a time, so its transients (sorted indices, plain columns, keys) are one batch's;
         each column comes back as one chunk (later takes of it stay cheap: a take of a chunked
         column joins its chunks first), but those in `chunked`, left in the batches' chunks
-        (joining them would hold them twice at once)."""
+        (joining them would hold them twice at once). Columns in `encoded` keep the gathered
+        table's dictionary encoding (as `staged_path` always does)."""
         if isinstance(indices, (pa.Array, pa.ChunkedArray)):
             indices = indices.to_numpy()
         idx = np.asarray(indices, dtype=np.int64)
         names = list(columns) if columns is not None else self.column_names
+        keep = set(KEEP_ENCODED) | set(encoded)
         if idx.size <= TAKE_BATCH:
-            return self._take(idx, names)
-        return _stack([self._take(idx[at:at + TAKE_BATCH], names)
+            return self._take(idx, names, keep)
+        return _stack([self._take(idx[at:at + TAKE_BATCH], names, keep)
                        for at in range(0, idx.size, TAKE_BATCH)], set(chunked))
 
-    def _take(self, idx: np.ndarray, names: list[str]) -> pa.Table:
+    def _take(self, idx: np.ndarray, names: list[str], encoded: set[str]) -> pa.Table:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
                               "key" in names else set())
         base = [c for c in self.meta.column_names if c in needs]
-        picked = plain(take_rows(self.meta, self.rows[idx], base), names)
+        picked = plain(take_rows(self.meta, self.rows[idx], base), names, encoded)
         for name, column in self.extra.items():
             if name not in names:
                 continue
-            values = _plain_column(name, take_column(column, idx))
+            values = _plain_column(name, take_column(column, idx), encoded)
             if name in picked.column_names:
                 picked = picked.set_column(picked.schema.get_field_index(name), name, values)
             else:
@@ -111,18 +114,21 @@ class Accepted:
         self.extra = {k: v.filter(flags) for k, v in self.extra.items()}
 
 
-def plain(table: pa.Table, names: Iterable[str] | None = None) -> pa.Table:
+def plain(table: pa.Table, names: Iterable[str] | None = None,
+          encoded: Iterable[str] = KEEP_ENCODED) -> pa.Table:
     """`table` with the gathered table's compact columns as the decisions read them (and its
-    `key` made again where it has synset and sha256 but no key); only `names`, if given."""
+    `key` made again where it has synset and sha256 but no key); only `names`, if given;
+    dictionary columns named in `encoded` left encoded."""
+    encoded = set(encoded)
     if _derivable(table.column_names):
-        synset = _plain_column("synset", table["synset"])  # decoded once, for both
+        synset = _plain_column("synset", table["synset"], encoded)  # decoded once, for both
         table = table.set_column(table.schema.get_field_index("synset"), "synset", synset)
         table = table.append_column("key", derive_keys(synset, table["sha256"]))
     if names is not None:
         wanted = set(names)
         table = table.select([c for c in table.column_names if c in wanted])
     for i, name in enumerate(table.column_names):
-        column = _plain_column(name, table.column(i))
+        column = _plain_column(name, table.column(i), encoded)
         if column is not table.column(i):
             table = table.set_column(i, name, column)
     return table
@@ -147,10 +153,11 @@ def _derivable(names: list[str]) -> list[str]:
     return ["key"] if "key" not in names and {"synset", "sha256"} <= set(names) else []
 
 
-def _plain_column(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
+def _plain_column(name: str, column: pa.ChunkedArray,
+                  encoded: Iterable[str] = KEEP_ENCODED) -> pa.ChunkedArray:
     if pa.types.is_fixed_size_binary(column.type):
         return sha256_hex(column)
-    if pa.types.is_dictionary(column.type) and name not in KEEP_ENCODED:
+    if pa.types.is_dictionary(column.type) and name not in encoded:
         return column.cast(column.type.value_type)
     return column
 

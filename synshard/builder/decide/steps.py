@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
+from synshard.builder.decide.memory import release
 from synshard.builder.decide.near_ray import near_search
 from synshard.builder.decide.rows import Accepted, plain
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
@@ -59,7 +60,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
 
     The accepted rows are row numbers into `meta` (decide/rows.py): each step reads the columns
     it needs, and the kept table is taken once, at the end, sorted by key."""
-    _release()  # what the gather freed
+    release()  # what the gather freed (decide/memory.py)
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))
     ledger.reject(plain(meta.filter(pc.invert(ok))))
@@ -85,6 +86,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
         synsets |= set(base_kept["synset"].to_pylist()) if base_kept is not None else set()
         classes = sorted(synsets)
     kept = _kept_table(accepted, classes)
+    del accepted  # (its row numbers and splits, before the ledger is sorted)
     if base_kept is not None:
         base_kept = _with_labels(base_kept, classes).sort_by("key")
     return _finish(meta.num_rows, kept, ledger, classes, base_kept, removals)
@@ -99,18 +101,14 @@ KEPT_DROP = ("source", "sha256", "phash", "width", "height", "stage", "reason", 
 
 def _kept_table(accepted: Accepted, classes: list[str]) -> pa.Table:
     """The kept rows in key order, without what nothing after the decisions reads. Assembly
-    takes its columns per synset, so they come as one chunk each; key and synset (read whole,
-    once) may stay in the take's batches (decide/rows.py `Accepted.take`)."""
+    takes its columns per synset, so they come as one chunk each; the key (read whole, once)
+    may stay in the take's batches (decide/rows.py `Accepted.take`). The synset stays
+    dictionary-encoded where the gathered table has it so (4 bytes a row, not ~13)."""
     order = _key_order(accepted).astype(accepted.rows.dtype)  # (int32 below 2**31 rows)
-    _release()
+    release()
     columns = [c for c in accepted.column_names if c not in KEPT_DROP]
-    return _with_labels(accepted.take(order, columns, chunked=("key", "synset")), classes)
-
-
-def _release() -> None:
-    """Hand the Arrow pool's freed pages back to the system after a step that made large
-    temporaries (mimalloc keeps them a while, and NumPy's arrays cannot reuse them)."""
-    pa.default_memory_pool().release_unused()
+    return _with_labels(accepted.take(order, columns, chunked=("key",), encoded=("synset",)),
+                        classes)
 
 
 def _key_order(accepted: Accepted) -> np.ndarray:
@@ -215,7 +213,7 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
         ledger.reject(accepted.take(dedup.conflict_rows), "dedup", dedup.conflict_reasons)
     accepted.keep(dedup.keep)
     ledger.duplicates.append(dedup.duplicates)
-    _release()
+    release()
     if cfg.dedup.near_radius is None:
         return
     near = near_dedup(accepted, cfg.dedup.near_radius,  # reads phash, then the hot rows
@@ -225,7 +223,7 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     ledger.conflicts.append(near.conflicts)
     accepted.keep(near.keep)
     del near
-    _release()
+    release()
 
 
 def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger) -> None:
@@ -264,10 +262,19 @@ def _reject_rows(rows: pa.Table, stage: str | None = None,
 
 
 def _with_labels(table: pa.Table, classes: list[str]) -> pa.Table:
-    labels = pc.index_in(table["synset"], value_set=pa.array(classes, pa.string()))
+    labels = _labels(table["synset"], pa.array(classes, pa.string()))
     if labels.null_count:
         raise AssertionError("a kept sample's synset is not in the class list")
     if "label" in table.column_names:
         table = table.drop_columns(["label"])
     return table.append_column("label", labels.cast(pa.int32()).combine_chunks())  # one chunk,
     # as the other columns assembly takes per synset (a take of a chunked column joins them)
+
+
+def _labels(synset: pa.ChunkedArray, classes: pa.Array) -> pa.ChunkedArray:
+    """Each row's index in `classes` (null if absent); a dictionary chunk looks up its
+    dictionary once and takes by its indices."""
+    if not pa.types.is_dictionary(synset.type):
+        return pc.index_in(synset, value_set=classes)
+    return pa.chunked_array([pc.index_in(c.dictionary, value_set=classes).take(c.indices)
+                             for c in synset.chunks], pa.int32())

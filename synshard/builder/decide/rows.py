@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synshard.builder.decide.memory import release
 from synshard.shards.staging import derive_keys, sha256_hex
 from synshard.transforms.takes import take_column, take_rows
 
@@ -82,8 +83,11 @@ class Accepted:
         keep = set(KEEP_ENCODED) | set(encoded)
         if idx.size <= TAKE_BATCH:
             return self._take(idx, names, keep)
-        return _stack([self._take(idx[at:at + TAKE_BATCH], names, keep)
-                       for at in range(0, idx.size, TAKE_BATCH)], set(chunked))
+        parts = []
+        for at in range(0, idx.size, TAKE_BATCH):
+            parts.append(self._take(idx[at:at + TAKE_BATCH], names, keep))
+            release()  # this batch's temporaries, before the next batch's are made
+        return _stack(parts, set(chunked))
 
     def _take(self, idx: np.ndarray, names: list[str], encoded: set[str]) -> pa.Table:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
@@ -136,7 +140,8 @@ def plain(table: pa.Table, names: Iterable[str] | None = None,
 
 def _stack(parts: list[pa.Table], chunked: set[str]) -> pa.Table:
     """The batches of one take as one table, column by column, each column's batches let go
-    as soon as it is made: joined into one chunk, but the columns in `chunked`."""
+    as soon as it is made (dropped from `parts` itself): joined into one chunk, but those in
+    `chunked`."""
     names, schema = parts[0].column_names, parts[0].schema
     columns = {}
     for name in names:
@@ -144,7 +149,8 @@ def _stack(parts: list[pa.Table], chunked: set[str]) -> pa.Table:
                                   schema.field(name).type)
         columns[name] = column if name in chunked else pa.chunked_array([column.combine_chunks()])
         del column
-        parts = [p.drop_columns([name]) for p in parts]
+        parts[:] = [p.drop_columns([name]) for p in parts]  # (in place: the caller's list too)
+        release()
     return pa.table(columns)
 
 

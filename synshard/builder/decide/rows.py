@@ -12,7 +12,7 @@ reads of them comes back plain (`plain`): sha256 as hex strings, synset as strin
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Collection, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -78,7 +78,8 @@ class Accepted:
         table's dictionary encoding (as `staged_path` always does)."""
         if isinstance(indices, (pa.Array, pa.ChunkedArray)):
             indices = indices.to_numpy()
-        idx = np.asarray(indices, dtype=np.int64)
+        idx = np.asarray(indices)  # (int32 positions stay int32: a batch is made int64)
+        idx = idx if idx.dtype.kind in "iu" else idx.astype(np.int64)
         names = list(columns) if columns is not None else self.column_names
         keep = set(KEEP_ENCODED) | set(encoded)
         if idx.size <= TAKE_BATCH:
@@ -89,7 +90,7 @@ class Accepted:
             release()  # this batch's temporaries, before the next batch's are made
         return _stack(parts, set(chunked))
 
-    def _take(self, idx: np.ndarray, names: list[str], encoded: set[str]) -> pa.Table:
+    def _take(self, idx: np.ndarray, names: list[str], encoded: Collection[str]) -> pa.Table:
         needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
                               "key" in names else set())
         base = [c for c in self.meta.column_names if c in needs]

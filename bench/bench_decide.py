@@ -256,6 +256,9 @@ def main() -> None:
     ap.add_argument("--synsets", type=int, default=21_000)
     ap.add_argument("--near-radius", default="6", help="phash radius, or none")
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "decide"))
+    ap.add_argument("--task-rows", type=int, default=0,
+                    help="re-chunk the table read back into chunks of this many rows, as the "
+                         "gather holds it (a chunk per read task: 256); default: as read")
     ap.add_argument("--trace", action="store_true",
                     help="attribute the peak: Arrow vs NumPy bytes and the stack at the peak")
     args = ap.parse_args()
@@ -282,6 +285,10 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, *sys.argv])
     t = time.perf_counter()
     meta = pq.read_table(path)
+    if args.task_rows:
+        meta = pa.Table.from_batches(meta.to_batches(max_chunksize=args.task_rows),
+                                     meta.schema).unify_dictionaries()
+        print(f"re-chunked as gathered: {meta.column(0).num_chunks:,} chunks a column")
     load_s = time.perf_counter() - t
     held = _rss()["VmRSS"]
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on

@@ -132,7 +132,7 @@ def _synset_ranks(synset: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray | Non
     """Per row, the rank of `synset + "_"` among the table's synsets (int32), or None where a
     synset holds a `_` or is empty or null (its key order is not that of its synset)."""
     synset = pc.dictionary_encode(synset) if not pa.types.is_dictionary(synset.type) else \
-        synset.unify_dictionaries()  # (a no-op where the chunks share one, as gathered)
+        _one_dictionary(synset)
     names = synset.chunk(0).dictionary if synset.num_chunks else pa.array([], pa.string())
     taken = take_column(synset, rows)
     if taken.null_count or pc.any(pc.match_substring(names, "_")).as_py() or \
@@ -143,6 +143,21 @@ def _synset_ranks(synset: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray | Non
     rank[order] = np.arange(len(names), dtype=np.int32)
     return np.concatenate([np.empty(0, np.int32)] + [
         rank[c.indices.to_numpy(zero_copy_only=False)] for c in taken.chunks])
+
+
+def _one_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`column` with one dictionary for all chunks: as it is where they share one (as the
+    gather's `unify_dictionaries` leaves them: unifying ~39,000 chunks again took GBs)."""
+    chunks = column.chunks
+    if not chunks:
+        return column
+    first = chunks[0].dictionary
+    mark = (len(first), first.offset, first.buffers()[-1].address)
+
+    def same(d: pa.Array) -> bool:
+        return (len(d), d.offset, d.buffers()[-1].address) == mark
+
+    return column if all(same(c.dictionary) for c in chunks) else column.unify_dictionaries()
 
 
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],

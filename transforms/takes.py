@@ -34,6 +34,12 @@ def take_column(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
     rows = np.asarray(rows, dtype=np.int64)
     if column.num_chunks <= 1 or rows.size == 0:
         return column.take(pa.array(rows))
+    dictionary = shared_dictionary(column)
+    if dictionary is not None:  # take the indices only (joining dictionary chunks unifies
+        # their dictionaries: ~3 GB at 10M rows for a gather's 39,000 staged paths)
+        indices = pa.chunked_array([c.indices for c in column.chunks], column.type.index_type)
+        return pa.chunked_array([pa.DictionaryArray.from_arrays(c, dictionary)
+                                 for c in take_column(indices, rows).chunks], column.type)
     ascending = bool(np.all(rows[1:] >= rows[:-1]))
     order = None if ascending else np.argsort(rows, kind="stable")
     ranked = rows if ascending else rows[order]
@@ -56,6 +62,20 @@ def take_column(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
     back = np.empty(rows.size, np.int64)
     back[order] = np.arange(rows.size)
     return pa.chunked_array([taken.combine_chunks().take(pa.array(back))], column.type)
+
+
+def shared_dictionary(column: pa.ChunkedArray) -> pa.Array | None:
+    """The one dictionary every chunk of a dictionary column points at, else None."""
+    if not pa.types.is_dictionary(column.type):
+        return None
+    chunks = column.chunks
+    first = chunks[0].dictionary
+    mark = (len(first), first.offset, first.buffers()[-1].address)
+    for c in chunks:
+        d = c.dictionary
+        if (len(d), d.offset, d.buffers()[-1].address) != mark:
+            return None
+    return first
 
 
 def take_meta(meta: Any, rows: np.ndarray, columns: Iterable[str]) -> pa.Table:

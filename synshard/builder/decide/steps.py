@@ -24,7 +24,7 @@ from synshard.transforms.dedup import exact_dedup, sha256_block
 from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
 from synshard.transforms.neardup_policy import near_dedup
-from synshard.transforms.takes import take_column
+from synshard.transforms.takes import shared_dictionary, take_column
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names
@@ -148,16 +148,8 @@ def _synset_ranks(synset: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray | Non
 def _one_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """`column` with one dictionary for all chunks: as it is where they share one (as the
     gather's `unify_dictionaries` leaves them: unifying ~39,000 chunks again took GBs)."""
-    chunks = column.chunks
-    if not chunks:
-        return column
-    first = chunks[0].dictionary
-    mark = (len(first), first.offset, first.buffers()[-1].address)
-
-    def same(d: pa.Array) -> bool:
-        return (len(d), d.offset, d.buffers()[-1].address) == mark
-
-    return column if all(same(c.dictionary) for c in chunks) else column.unify_dictionaries()
+    return column if not column.num_chunks or shared_dictionary(column) is not None else \
+        column.unify_dictionaries()
 
 
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],

@@ -25,7 +25,9 @@ import argparse
 import os
 import resource
 import sys
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -156,13 +158,13 @@ class Steps:
     """Times each step of decide by wrapping the names steps.py calls (no change to decide)."""
 
     NAMES = ("plain", "_reject_rows", "assign_splits_batch", "_confidence_step",
-             "_takedown_step", "_external_step", "_sha256_block", "exact_dedup", "near_dedup",
+             "_takedown_step", "_external_step", "sha256_block", "exact_dedup", "near_dedup",
              "_classes_step", "_cap_step", "_kept_table", "_with_labels", "_finish")
 
     def __init__(self) -> None:
         from synshard.builder.decide import steps
 
-        self.rows: list[tuple[str, float, float, int, int]] = []
+        self.rows: list[tuple[str, float, float, int, int, int, int, int]] = []
         self.depth, self.peak = 0, 0
         self.module = steps
         self.saved = {n: getattr(steps, n) for n in self.NAMES if hasattr(steps, n)}
@@ -175,14 +177,19 @@ class Steps:
             if self.depth == 1:  # a step's own peak (steps called inside another: the outer's)
                 self.peak = max(self.peak, _rss()["VmHWM"])
                 Path("/proc/self/clear_refs").write_text("5")
+                if tracemalloc.is_tracing():
+                    tracemalloc.reset_peak()
             w, c = time.perf_counter(), time.process_time()
             try:
                 result = fn(*args, **kwargs)
             finally:
                 self.depth -= 1
             rss = _rss()
+            traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (-1, -1)
             self.rows.append((name, time.perf_counter() - w, time.process_time() - c,
-                              rss["VmRSS"], rss["VmHWM"] if self.depth == 0 else 0))
+                              rss["VmRSS"], rss["VmHWM"] if self.depth == 0 else 0,
+                              pa.total_allocated_bytes(), traced[0],
+                              traced[1] if self.depth == 0 else -1))
             return result
         return inner
 
@@ -194,12 +201,66 @@ class Steps:
             setattr(self.module, name, fn)
 
 
+class Tracer:
+    """`--trace`: a thread samples the RSS every few ms; at each new peak (16 MiB above the last)
+    it records the Arrow pool's allocated bytes, NumPy's (tracemalloc: NumPy traces its data
+    buffers) and the main thread's stack, so the peak is attributed to a line, not a step."""
+
+    STEP = 16 << 20
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval, self.best, self.record = interval, 0, None
+        self.main = threading.main_thread().ident
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.stop = threading.Event()
+        tracemalloc.start(1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as f:
+            while not self.stop.wait(self.interval):
+                f.seek(0)
+                rss = int(f.read().split()[1]) * self.page
+                if rss > self.best + self.STEP or (self.record is None and rss > self.best):
+                    self.best = rss
+                    frame = sys._current_frames().get(self.main)
+                    stack = []
+                    while frame is not None:
+                        code = frame.f_code
+                        if "site-packages" not in code.co_filename:
+                            stack.append(f"{Path(code.co_filename).name}:{frame.f_lineno} "
+                                         f"{code.co_name}")
+                        frame = frame.f_back
+                    self.record = (rss, pa.total_allocated_bytes(),
+                                   tracemalloc.get_traced_memory()[0], stack[:8])
+
+    def report(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        mib = 1024 * 1024
+        if self.record is None:
+            return
+        rss, arrow, numpy, stack = self.record
+        print(f"sampled peak RSS {rss / mib:,.0f} MiB: Arrow allocated {arrow / mib:,.0f} MiB, "
+              f"NumPy/Python traced {numpy / mib:,.0f} MiB, the rest (interpreter, libraries, "
+              f"allocator retention) {(rss - arrow - numpy) / mib:,.0f} MiB; at")
+        for line in stack:
+            print(f"    {line}")
+        tracemalloc.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--synsets", type=int, default=21_000)
     ap.add_argument("--near-radius", default="6", help="phash radius, or none")
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "decide"))
+    ap.add_argument("--task-rows", type=int, default=0,
+                    help="re-chunk the table read back into chunks of this many rows, as the "
+                         "gather holds it (a chunk per read task: 256); default: as read")
+    ap.add_argument("--trace", action="store_true",
+                    help="attribute the peak: Arrow vs NumPy bytes and the stack at the peak")
     args = ap.parse_args()
     from synshard.builder.decide.steps import decide
     from synshard.config import BuildConfig
@@ -224,12 +285,17 @@ def main() -> None:
         os.execv(sys.executable, [sys.executable, *sys.argv])
     t = time.perf_counter()
     meta = pq.read_table(path)
+    if args.task_rows:
+        meta = pa.Table.from_batches(meta.to_batches(max_chunksize=args.task_rows),
+                                     meta.schema)  # (slices: the dictionaries stay shared)
+        print(f"re-chunked as gathered: {meta.column(0).num_chunks:,} chunks a column")
     load_s = time.perf_counter() - t
     held = _rss()["VmRSS"]
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on
     radius = None if args.near_radius == "none" else int(args.near_radius)
     cfg = BuildConfig(out="/tmp/unused", sources=("/data",), dedup=DedupOptions(near_radius=radius))
     steps = Steps()
+    tracer = Tracer() if args.trace else None
     w, c = time.perf_counter(), time.process_time()
     decisions = decide(meta, cfg)
     wall, cpu = time.perf_counter() - w, time.process_time() - c
@@ -239,16 +305,21 @@ def main() -> None:
     print(f"\n{args.rows:,} rows, {args.synsets:,} synsets: table read in {load_s:.1f} s, "
           f"{meta.nbytes / args.rows:.0f} B/row in Arrow ({meta.nbytes / mib:,.0f} MiB); "
           f"process RSS with it {held / mib:,.0f} MiB")
-    print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}")
-    for name, sw, sc, rss, top in steps.rows:
+    print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}"
+          f"{'Arrow after':>13}{'NumPy after':>13}{'NumPy peak':>12}")
+    for name, sw, sc, rss, top, arrow, traced, traced_top in steps.rows:
         inner = f"{top / mib:16,.0f}" if top else f"{'(in its caller)':>16}"
-        print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}")
+        numpy = f"{traced / mib:13,.0f}" if traced >= 0 else f"{'-':>13}"
+        numpy += f"{traced_top / mib:12,.0f}" if traced_top >= 0 else f"{'-':>12}"
+        print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}{arrow / mib:13,.0f}{numpy}")
     print(f"{'decide (total)':<22}{wall:9.1f}{cpu:9.1f}")
     near = sum(row[1] for row in steps.rows if row[0] == "near_dedup")
     print(f"near-dup step share of decide's wall time: {near / max(wall, 1e-9):.0%}")
     print(f"peak RSS during decide {peak / mib:,.0f} MiB "
           f"(getrusage max {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB, "
           f"which includes reading the table)")
+    if tracer is not None:
+        tracer.report()
     print(f"accounting {decisions.accounting}; duplicates by kind "
           f"{_kinds(decisions.duplicates)}; conflicts {decisions.conflicts.num_rows:,}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
+from synshard.builder.decide.memory import release
 from synshard.builder.decide.near_ray import near_search
 from synshard.builder.decide.rows import Accepted, plain
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
@@ -23,6 +24,7 @@ from synshard.transforms.dedup import exact_dedup, sha256_block
 from synshard.transforms.neardup_between import near_pairs
 from synshard.shards.tables import CONFLICT_SCHEMA, REMOVAL_SCHEMA
 from synshard.transforms.neardup_policy import near_dedup
+from synshard.transforms.takes import shared_dictionary, take_column
 from synshard.transforms.schema import DUPLICATE_SCHEMA, REJECT_SCHEMA
 
 REJECT_COLUMNS = REJECT_SCHEMA.names
@@ -58,6 +60,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
 
     The accepted rows are row numbers into `meta` (decide/rows.py): each step reads the columns
     it needs, and the kept table is taken once, at the end, sorted by key."""
+    release()  # what the gather freed (decide/memory.py)
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))
     ledger.reject(plain(meta.filter(pc.invert(ok))))
@@ -83,6 +86,7 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
         synsets |= set(base_kept["synset"].to_pylist()) if base_kept is not None else set()
         classes = sorted(synsets)
     kept = _kept_table(accepted, classes)
+    del accepted  # (its row numbers and splits, before the ledger is sorted)
     if base_kept is not None:
         base_kept = _with_labels(base_kept, classes).sort_by("key")
     return _finish(meta.num_rows, kept, ledger, classes, base_kept, removals)
@@ -96,39 +100,56 @@ KEPT_DROP = ("source", "sha256", "phash", "width", "height", "stage", "reason", 
 
 
 def _kept_table(accepted: Accepted, classes: list[str]) -> pa.Table:
-    order = _key_order(accepted)
+    """The kept rows in key order, without what nothing after the decisions reads. Assembly
+    takes its columns per synset, so they come as one chunk each; the key (read whole, once)
+    may stay in the take's batches (decide/rows.py `Accepted.take`). The synset stays
+    dictionary-encoded where the gathered table has it so (4 bytes a row, not ~13)."""
+    order = _key_order(accepted).astype(accepted.rows.dtype)  # (int32 below 2**31 rows)
+    release()
     columns = [c for c in accepted.column_names if c not in KEPT_DROP]
-    return _with_labels(accepted.take(order, columns), classes)
+    return _with_labels(accepted.take(order, columns, chunked=("key",), encoded=("synset",)),
+                        classes)
 
 
 def _key_order(accepted: Accepted) -> np.ndarray:
     """The accepted rows' stable order by key (what sort_by("key") did).
 
-    A key is `<synset>_<16 lowercase hex digits>` (the sha256's first 64-bit block), so where no
-    synset holds a `_`, key order is the order of `synset + "_"` then of the block: two integer
-    columns sorted with NumPy (16 bytes a row), not ten million strings made and compared."""
+    A gathered key is `<synset>_<16 lowercase hex digits>` (the sha256's first 64-bit block),
+    so where no synset holds a `_`, key order is the order of `synset + "_"` then of the block:
+    two integer columns sorted with NumPy (12 bytes a row), not ten million strings made and
+    compared. A table that holds its keys (or hex hashes, or such synsets) sorts the keys."""
     meta, rows = accepted.meta, accepted.rows
-    synset, sha = meta.column("synset"), meta.column("sha256")
-    if (not pa.types.is_dictionary(synset.type) or not pa.types.is_fixed_size_binary(sha.type)
-            or "key" in meta.column_names):
+    ranks = None
+    if "key" not in meta.column_names and pa.types.is_fixed_size_binary(meta.schema.field(
+            "sha256").type):
+        ranks = _synset_ranks(meta.column("synset"), rows)
+    if ranks is None:
         return pc.sort_indices(accepted.column("key")).to_numpy()
-    first = synset.chunk(0).dictionary if synset.num_chunks else pa.array([], pa.string())
-    names = first.to_pylist()
-    if not all(_same(chunk.dictionary, first) for chunk in synset.chunks[1:]) or \
-            any("_" in name for name in names):
-        return pc.sort_indices(accepted.column("key")).to_numpy()
-    rank = np.empty(len(names), np.int64)
-    rank[sorted(range(len(names)), key=lambda i: names[i] + "_")] = np.arange(len(names))
-    codes = np.concatenate([np.empty(0, np.int64)] + [  # (a null synset: a rejected row)
-        pc.fill_null(c.indices, 0).to_numpy().astype(np.int64) for c in synset.chunks])
-    block = _sha256_block(sha)[rows]
-    return np.lexsort((block, rank[codes[rows]]))
+    return np.lexsort((sha256_block(meta.column("sha256"))[rows], ranks))
 
 
-def _same(a: pa.Array, b: pa.Array) -> bool:
-    """One dictionary (unify_dictionaries shares it between chunks), or equal ones."""
-    return a is b or (len(a) == len(b) and a.buffers()[-1].address == b.buffers()[-1].address
-                      and a.offset == b.offset) or a.equals(b)
+def _synset_ranks(synset: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray | None:
+    """Per row, the rank of `synset + "_"` among the table's synsets (int32), or None where a
+    synset holds a `_` or is empty or null (its key order is not that of its synset)."""
+    synset = pc.dictionary_encode(synset) if not pa.types.is_dictionary(synset.type) else \
+        _one_dictionary(synset)
+    names = synset.chunk(0).dictionary if synset.num_chunks else pa.array([], pa.string())
+    taken = take_column(synset, rows)
+    if taken.null_count or pc.any(pc.match_substring(names, "_")).as_py() or \
+            pc.any(pc.equal(names, "")).as_py():
+        return None
+    order = pc.sort_indices(pc.binary_join_element_wise(names, "", "_")).to_numpy()
+    rank = np.empty(len(names), np.int32)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return np.concatenate([np.empty(0, np.int32)] + [
+        rank[c.indices.to_numpy(zero_copy_only=False)] for c in taken.chunks])
+
+
+def _one_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`column` with one dictionary for all chunks: as it is where they share one (as the
+    gather's `unify_dictionaries` leaves them: unifying ~39,000 chunks again took GBs)."""
+    return column if not column.num_chunks or shared_dictionary(column) is not None else \
+        column.unify_dictionaries()
 
 
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],
@@ -192,12 +213,14 @@ def _external_step(accepted: Accepted, external: pa.Table | None, cfg: BuildConf
 
 
 def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
-    block = _sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 bytes a row
+    block = sha256_block(accepted.meta.column("sha256"))[accepted.rows]  # 8 B a row
     dedup = exact_dedup(accepted, cfg.dedup, block)
+    del block
     if len(dedup.conflict_rows):
         ledger.reject(accepted.take(dedup.conflict_rows), "dedup", dedup.conflict_reasons)
     accepted.keep(dedup.keep)
     ledger.duplicates.append(dedup.duplicates)
+    release()
     if cfg.dedup.near_radius is None:
         return
     near = near_dedup(accepted, cfg.dedup.near_radius,  # reads phash, then the hot rows
@@ -206,19 +229,8 @@ def _dedup_step(accepted: Accepted, cfg: BuildConfig, ledger: _Ledger) -> None:
     ledger.duplicates.append(near.duplicates)
     ledger.conflicts.append(near.conflicts)
     accepted.keep(near.keep)
-
-
-def _sha256_block(column: pa.ChunkedArray) -> np.ndarray:
-    """The first 64 bits of each sha256, as `sha256_block` computes them from hex: of the raw
-    bytes (fixed_size_binary(32), as gathered) read big-endian, without making hex."""
-    if not pa.types.is_fixed_size_binary(column.type):
-        return sha256_block(column)
-    parts = [np.empty(0, np.uint64)]
-    for chunk in column.chunks:
-        raw = np.frombuffer(chunk.buffers()[1], np.uint8, (chunk.offset + len(chunk)) * 32)
-        first = raw.reshape(-1, 32)[chunk.offset:, :8]
-        parts.append(np.ascontiguousarray(first).view(">u8").reshape(-1).astype(np.uint64))
-    return np.concatenate(parts)
+    del near
+    release()
 
 
 def _classes_step(accepted: Accepted, classes: list[str] | None, ledger: _Ledger) -> None:
@@ -257,9 +269,19 @@ def _reject_rows(rows: pa.Table, stage: str | None = None,
 
 
 def _with_labels(table: pa.Table, classes: list[str]) -> pa.Table:
-    labels = pc.index_in(table["synset"], value_set=pa.array(classes, pa.string()))
+    labels = _labels(table["synset"], pa.array(classes, pa.string()))
     if labels.null_count:
         raise AssertionError("a kept sample's synset is not in the class list")
     if "label" in table.column_names:
         table = table.drop_columns(["label"])
-    return table.append_column("label", labels.cast(pa.int32()))
+    return table.append_column("label", labels.cast(pa.int32()).combine_chunks())  # one chunk,
+    # as the other columns assembly takes per synset (a take of a chunked column joins them)
+
+
+def _labels(synset: pa.ChunkedArray, classes: pa.Array) -> pa.ChunkedArray:
+    """Each row's index in `classes` (null if absent); a dictionary chunk looks up its
+    dictionary once and takes by its indices."""
+    if not pa.types.is_dictionary(synset.type):
+        return pc.index_in(synset, value_set=classes)
+    return pa.chunked_array([pc.index_in(c.dictionary, value_set=classes).take(c.indices)
+                             for c in synset.chunks], pa.int32())

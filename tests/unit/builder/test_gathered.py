@@ -70,8 +70,11 @@ def test_the_gathered_form_decides_exactly_as_the_plain_columns():
     assert a.accounting["duplicates"] >= 2 and a.accounting["rejected"] >= 3
     for name in ("rejects", "duplicates", "conflicts"):
         assert getattr(a, name).equals(getattr(b, name)), name
-    kept = b.kept.set_column(b.kept.schema.get_field_index("staged_path"), "staged_path",
-                             b.kept["staged_path"].cast(pa.string()))
+    kept = b.kept
+    for name in ("staged_path", "synset"):  # kept dictionary-encoded from the gathered form
+        assert pa.types.is_dictionary(kept.schema.field(name).type), name
+        kept = kept.set_column(kept.schema.get_field_index(name), name,
+                               kept[name].cast(pa.string()))
     assert a.kept.cast(kept.schema).equals(kept)
     assert a.classes == b.classes
 
@@ -129,3 +132,19 @@ def test_the_gather_in_groups_is_the_tasks_in_order(tmp_path, monkeypatch):
     for name in got.column_names:
         assert values(got[name]) == values(want[name]), name
     assert store.gather_metas(0).num_rows == 0
+
+
+def test_the_kept_table_made_in_batches_is_the_same_table(monkeypatch):
+    """decide/rows.py TAKE_BATCH: the kept table of a big build is taken a batch at a time
+    (keys derived per batch): the same rows, order and values as in one take."""
+    from synshard.builder.decide import rows as rows_module
+
+    compact = gathered(meta_table(_rows()).select(list(DECIDE_COLUMNS)))
+    cfg = build_config({"sources": ["/data"], "out": "/rel", "near_radius": 4,
+                        "val_fraction": 0.25})
+    whole = decide(compact, cfg)
+    monkeypatch.setattr(rows_module, "TAKE_BATCH", 3)
+    batched = decide(compact, cfg)
+    assert batched.kept.num_rows == whole.kept.num_rows > 3
+    assert batched.kept.equals(whole.kept)
+    assert batched.kept["label"].num_chunks == batched.kept["staged_row"].num_chunks == 1

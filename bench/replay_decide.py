@@ -51,7 +51,7 @@ def main() -> None:
           f"{pa.total_allocated_bytes() / mib:,.0f} MiB in Arrow with the decisions; "
           f"RSS with the table {held / mib:,.0f} MiB")
     print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}")
-    for name, sw, sc, rss, top in steps.rows:
+    for name, sw, sc, rss, top, *_ in steps.rows:
         inner = f"{top / mib:16,.0f}" if top else f"{'(in its caller)':>16}"
         print(f"{name:<22}{sw:9.1f}{sc:9.1f}{rss / mib:15,.0f}{inner}")
     print(f"{'decide (total)':<22}{wall:9.1f}{cpu:9.1f}   peak {steps.overall_peak() / mib:,.0f} MiB")

@@ -35,7 +35,8 @@ class Decisions:
     kept: pa.Table  # metadata of accepted new samples with split, label; sorted by key
     rejects: pa.Table  # REJECT_SCHEMA
     duplicates: pa.Table  # DUPLICATE_SCHEMA
-    conflicts: pa.Table  # CONFLICT_SCHEMA: near pairs across synsets that both survived
+    conflicts: pa.Table  # CONFLICT_SCHEMA: near pairs across synsets that both survived (its
+    # strings may be dictionary-encoded: write_table decodes them)
     classes: list[str]  # wnids in label order
     accounting: dict[str, int]  # this build's inputs: inputs = accepted + rejected + duplicates
     base_kept: pa.Table | None = None  # base samples carried over (label, base_label, shard)
@@ -152,6 +153,28 @@ def _one_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
         column.unify_dictionaries()
 
 
+def _conflicts(tables: list[pa.Table]) -> pa.Table:
+    """The conflicts in (key, other_key) order. Near dedup's come in that order and
+    dictionary-encoded (transforms/neardup_policy.py): a lone one is kept as it is, since casting
+    or sorting it would make every pair's strings (they are decoded as the side table is written)."""
+    if len(tables) == 1 and _in_key_order(tables[0]):
+        return tables[0]
+    conflicts = pa.concat_tables([c.cast(CONFLICT_SCHEMA) for c in tables]
+                                 or [CONFLICT_SCHEMA.empty_table()])
+    return conflicts.sort_by([("key", "ascending"), ("other_key", "ascending")])
+
+
+def _in_key_order(table: pa.Table) -> bool:
+    """Whether a conflicts table's rows are in (key, other_key) order (vectorised)."""
+    n = table.num_rows
+    if n < 2:
+        return True
+    key, other = (table[c].cast(pa.string()) for c in ("key", "other_key"))
+    k0, k1, o0, o1 = key.slice(0, n - 1), key.slice(1), other.slice(0, n - 1), other.slice(1)
+    ordered = pc.or_(pc.greater(k1, k0), pc.and_(pc.equal(k1, k0), pc.greater_equal(o1, o0)))
+    return bool(pc.all(ordered).as_py())
+
+
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],
             base_kept: pa.Table | None, removals: pa.Table) -> Decisions:
     rejects = pa.concat_tables(ledger.rejects or [REJECT_SCHEMA.empty_table()])
@@ -159,9 +182,7 @@ def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str]
     duplicates = pa.concat_tables([d.cast(DUPLICATE_SCHEMA) for d in ledger.duplicates]
                                   or [DUPLICATE_SCHEMA.empty_table()])
     duplicates = duplicates.sort_by([("key", "ascending"), ("source", "ascending")])
-    conflicts = pa.concat_tables([c.cast(CONFLICT_SCHEMA) for c in ledger.conflicts]
-                                 or [CONFLICT_SCHEMA.empty_table()])
-    conflicts = conflicts.sort_by([("key", "ascending"), ("other_key", "ascending")])
+    conflicts = _conflicts([c for c in ledger.conflicts if c.num_rows])
     accounting = {"inputs": inputs, "accepted": accepted.num_rows,
                   "rejected": rejects.num_rows, "duplicates": duplicates.num_rows}
     if inputs != accounting["accepted"] + accounting["rejected"] + accounting["duplicates"]:

@@ -16,6 +16,7 @@ bounded. The server (waitress) binds 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import mimetypes
+import signal
 import threading
 from collections import OrderedDict
 from importlib import resources
@@ -222,9 +223,15 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 8000,
 
     app = create_app(open_release(uri, storage_options))
     server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="synshard")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: as Ctrl-C
     if on_ready is not None:
         on_ready(server_url(host, server))
-    server.run()  # returns on Ctrl-C (waitress closes its sockets)
+    server.run()  # returns on Ctrl-C or SIGTERM (waitress closes its sockets)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def server_url(host: str, server: Any) -> str:

@@ -11,13 +11,18 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def synshard_serve(release: Path, log: Path) -> Iterator[str]:
+def synshard_serve(release: Path, log: Path, stop: int = signal.SIGINT) -> Iterator[str]:
     """Yield the explorer's base URL (no trailing slash); its stderr goes to `log`. On exit it is
-    interrupted and must stop with status 0."""
+    sent `stop` (Ctrl-C's SIGINT, or a service manager's SIGTERM) and must stop with status 0.
+
+    The child's SIGINT is set back to the default first: a test run started in the background
+    by a non-interactive shell (`make test &`, a CI runner) ignores SIGINT, the child would
+    inherit that, and Python then never raises KeyboardInterrupt: the test would hang."""
     with open(log, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "synshard.cli", "serve", str(release), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=err, text=True)
+            stdout=subprocess.PIPE, stderr=err, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()  # printed once the socket is bound
@@ -25,6 +30,6 @@ def synshard_serve(release: Path, log: Path) -> Iterator[str]:
                 line + log.read_text())
             yield line.split()[2].rstrip("/")
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             code = proc.wait()
     assert code == 0, log.read_text()

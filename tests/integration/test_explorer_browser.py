@@ -118,3 +118,13 @@ def test_hostile_requests_over_http(server: str) -> None:
         ("/thumb/" + "n" * 5000, 400),
     ]:
         assert status(path) == code, path
+
+
+def test_serve_stops_cleanly_on_sigterm(release, tmp_path) -> None:
+    """A service manager stops the explorer with SIGTERM: exit status 0, as for Ctrl-C."""
+    import signal
+    import urllib.request
+
+    with synshard_serve(release, tmp_path / "stderr.txt", stop=signal.SIGTERM) as url:
+        with urllib.request.urlopen(url + "/api/release", timeout=30) as r:
+            assert r.status == 200

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
 PART_PREFIX = ".part-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what a plain open() would give (mkstemp makes 0o600)
 TEMP_SUFFIX = ".tmp"
 TEMP_NAME = re.compile(r"^\.(part|manifest)-.*\.tmp$")
 
@@ -46,7 +50,7 @@ def replace_local(path: str, data: bytes, *, durable: bool = False,
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -54,6 +58,26 @@ def replace_local(path: str, data: bytes, *, durable: bool = False,
         raise
     if durable:
         _fsync_dir(folder)
+
+
+def copy_file(fs: Any, src: str, dst: str) -> None:
+    """Copy `src` to `dst` on the same filesystem, in one step for readers of `dst`: server-side
+    on an object store, a temporary copy renamed over `dst` on a local disk."""
+    if not isinstance(fs, LocalFileSystem):
+        fs.cp_file(src, dst)
+        return
+    target = fs._strip_protocol(dst)
+    fd, tmp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=TEMP_SUFFIX,
+                               dir=os.path.dirname(target) or ".")
+    os.close(fd)
+    try:
+        shutil.copyfile(fs._strip_protocol(src), tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def is_temporary(name: str) -> bool:

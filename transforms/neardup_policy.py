@@ -197,7 +197,10 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
 
     A survivor pair can be further apart than radius when only a dropped copy was near. The pairs
     are put in key order as row numbers (key_rank) before any string is taken: sorting the taken
-    table instead held it twice (+571 MiB for 1.18M pairs in the 1M-image scale build).
+    table instead held it twice (+571 MiB for 1.18M pairs in the 1M-image scale build). Keys
+    that repeat (never in a build: a key is synset + hash, and copies are settled before) keep
+    their row order among them, so such a table is not in (key, other_key) order; decide's
+    `_finish` checks the order and sorts when it is not.
     """
     a, b = survivor[rep[pairs.i[cross]]], survivor[rep[pairs.j[cross]]]
     first = rows.key_rank[a] <= rows.key_rank[b]

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from synshard.builder.decide.steps import Decisions
 from synshard.builder.staging import Staging
+from synshard.shards.atomic import copy_file, put_file
 from synshard.shards.layout import ShardEntry, join
 from synshard.shards.parquet import read_parquet_shard, write_parquet_shards
 from synshard.shards.release import release_fs
@@ -150,9 +151,9 @@ def _copy_base(job: SynsetJob, fs: Any, root: str, base_uri: str, storage_option
             src, dst = join(base_root, rel), join(root, rel)
             fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
             if base_fs is fs or type(base_fs) is type(fs):
-                fs.cp_file(src, dst)  # object stores copy server-side
+                copy_file(fs, src, dst)  # object stores copy server-side
             else:
-                fs.pipe_file(dst, base_fs.cat_file(src))
+                put_file(fs, dst, base_fs.cat_file(src))
     return entries
 
 

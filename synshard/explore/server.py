@@ -223,11 +223,17 @@ def serve(uri: str, host: str = "127.0.0.1", port: int = 8000,
 
     app = create_app(open_release(uri, storage_options))
     server = create_server(app, host=host, port=port, threads=SERVER_THREADS, ident="synshard")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: as Ctrl-C
-    if on_ready is not None:
-        on_ready(server_url(host, server))
-    server.run()  # returns on Ctrl-C or SIGTERM (waitress closes its sockets)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # as Ctrl-C
+    try:
+        if on_ready is not None:
+            on_ready(server_url(host, server))
+        server.run()  # returns on Ctrl-C or SIGTERM (waitress closes its sockets)
+    except KeyboardInterrupt:
+        server.close()  # a stop before run() began, or during waitress's own shutdown
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -10,19 +10,23 @@ from pathlib import Path
 from typing import Iterator
 
 
+_CLI_WITH_CTRL_C = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "sys.argv[0] = 'synshard'; runpy.run_module('synshard.cli', run_name='__main__')")
+
+
 @contextlib.contextmanager
 def synshard_serve(release: Path, log: Path, stop: int = signal.SIGINT) -> Iterator[str]:
     """Yield the explorer's base URL (no trailing slash); its stderr goes to `log`. On exit it is
     sent `stop` (Ctrl-C's SIGINT, or a service manager's SIGTERM) and must stop with status 0.
 
-    The child's SIGINT is set back to the default first: a test run started in the background
-    by a non-interactive shell (`make test &`, a CI runner) ignores SIGINT, the child would
-    inherit that, and Python then never raises KeyboardInterrupt: the test would hang."""
+    The child sets Python's Ctrl-C handler itself before it runs the CLI: a test run started in
+    the background by a non-interactive shell (`make test &`, a CI runner) ignores SIGINT, the
+    child inherits that, and Python then never raises KeyboardInterrupt: the test would hang.
+    (Not `preexec_fn`, which is unsafe in a parent with threads.)"""
     with open(log, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "synshard.cli", "serve", str(release), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=err, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            [sys.executable, "-c", _CLI_WITH_CTRL_C, "serve", str(release), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=err, text=True)
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()  # printed once the socket is bound

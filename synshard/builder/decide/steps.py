@@ -172,7 +172,7 @@ def _in_key_order(table: pa.Table) -> bool:
     key, other = (table[c].cast(pa.string()) for c in ("key", "other_key"))
     k0, k1, o0, o1 = key.slice(0, n - 1), key.slice(1), other.slice(0, n - 1), other.slice(1)
     ordered = pc.or_(pc.greater(k1, k0), pc.and_(pc.equal(k1, k0), pc.greater_equal(o1, o0)))
-    return bool(pc.all(ordered).as_py())
+    return bool(pc.all(ordered, skip_nulls=False).as_py())  # a null key: not in order
 
 
 def _finish(inputs: int, accepted: pa.Table, ledger: _Ledger, classes: list[str],

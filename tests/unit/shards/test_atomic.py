@@ -39,3 +39,29 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 def test_temporary_names_are_recognised():
     assert is_temporary(".part-k2j4.tmp") and is_temporary(".manifest-1234.tmp")
     assert not is_temporary("part-000000-cafef00d.parquet") and not is_temporary("x.tmp")
+
+
+def test_files_get_the_mode_a_plain_write_gives(tmp_path):
+    from synshard.shards.atomic import FILE_MODE
+
+    fs = fsspec.filesystem("file")
+    put_file(fs, str(tmp_path / "a.tar"), b"x")
+    with open(tmp_path / "plain", "wb") as f:
+        f.write(b"x")
+    mode = os.stat(tmp_path / "a.tar").st_mode & 0o777
+    assert mode == FILE_MODE == os.stat(tmp_path / "plain").st_mode & 0o777
+
+
+def test_a_copy_over_a_file_being_read_leaves_the_reader_its_file(tmp_path):
+    from synshard.shards.atomic import copy_file
+
+    fs = fsspec.filesystem("file")
+    src, dst = tmp_path / "base.tar", tmp_path / "out.tar"
+    src.write_bytes(b"b" * 4096)
+    dst.write_bytes(b"a" * 4096)
+    with open(dst, "rb") as reader:
+        head = reader.read(10)
+        copy_file(fs, str(src), str(dst))  # an incremental rebuild reusing a base shard
+        assert head + reader.read() == b"a" * 4096
+    assert dst.read_bytes() == b"b" * 4096
+    assert sorted(os.listdir(tmp_path)) == ["base.tar", "out.tar"]

@@ -80,6 +80,23 @@ def copy_file(fs: Any, src: str, dst: str) -> None:
         raise
 
 
+def remove_partial_writes(fs: Any, root: str, skip: tuple[str, ...] = ("_staging",)) -> int:
+    """Remove the `.part-*.tmp` files that killed writers left under a local release `root`
+    (outside `skip`); returns how many. Only while holding the build lock: no writer is live.
+    Object stores never get such files (a PUT is whole)."""
+    if not isinstance(fs, LocalFileSystem):
+        return 0
+    removed = 0
+    for folder, dirs, files in os.walk(fs._strip_protocol(root)):
+        if folder == fs._strip_protocol(root):
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            if name.startswith(PART_PREFIX) and name.endswith(TEMP_SUFFIX):
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
 def is_temporary(name: str) -> bool:
     """Whether a file's base name is one of these writes' temporary files."""
     return TEMP_NAME.match(name) is not None

@@ -10,7 +10,7 @@ from synshard import __version__
 from synshard.config import BuildConfig
 from synshard.builder.decide.steps import Decisions
 from synshard.builder.staging import Staging
-from synshard.shards.atomic import put_file
+from synshard.shards.atomic import put_file, remove_partial_writes
 from synshard.shards.layout import BUILD_NAME, join
 from synshard.shards.manifest import Manifest, counts_from_shards
 from synshard.shards.release import commit_manifest, open_release, write_table
@@ -63,6 +63,8 @@ def class_list(classes: list[str]) -> list[dict[str, Any]]:
 def commit_release(staging: Staging, cfg: BuildConfig, decisions: Decisions, entries: list,
                    fingerprint: str, stats: dict[str, Any]) -> Manifest:
     fs, root = staging.fs, staging.root
+    remove_partial_writes(fs, root)  # a killed build's half-written files: a resumed build
+    # commits the same files as an uninterrupted one
     tables = {
         "rejects": write_table(fs, root, "rejects", decisions.rejects),
         "duplicates": write_table(fs, root, "duplicates", decisions.duplicates),

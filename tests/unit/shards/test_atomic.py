@@ -65,3 +65,15 @@ def test_a_copy_over_a_file_being_read_leaves_the_reader_its_file(tmp_path):
         assert head + reader.read() == b"a" * 4096
     assert dst.read_bytes() == b"b" * 4096
     assert sorted(os.listdir(tmp_path)) == ["base.tar", "out.tar"]
+
+
+def test_partial_writes_are_removed_outside_staging(tmp_path):
+    from synshard.shards.atomic import remove_partial_writes
+
+    for rel in ("index/webdataset/train/n01/.part-ab.tmp", ".part-cd.tmp",
+                "_staging/0123/.part-ef.tmp", "webdataset/train/n01/n01-000000-deadbeef.tar"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert remove_partial_writes(fsspec.filesystem("file"), str(tmp_path)) == 2
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["_staging/0123/.part-ef.tmp", "webdataset/train/n01/n01-000000-deadbeef.tar"]

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -41,23 +41,15 @@ def put_file(fs: Any, path: str, data: bytes, *, durable: bool = False,
 def replace_local(path: str, data: bytes, *, durable: bool = False,
                   prefix: str = PART_PREFIX) -> None:
     """A temporary file beside `path`, `os.replace`d over it (fsync'd first when `durable`)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(f: Any) -> None:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace(path, write, prefix)
     if durable:
-        _fsync_dir(folder)
+        _fsync_dir(os.path.dirname(path) or ".")
 
 
 def copy_file(fs: Any, src: str, dst: str) -> None:
@@ -66,14 +58,21 @@ def copy_file(fs: Any, src: str, dst: str) -> None:
     if not isinstance(fs, LocalFileSystem):
         fs.cp_file(src, dst)
         return
-    target = fs._strip_protocol(dst)
-    fd, tmp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=TEMP_SUFFIX,
-                               dir=os.path.dirname(target) or ".")
-    os.close(fd)
+    with open(fs._strip_protocol(src), "rb") as source:
+        _replace(fs._strip_protocol(dst), lambda f: shutil.copyfileobj(source, f), PART_PREFIX)
+
+
+def _replace(path: str, write: Callable[[Any], None], prefix: str) -> None:
+    """`write` a temporary file in `path`'s folder, then rename it over `path` (removed on any
+    failure, so nothing half-written stays behind)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
     try:
-        shutil.copyfile(fs._strip_protocol(src), tmp)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -241,8 +241,9 @@ def read_task(
     labels = cached_labels(task.labels, options) if task.labels else None
     fs, path = fsspec.core.url_to_fs(task.uri, **options)
     if task.kind == "files":
+        files, sizes = task.listed.unpack()  # once: `files` and `sizes` each unpack
         yield from read_files(
-            fs, path, task.uri, task.files, task.sizes, labels=labels, max_bytes=max_member_bytes
+            fs, path, task.uri, files, sizes, labels=labels, max_bytes=max_member_bytes
         )
         return
     try:

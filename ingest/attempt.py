@@ -6,6 +6,7 @@ into a `Reply` or a reason: `Rejected` (final) or `Transient` (worth another att
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -35,19 +36,59 @@ class Reply:
     location: str | None = None
 
 
-def request_timeout(opts: FetchOptions, total: float | None = None,
-                    patient: bool = False) -> aiohttp.ClientTimeout:
-    """aiohttp's timeouts for one attempt: `total` (default `total_timeout`) covers connecting,
-    the headers and the whole body; `read_timeout` is the longest silence while reading (none
-    for a `patient` attempt, a deferred URL's one retry, which may be silent for all of `total`);
-    `connect_timeout` bounds opening a connection, TCP and TLS (`sock_connect`; `connect` would add
-    a timer to every request for the wait for a pooled connection, which the fetcher's own
-    semaphores keep at nothing)."""
-    return aiohttp.ClientTimeout(
-        total=opts.total_timeout if total is None else total,
-        sock_connect=opts.connect_timeout,
-        sock_read=None if patient else opts.read_timeout,
-    )
+class Timing:
+    """One request's limits as its `Watch` keeps them (see `Watch.start`)."""
+
+    __slots__ = ("task", "ends", "silence", "last", "cancelling", "expired")
+
+    def __init__(self, task: "asyncio.Task[object]", ends: float, silence: float | None,
+                 now: float) -> None:
+        self.task, self.ends, self.silence, self.last = task, ends, silence, now
+        self.cancelling = task.cancelling()  # a cancel already under way is not ours
+        self.expired = False
+
+    def due(self, now: float) -> bool:
+        return now >= self.ends or (self.silence is not None and now - self.last >= self.silence)
+
+
+class Watch:
+    """The time limits of the requests in flight on one event loop, kept by one sweep every
+    `tick` seconds instead of aiohttp's timers. aiohttp schedules a timer per request for its
+    total and, for `sock_read`, cancels and schedules another on every chunk it reads: ~20 us
+    a URL, an eighth of the fetcher's CPU per URL (bench/bench_fetch.py). A request past its
+    total, or silent (no headers yet, or no chunk) for longer than its `silence`, is cancelled
+    by the sweep, at most `tick` late, and `request` raises asyncio.TimeoutError for it as
+    aiohttp's own timeouts do."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick: float) -> None:
+        self.loop, self.tick = loop, tick
+        self.live: set[Timing] = set()
+        self._sweeping: asyncio.TimerHandle | None = None
+
+    def start(self, total: float, silence: float | None) -> Timing:
+        """Watch the current task's request from now: `total` seconds at most, silences of
+        `silence` seconds at most (None: any)."""
+        task = asyncio.current_task()
+        assert task is not None, "a request runs in a task"
+        now = self.loop.time()
+        timing = Timing(task, now + total, silence, now)
+        self.live.add(timing)
+        if self._sweeping is None:
+            self._sweeping = self.loop.call_at(now + self.tick, self._sweep)
+        return timing
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for timing in [t for t in self.live if t.due(now)]:
+            self.live.discard(timing)
+            timing.expired = True
+            timing.task.cancel()
+        self._sweeping = self.loop.call_at(now + self.tick, self._sweep) if self.live else None
+
+
+def watch_tick(opts: FetchOptions) -> float:
+    """How often a `Watch` sweeps: an eighth of the shortest limit, between 10 ms and 1 s."""
+    return min(1.0, max(0.01, min(opts.read_timeout, opts.total_timeout) / 8))
 
 
 def new_session(opts: FetchOptions, guard: Guard) -> aiohttp.ClientSession:
@@ -56,26 +97,41 @@ def new_session(opts: FetchOptions, guard: Guard) -> aiohttp.ClientSession:
     headers = {"User-Agent": opts.user_agent, "Accept": "image/*,*/*;q=0.8"}
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=request_timeout(opts),
+        # connecting is bounded by aiohttp (a timer only when a connection is opened); the
+        # request's total and its silences by the fetcher's `Watch`
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=opts.connect_timeout),
         headers=headers,
         trust_env=False,  # no proxies from the environment: the guard sees the real peer
         cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
-async def request(session: aiohttp.ClientSession, url: URL, image: bool, opts: FetchOptions,
-                  guard: Guard, timeout: aiohttp.ClientTimeout, stats: FetchStats) -> Reply:
-    """GET `url` once (no redirects followed); client errors become `Transient` or `Rejected`
-    (`asyncio.TimeoutError` is left to the caller, which knows whether the deadline fell)."""
+async def request(session: aiohttp.ClientSession, watch: Watch, url: URL, image: bool,
+                  opts: FetchOptions, guard: Guard, limits: tuple[float, float | None],
+                  stats: FetchStats) -> Reply:
+    """GET `url` once (no redirects followed) within `limits`: (total seconds, longest silence
+    or None), kept by `watch`. Client errors become `Transient` or `Rejected`; a limit passed
+    is `asyncio.TimeoutError`, left to the caller, which knows whether the deadline fell."""
+    timing = watch.start(*limits)
     try:
-        async with session.get(url, allow_redirects=False, timeout=timeout) as resp:
-            return await reply(resp, image, opts, guard, stats)
+        async with session.get(url, allow_redirects=False) as resp:
+            result = await reply(resp, image, opts, guard, stats, timing)
     except aiohttp.ClientError as exc:
         raise classify_error(exc) from None
+    except asyncio.CancelledError:
+        # the watch's cancel becomes a timeout; any other (a cut run, a stopping loop) stays
+        if timing.expired and timing.task.uncancel() <= timing.cancelling:
+            raise asyncio.TimeoutError() from None
+        raise
+    finally:
+        watch.live.discard(timing)
+    if timing.expired:  # cancelled, but the cancel was swallowed on the way: undo its count
+        timing.task.uncancel()
+    return result
 
 
 async def reply(resp: aiohttp.ClientResponse, image: bool, opts: FetchOptions, guard: Guard,
-                stats: FetchStats) -> Reply:
+                stats: FetchStats, timing: Timing) -> Reply:
     """Judge a response from its status and headers, then read its body within the cap."""
     check_peer(resp, guard)
     status = resp.status
@@ -90,7 +146,7 @@ async def reply(resp: aiohttp.ClientResponse, image: bool, opts: FetchOptions, g
         if reason:
             raise Rejected(reason)
     limit = opts.max_bytes if image else ROBOTS_MAX_BYTES
-    body = await read_body(resp, limit, truncate=not image)
+    body = await read_body(resp, limit, not image, timing)
     stats.bytes += sum(map(len, body))
     return Reply(status, body)
 
@@ -104,20 +160,24 @@ def check_peer(resp: aiohttp.ClientResponse, guard: Guard) -> None:
         raise Rejected(reason)
 
 
-async def read_body(resp: aiohttp.ClientResponse, limit: int, truncate: bool) -> list[bytes]:
+async def read_body(resp: aiohttp.ClientResponse, limit: int, truncate: bool,
+                    timing: Timing) -> list[bytes]:
     """The body as the chunks it arrived in (no copy: the batch's Arrow column is their one
     copy), refused (or, for robots.txt, cut) as soon as it passes `limit` bytes; a declared
-    Content-Length past the cap is refused before reading."""
+    Content-Length past the cap is refused before reading. Each chunk ends a silence of
+    `timing`'s."""
     if not truncate and (resp.content_length or 0) > limit:
         raise Rejected("too large")
     chunks: list[bytes] = []
     size = 0
+    clock = timing.task.get_loop().time
     while True:
         chunk, end_of_http_chunk = await resp.content.readchunk()
         if not chunk:
             if end_of_http_chunk:
                 continue
             return chunks
+        timing.last = clock()
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -127,4 +187,5 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, truncate: bool) ->
             raise Rejected("too large")
 
 
-__all__ = ["Deadline", "Reply", "new_session", "read_body", "request", "request_timeout"]
+__all__ = ["Deadline", "Reply", "Timing", "Watch", "new_session", "read_body", "request",
+           "watch_tick"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 import aiohttp
 from yarl import URL
 
-from .attempt import Deadline, Reply, request, request_timeout
+from .attempt import Deadline, Reply, request
 from .fetch_options import FetchStats
 from .fetchstream import DEFERRED, Result
 from .replies import Rejected, Transient, classify_error, head, sniff_image
@@ -62,9 +62,10 @@ class Run:
     """One run of the fetcher over a list of URLs (a read task's, or a batch's) on the worker's
     event loop: the concurrency caps, the robots.txt loads in progress and the request counters.
 
-    Per request the bookkeeping is kept to what politeness and the budgets need: one aiohttp timer
-    per attempt (its total is cut to the URL's deadline when that falls first), two semaphores
-    acquired directly, and cached guard, origin and robots.txt look-ups."""
+    Per request the bookkeeping is kept to what politeness and the budgets need: no timer per
+    attempt (the fetcher's `Watch` keeps its total, cut to the URL's deadline when that falls
+    first, and its silences), two semaphores acquired directly, and cached guard, origin and
+    robots.txt look-ups."""
 
     def __init__(self, fetcher: "Fetcher", session: aiohttp.ClientSession, urls: int,
                  defer: bool = False, patient: bool = False) -> None:
@@ -76,7 +77,8 @@ class Run:
         self.opts = fetcher.opts
         self.session = session
         self.loop = asyncio.get_running_loop()
-        self.timeout = request_timeout(self.opts)  # an attempt's, unless its deadline is nearer
+        assert fetcher.watch is not None, "a run starts on the fetcher's loop"
+        self.watch = fetcher.watch
         self.stats = FetchStats()
         self.all_slots = asyncio.Semaphore(self.opts.concurrency)
         self.host_slots: dict[str, asyncio.Semaphore] = {}
@@ -217,7 +219,8 @@ class Run:
             if delay > 0:
                 await asyncio.sleep(delay)
             async with self.all_slots:
-                timeout = self.timeout
+                # (total, longest silence): a patient attempt may be silent for all of it
+                limits = (self.opts.total_timeout, self.opts.read_timeout)
                 if state is not None:
                     now = self.loop.time()
                     if state.deadline_at is None:
@@ -226,14 +229,14 @@ class Run:
                     if left <= 0:
                         raise Deadline()
                     if self.patient and image:
-                        timeout = request_timeout(self.opts, left, patient=True)
+                        limits = (left, None)
                     elif left < self.opts.total_timeout:
-                        timeout = request_timeout(self.opts, left)
+                        limits = (left, self.opts.read_timeout)
                 self.stats.requests += 1
                 self.stats.robots_requests += 0 if image else 1
                 try:
-                    return await request(self.session, url, image, self.opts,
-                                         self.fetcher.guard, timeout, self.stats)
+                    return await request(self.session, self.watch, url, image, self.opts,
+                                         self.fetcher.guard, limits, self.stats)
                 except asyncio.TimeoutError as exc:
                     if (state is not None and state.deadline_at is not None
                             and self.loop.time() >= state.deadline_at):

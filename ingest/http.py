@@ -28,7 +28,7 @@ import aiohttp
 import pyarrow as pa
 from yarl import URL
 
-from .attempt import new_session
+from .attempt import Watch, new_session, watch_tick
 from .candidates import fetched_candidates
 from .fetch_options import STATS_METADATA_KEY, FetchOptions, FetchStats
 from .fetchrun import DEFERRED, Run, UrlState
@@ -98,6 +98,7 @@ class Fetcher:
         # worker: kept-alive connections are reused instead of reopened per batch (see `close`).
         self._loop: LoopThread | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.watch: Watch | None = None  # the time limits of the loop's requests in flight
         self._finalizer: weakref.finalize | None = None
 
     def origin(self, url: URL) -> str:
@@ -122,6 +123,7 @@ class Fetcher:
         return self._loop, self._session
 
     async def _open(self) -> aiohttp.ClientSession:
+        self.watch = Watch(asyncio.get_running_loop(), watch_tick(self.opts))
         return new_session(self.opts, self.guard)
 
     def close(self) -> None:

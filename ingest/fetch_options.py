@@ -86,6 +86,9 @@ class FetchOptions:
         for name in ("retries", "timeout_retries", "max_redirects", "backoff_base", "backoff_max", "retry_after_max"):
             if getattr(self, name) < 0:
                 raise SynshardError(f"bad fetch option {name}: must be >= 0")
+        if self.max_bytes >= 2**31:
+            raise SynshardError(f"bad fetch option max_bytes={self.max_bytes!r}: must be below "
+                                "2 GiB (a body is one binary value)")
         if self.rps_per_host is not None and not self.rps_per_host > 0:
             raise SynshardError(f"bad fetch option rps_per_host={self.rps_per_host!r}: > 0 or None")
         for cidr in self.allowed_networks:

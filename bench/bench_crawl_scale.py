@@ -14,6 +14,14 @@ Prints per size: wall seconds, URLs/s, CPU seconds of the process tree, driver p
 VmHWM, and GNU time's maximum, which may be a descendant's), the largest worker's peak RSS,
 accounting; then the driver's growth per URL between the two sizes (flat: a few hundred bytes at
 most).
+
+    .venv/bin/python bench/bench_crawl_scale.py --sizes 30000,100000 --phases [--trace]
+
+`--phases`: each size built in this process instead (the driver is this process), with
+bench/bench_driver_memory.py's seams: every segment's own peak RSS (planning the URL list, the
+read stage, the gather, each step of decide, the assembly, commit) and the RSS split and Arrow
+pool after each phase; `--trace` adds tracemalloc's census by source line (its own bookkeeping
+adds RSS: compare its heap figures, not its RSS).
 """
 from __future__ import annotations
 
@@ -27,7 +35,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timed_build import timed_build
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timed_build import timed_build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "crawl-scale"
@@ -104,10 +113,67 @@ def build(urls: Path, n: int, per_host: int) -> dict:
             "timings_s": {k: round(v, 1) for k, v in r["timings"].items()}}
 
 
+def phases(urls: Path, n: int, per_host: int, python_heap: bool) -> None:
+    """One crawl-and-build of `urls` in this process, with bench_driver_memory's seams (and two
+    of the URL list's own: planning its tasks, and the retry tasks after the read stage)."""
+    import tracemalloc
+
+    import bench_driver_memory as mem
+    import synshard
+    from synshard.builder import commit, inputs, pipeline
+    from synshard.builder.decide import steps
+
+    modules = {"pipeline": pipeline, "commit": commit, "steps": steps, "inputs": inputs}
+    saved = [(modules[m], name, getattr(modules[m], name))
+             for m, name in (("inputs", "plan_url_lists"), ("pipeline", "_with_retries"),
+                             *mem.SEGMENT_SEAMS, *((m, name) for m, name, _ in mem.SEAMS))
+             if m in modules and hasattr(modules[m], name)]
+    segments = mem.Segments() if not python_heap else None
+
+    def wrapped(fn, name, label):  # type: ignore[no-untyped-def]
+        def inner(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if segments is not None:
+                segments.seam(f"{name}(")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if segments is not None:
+                    segments.seam(f"){name}")
+                if label:
+                    mem.census(label, None, n)
+        return inner
+
+    labels = {(m, name): label for m, name, label in mem.SEAMS}
+    for module, name, fn in saved:
+        key = next(k for k, v in modules.items() if v is module)
+        label = labels.get((key, name))
+        if segments is None and label is None:
+            continue
+        setattr(module, name, wrapped(fn, name, label))
+    out = OUT / f"release-{n}-phases"
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"== {n:,} URLs, built in this process", flush=True)
+    try:
+        if python_heap:
+            tracemalloc.start(1)
+        synshard.build([str(urls)], str(out), resize="shorter:64", progress=False,
+                       name="crawl-scale", log=lambda m: None,
+                       fetch_allowed_networks=["127.0.0.1/32"], fetch_per_host=per_host)
+        mem.census("after the build (Ray shut down)", None, n)
+    finally:
+        tracemalloc.stop()
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--per-host", type=int, default=32)
+    parser.add_argument("--phases", action="store_true",
+                        help="build in this process: each phase's peak RSS (see above)")
+    parser.add_argument("--trace", action="store_true", help="--phases with tracemalloc")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     server = subprocess.Popen([sys.executable, __file__, "serve"], stdout=subprocess.PIPE,
@@ -118,6 +184,9 @@ def main() -> None:
             raise SystemExit(f"server did not start (said {base!r})")
         results = []
         for n in sizes:
+            if args.phases or args.trace:
+                phases(url_list(base, n), n, args.per_host, python_heap=args.trace)
+                continue
             r = build(url_list(base, n), n, args.per_host)
             results.append(r)
             acc = r["accounting"]
@@ -135,7 +204,8 @@ def main() -> None:
         per = (b["driver_peak_mb"] - a["driver_peak_mb"]) * 2**20 / (b["urls"] - a["urls"])
         print(f"driver growth {a['urls']:,} -> {b['urls']:,} URLs: {per:.0f} bytes per URL "
               f"(load average now {os.getloadavg()[0]:.1f})")
-    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    if results:
+        (OUT / "results.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,18 +37,32 @@ class Reply:
 
 
 class Timing:
-    """One request's limits as its `Watch` keeps them (see `Watch.start`)."""
+    """One request's limits as its `Watch` keeps them; a context manager around the request:
+    the watch's cancel comes out of it as asyncio.TimeoutError (any other cancel, of a cut run
+    or a stopping loop, as itself), as aiohttp's own timeouts and asyncio.timeout do."""
 
-    __slots__ = ("task", "ends", "silence", "last", "cancelling", "expired")
+    __slots__ = ("watch", "task", "ends", "silence", "last", "cancelling", "expired")
 
-    def __init__(self, task: "asyncio.Task[object]", ends: float, silence: float | None,
-                 now: float) -> None:
-        self.task, self.ends, self.silence, self.last = task, ends, silence, now
-        self.cancelling = task.cancelling()  # a cancel already under way is not ours
+    def __init__(self, watch: "Watch", task: "asyncio.Task[object]", ends: float,
+                 silence: float | None, now: float) -> None:
+        self.watch, self.task, self.ends, self.silence, self.last = watch, task, ends, silence, now
+        self.cancelling = task.cancelling()  # a cancel already under way is not the watch's
         self.expired = False
 
     def due(self, now: float) -> bool:
         return now >= self.ends or (self.silence is not None and now - self.last >= self.silence)
+
+    def __enter__(self) -> "Timing":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        self.watch.live.discard(self)
+        if not self.expired:
+            return
+        # undo the watch's own cancel (also when it was swallowed on the way out)
+        if self.task.uncancel() <= self.cancelling and kind is asyncio.CancelledError:
+            raise asyncio.TimeoutError() from None
 
 
 class Watch:
@@ -66,12 +80,13 @@ class Watch:
         self._sweeping: asyncio.TimerHandle | None = None
 
     def start(self, total: float, silence: float | None) -> Timing:
-        """Watch the current task's request from now: `total` seconds at most, silences of
-        `silence` seconds at most (None: any)."""
+        """Watch the current task's request from now (use the result as a context manager
+        around it): `total` seconds at most, silences of `silence` seconds at most (None: any),
+        a silence ending whenever `Timing.last` is set to the loop's time."""
         task = asyncio.current_task()
         assert task is not None, "a request runs in a task"
         now = self.loop.time()
-        timing = Timing(task, now + total, silence, now)
+        timing = Timing(self, task, now + total, silence, now)
         self.live.add(timing)
         if self._sweeping is None:
             self._sweeping = self.loop.call_at(now + self.tick, self._sweep)
@@ -112,22 +127,12 @@ async def request(session: aiohttp.ClientSession, watch: Watch, url: URL, image:
     """GET `url` once (no redirects followed) within `limits`: (total seconds, longest silence
     or None), kept by `watch`. Client errors become `Transient` or `Rejected`; a limit passed
     is `asyncio.TimeoutError`, left to the caller, which knows whether the deadline fell."""
-    timing = watch.start(*limits)
-    try:
-        async with session.get(url, allow_redirects=False) as resp:
-            result = await reply(resp, image, opts, guard, stats, timing)
-    except aiohttp.ClientError as exc:
-        raise classify_error(exc) from None
-    except asyncio.CancelledError:
-        # the watch's cancel becomes a timeout; any other (a cut run, a stopping loop) stays
-        if timing.expired and timing.task.uncancel() <= timing.cancelling:
-            raise asyncio.TimeoutError() from None
-        raise
-    finally:
-        watch.live.discard(timing)
-    if timing.expired:  # cancelled, but the cancel was swallowed on the way: undo its count
-        timing.task.uncancel()
-    return result
+    with watch.start(*limits) as timing:
+        try:
+            async with session.get(url, allow_redirects=False) as resp:
+                return await reply(resp, image, opts, guard, stats, timing)
+        except aiohttp.ClientError as exc:
+            raise classify_error(exc) from None
 
 
 async def reply(resp: aiohttp.ClientResponse, image: bool, opts: FetchOptions, guard: Guard,

@@ -220,7 +220,8 @@ class Run:
                 await asyncio.sleep(delay)
             async with self.all_slots:
                 # (total, longest silence): a patient attempt may be silent for all of it
-                limits = (self.opts.total_timeout, self.opts.read_timeout)
+                limits: tuple[float, float | None] = (self.opts.total_timeout,
+                                                      self.opts.read_timeout)
                 if state is not None:
                     now = self.loop.time()
                     if state.deadline_at is None:

@@ -62,16 +62,20 @@ class Job:
 
 
 class HostRate:
-    """Spaces requests to one host `1 / rps` seconds apart (state kept across batches)."""
+    """Spaces requests to one host `1 / rps` seconds apart (state kept across batches; a host
+    whose next slot has passed is forgotten once `size` hosts are kept: it waits for nothing)."""
 
-    def __init__(self, rps: float | None) -> None:
+    def __init__(self, rps: float | None, size: int = 4096) -> None:
         self.interval = 0.0 if rps is None else 1.0 / rps
+        self.size = size
         self._next: dict[str, float] = {}
 
     def delay(self, host: str, now: float) -> float:
         """Reserve the next slot for `host`; return how long to wait for it."""
         if not self.interval:
             return 0.0
+        if len(self._next) >= self.size:
+            self._next = {h: t for h, t in self._next.items() if t > now}
         start = max(now, self._next.get(host, now))
         self._next[host] = start + self.interval
         return start - now

@@ -73,11 +73,16 @@ def x_robots_reason(values: list[str], agent: str) -> str | None:
 
 
 class RobotsCache:
-    """Parsed robots.txt policies by origin (`scheme://host:port`), each kept for `ttl` seconds."""
+    """Parsed robots.txt policies by origin (`scheme://host:port`), each kept for `ttl` seconds,
+    at most `size` of them (the oldest go first): a worker's crawl meets millions of hosts, and
+    a URL list's tasks are in URL order, so a host's URLs come together and a policy is rarely
+    wanted again once its host's run is over (then it is fetched again)."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic,
+                 size: int = 1024) -> None:
         self.ttl = ttl
         self.clock = clock
+        self.size = size
         self._entries: dict[str, tuple[RobotsPolicy, float]] = {}
 
     def get(self, origin: str) -> RobotsPolicy | None:
@@ -88,6 +93,9 @@ class RobotsCache:
         return entry[0]
 
     def put(self, origin: str, policy: RobotsPolicy) -> None:
+        self._entries.pop(origin, None)
+        while len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]  # the oldest put
         self._entries[origin] = (policy, self.clock())
 
     def __len__(self) -> int:

@@ -47,6 +47,14 @@ def test_cache_expires_after_ttl() -> None:
     assert cache.get("http://h") is None
 
 
+def test_cache_keeps_at_most_its_size_the_oldest_going_first() -> None:
+    cache = RobotsCache(ttl=100, size=3)
+    for host in ("a", "b", "c", "a", "d"):  # putting "a" again makes it the newest
+        cache.put(f"http://{host}", RobotsPolicy())
+    assert len(cache) == 3
+    assert [cache.get(f"http://{h}") is not None for h in "abcd"] == [True, False, True, True]
+
+
 @pytest.mark.parametrize(
     "values, reason",
     [

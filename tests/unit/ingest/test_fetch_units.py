@@ -82,6 +82,15 @@ def test_host_rate_spaces_requests_per_host() -> None:
     assert HostRate(None).delay("a", 0.0) == 0.0
 
 
+def test_host_rate_forgets_hosts_whose_slot_has_passed_not_the_others() -> None:
+    rate = HostRate(rps=1, size=3)
+    for host in "abc":
+        rate.delay(host, 0.0)  # next slots at 1.0
+    rate.delay("a", 0.5)  # "a" owes until 2.0
+    assert rate.delay("d", 1.5) == 0.0  # full: "b" and "c" (slots passed) are forgotten
+    assert len(rate._next) == 2 and rate.delay("a", 1.5) == 0.5
+
+
 counts = st.integers(min_value=0, max_value=10**6)
 stats_strategy = st.builds(
     FetchStats, urls=counts, fetched=counts, requests=counts, retries=counts, bytes=counts,

@@ -219,7 +219,7 @@ def _arrow_csv(f: IO[bytes], delimiter: str = ",") -> pa.Table | None:
         table = pacsv.read_csv(
             _Prefixed(head, f),
             # one thread: the reader's threads each kept their own allocator pages, ~9 MiB more
-            # of the driver's RSS for a 100,000-URL list (0.4 s to read either way)
+            # of the driver's RSS for a 100,000-URL list; no slower (13 ms, threaded 32 ms)
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},

@@ -63,7 +63,8 @@ class Job:
 
 class HostRate:
     """Spaces requests to one host `1 / rps` seconds apart (state kept across batches; a host
-    whose next slot has passed is forgotten once `size` hosts are kept: it waits for nothing)."""
+    whose next slot has passed is forgotten once `size` hosts are kept: it waits for nothing;
+    the size doubles when more than half of them are still owed a wait)."""
 
     def __init__(self, rps: float | None, size: int = 4096) -> None:
         self.interval = 0.0 if rps is None else 1.0 / rps
@@ -76,6 +77,7 @@ class HostRate:
             return 0.0
         if len(self._next) >= self.size:
             self._next = {h: t for h, t in self._next.items() if t > now}
+            self.size = max(self.size, 2 * len(self._next))  # all still owed: prune less often
         start = max(now, self._next.get(host, now))
         self._next[host] = start + self.interval
         return start - now

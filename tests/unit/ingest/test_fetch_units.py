@@ -84,11 +84,13 @@ def test_host_rate_spaces_requests_per_host() -> None:
 
 def test_host_rate_forgets_hosts_whose_slot_has_passed_not_the_others() -> None:
     rate = HostRate(rps=1, size=3)
-    for host in "abc":
-        rate.delay(host, 0.0)  # next slots at 1.0
-    rate.delay("a", 0.5)  # "a" owes until 2.0
+    for host, now in (("a", 0.0), ("b", 0.0), ("a", 0.5), ("c", 0.5)):
+        rate.delay(host, now)  # "a" owes until 2.0, "b" until 1.0, "c" until 1.5
     assert rate.delay("d", 1.5) == 0.0  # full: "b" and "c" (slots passed) are forgotten
     assert len(rate._next) == 2 and rate.delay("a", 1.5) == 0.5
+    owed = HostRate(rps=1, size=2)
+    assert [owed.delay(h, 0.0) for h in "abc"] == [0.0, 0.0, 0.0]  # all owed: the size grows
+    assert owed.size == 4 and owed.delay("a", 0.0) == 1.0
 
 
 counts = st.integers(min_value=0, max_value=10**6)

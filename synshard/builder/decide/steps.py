@@ -165,8 +165,17 @@ def _conflicts(tables: list[pa.Table]) -> pa.Table:
     return conflicts.sort_by([("key", "ascending"), ("other_key", "ascending")])
 
 
+ORDER_SLICE = 1 << 16  # conflict rows whose keys are made at a time to check their order
+
+
 def _in_key_order(table: pa.Table) -> bool:
-    """Whether a conflicts table's rows are in (key, other_key) order (vectorised)."""
+    """Whether a conflicts table's rows are in (key, other_key) order (vectorised, a slice at
+    a time: the keys of 1.18M encoded pairs made at once were +67 MiB at decide's end)."""
+    return all(_slice_in_key_order(table.slice(at, ORDER_SLICE + 1))
+               for at in range(0, max(table.num_rows - 1, 1), ORDER_SLICE))
+
+
+def _slice_in_key_order(table: pa.Table) -> bool:
     n = table.num_rows
     if n < 2:
         return True

@@ -236,14 +236,18 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
     del won
     ra, rb = rows.key_rank[a], rows.key_rank[b]
     del a, b
-    lo, hi = np.minimum(ra, rb).astype(np.int64), np.maximum(ra, rb)
+    apart = ra != rb
+    ra, rb = ra[apart], rb[apart]
+    del apart
+    ranked, hi = np.minimum(ra, rb).astype(np.int64), np.maximum(ra, rb)
     del ra, rb
-    lo *= n
-    lo += hi
+    ranked *= n
+    ranked += hi  # (key rank, other key rank) as one int64, sorted in place, then once each
     del hi
-    ranked = np.unique(lo[lo % n != lo // n])  # (key rank, other key rank): sorted, once each
-    del lo
-    in_key_order = np.empty(n, dtype)
+    ranked.sort()
+    if ranked.size:
+        ranked = ranked[np.append(True, ranked[1:] != ranked[:-1])]
+    in_key_order: np.ndarray = np.empty(n, dtype)
     in_key_order[rows.key_rank] = np.arange(n, dtype=dtype)
     a, b = in_key_order[ranked // n], in_key_order[ranked % n]
     del ranked, in_key_order

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_driver_memory.py --count 1000000 --source DIR --phases \
         --save-gathered gathered-1M.parquet          # once: the table a real build gathered
-    .venv/bin/python bench/replay_decide.py gathered-1M.parquet [--near-radius 6|none]
+    .venv/bin/python bench/replay_decide.py gathered-1M.parquet [--near-radius 6|none] [--trace]
     .venv/bin/memray run --native -o decide.bin bench/replay_decide.py gathered-1M.parquet
 
 The same measurement as `bench/bench_decide.py` (its `Steps`: the peak-RSS counter reset at each
@@ -23,13 +23,18 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_decide import Steps, _rss  # noqa: E402
+from bench_decide import Steps, Tracer, _rss  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table", help="a gathered table (bench_driver_memory.py --save-gathered)")
     ap.add_argument("--near-radius", default="6", help="phash radius, or none")
+    ap.add_argument("--chunk-rows", type=int, default=0,
+                    help="re-chunk the table into chunks of this many rows, as the build's gather "
+                         "holds it (16384 at 1M: 64 tasks of 256 rows a chunk); default: as read")
+    ap.add_argument("--trace", action="store_true",
+                    help="attribute the peak: Arrow vs NumPy bytes and the stack at the peak")
     args = ap.parse_args()
     from synshard.builder.decide.steps import decide
     from synshard.config import BuildConfig
@@ -37,15 +42,21 @@ def main() -> None:
 
     pa.array([1])  # pyarrow's one-time imports, before the baseline
     meta = pq.read_table(args.table)
+    if args.chunk_rows:
+        meta = pa.Table.from_batches(meta.to_batches(max_chunksize=args.chunk_rows),
+                                     meta.schema)  # (slices: the dictionaries stay shared)
     held = _rss()["VmRSS"]
     Path("/proc/self/clear_refs").write_text("5")
     radius = None if args.near_radius == "none" else int(args.near_radius)
     cfg = BuildConfig(out="/tmp/unused", sources=("/data",), dedup=DedupOptions(near_radius=radius))
     steps = Steps()
+    tracer = Tracer() if args.trace else None
     w, c = time.perf_counter(), time.process_time()
     decisions = decide(meta, cfg)
     wall, cpu = time.perf_counter() - w, time.process_time() - c
     steps.restore()
+    if tracer is not None:
+        tracer.report()
     mib = 1 << 20
     print(f"load average {os.getloadavg()[0]:.1f}; {meta.num_rows:,} rows, "
           f"{pa.total_allocated_bytes() / mib:,.0f} MiB in Arrow with the decisions; "

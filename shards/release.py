@@ -128,20 +128,36 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
     A table of the registry (shards/tables.py) is conformed to its schema: absent nullable
     columns become nulls, extra columns are dropped.
     """
-    if name in TABLES:
-        table = conform(table, TABLES[name])
-    buf = io.BytesIO()
-    pq.write_table(
-        table, buf, compression="zstd", compression_level=3, row_group_size=1 << 20,
-        write_page_index=False,
-    )  # fmt: skip
-    data = buf.getvalue()
+    data = _parquet_bytes(name, table)
     relpath = f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.parquet"
     fs.makedirs(root, exist_ok=True)
     put_file(fs, join(root, relpath), data)
     return {
         "path": relpath,
-        "rows": table.num_rows,
+        "rows": table.num_rows,  # (conform keeps the rows)
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+
+
+ROW_GROUP = 1 << 20  # rows per row group of a side table
+SLICED = {"conflicts": 1 << 16}  # side tables written this many rows at a time (their row groups)
+
+
+def _parquet_bytes(name: str, table: pa.Table) -> bytes:
+    """The side table's Parquet file. Conflicts come with their strings dictionary-encoded over
+    the rows they name (transforms/neardup_policy.py): decoded whole, the 1.18M pairs of the 1M
+    scale build were +242 MiB of the driver at commit, so a large one is conformed and written
+    a slice at a time, a row group each (tables up to a slice: the same bytes as one write)."""
+    schema = TABLES.get(name)
+    step = SLICED.get(name, 0)
+    options = dict(compression="zstd", compression_level=3, write_page_index=False)
+    buf = io.BytesIO()
+    if schema is None or not step or table.num_rows <= step:
+        table = conform(table, schema) if schema is not None else table
+        pq.write_table(table, buf, row_group_size=ROW_GROUP, **options)  # type: ignore[arg-type]
+        return buf.getvalue()
+    with pq.ParquetWriter(buf, schema, **options) as writer:  # type: ignore[arg-type]
+        for at in range(0, table.num_rows, step):
+            writer.write_table(conform(table.slice(at, step), schema), row_group_size=step)
+    return buf.getvalue()

@@ -545,12 +545,20 @@ def groups_of(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarra
 def cross_pairs(ga: tuple, gb: tuple, ui: np.ndarray, uj: np.ndarray, ud: np.ndarray) -> Pairs:
     """Every (member of group ui, member of group uj) for each group pair: the output size."""
     (oa, sa, ca), (ob, sb, cb) = ga, gb
-    ci, cj = ca[ui], cb[uj]
-    total = ci * cj
-    k = np.repeat(np.arange(ui.size), total)
-    t = np.arange(k.size) - np.repeat(np.cumsum(total) - total, total)
-    a = oa[sa[ui][k] + t // cj[k]]
-    b = ob[sb[uj][k] + t % cj[k]]
+    total = ca[ui] * cb[uj]
+    start = np.cumsum(total) - total  # each group pair's first output
+    a = np.empty(int(start[-1] + total[-1]) if total.size else 0, np.int64)
+    b = np.empty_like(a)
+    one = total == 1  # most pairs (one member a side): no per-output index arithmetic
+    a[start[one]], b[start[one]] = oa[sa[ui[one]]], ob[sb[uj[one]]]
+    del one
+    many = np.flatnonzero(total > 1)
+    if many.size:
+        k = np.repeat(many, total[many])
+        t = np.arange(k.size)
+        t -= np.repeat(np.cumsum(total[many]) - total[many], total[many])
+        cj, at = cb[uj[k]], start[k] + t
+        a[at], b[at] = oa[sa[ui[k]] + t // cj], ob[sb[uj[k]] + t % cj]
     return Pairs(a, b, np.repeat(ud, total))
 
 

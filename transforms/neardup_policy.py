@@ -55,22 +55,39 @@ class _Rows:
     index: np.ndarray  # row numbers in the input table
     phash: np.ndarray
     synset: np.ndarray  # int codes
-    split: np.ndarray  # strings (object)
+    split: np.ndarray  # int codes (equal codes: equal splits)
+    is_eval: np.ndarray  # the split is an evaluation split (val, test)
     area: np.ndarray
-    key_rank: np.ndarray
+    key_rank: np.ndarray  # distinct, in key order (equal keys: in row order)
 
 
 def _rows(meta: pa.Table, index: np.ndarray, phash: np.ndarray) -> _Rows:
-    """The policy's columns for the rows `index` (ascending) of the table (phash: theirs)."""
+    """The policy's columns for the rows `index` (ascending) of the table (phash: theirs).
+
+    Strings become codes (a split per row as a Python string was ~60 bytes a hot row) and
+    indices int32 where the rows allow: at 1M rows of the scale build, half a million rows
+    take part in a pair."""
     t = take_meta(meta, index, [c for c in META_COLUMNS if c not in ("phash", "source")])
-    synset = pc.dictionary_encode(pc.fill_null(t["synset"], "")).combine_chunks()
+    dtype = index_dtype(index.size)
+    (synset, _), (split, splits) = (_codes(t[name], dtype) for name in ("synset", "split"))
     area = (pc.fill_null(t["width"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
             * pc.fill_null(t["height"], 0).to_numpy(zero_copy_only=False).astype(np.int64))
     key_rank = pc.rank(t["key"], sort_keys="ascending", tiebreaker="first")
-    codes = synset.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return _Rows(index, np.asarray(phash, dtype=np.uint64), codes,
-                 pc.fill_null(t["split"], "").to_numpy(zero_copy_only=False), area,
-                 key_rank.to_numpy(zero_copy_only=False).astype(np.int64))
+    del t
+    is_eval = np.isin(splits.to_numpy(zero_copy_only=False), EVAL_SPLITS)[split]
+    return _Rows(index, np.asarray(phash, dtype=np.uint64), synset, split, is_eval, area,
+                 key_rank.to_numpy(zero_copy_only=False).astype(dtype) - 1)
+
+
+def _codes(column: pa.ChunkedArray, dtype: type) -> tuple[np.ndarray, pa.Array]:
+    """A string column's values as dictionary codes (nulls as ""), and the dictionary."""
+    encoded = pc.dictionary_encode(pc.fill_null(column, "")).combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(dtype), encoded.dictionary
+
+
+def index_dtype(n: int) -> type:
+    """The narrowest signed integer type that indexes n items (int32 below 2**31)."""
+    return np.int32 if n < 2**31 else np.int64
 
 
 def distinct_counts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +136,7 @@ def _node_pairs(rows: _Rows, hashes: np.ndarray, distinct: Pairs
 
 def _survivors(rows: _Rows, labels: np.ndarray) -> np.ndarray:
     """Per row, the row that survives its cluster: eval split, largest area, smallest key."""
-    is_eval = np.isin(rows.split, EVAL_SPLITS)
-    order = np.lexsort((rows.key_rank, -rows.area, ~is_eval, labels))
+    order = np.lexsort((rows.key_rank, -rows.area, ~rows.is_eval, labels))
     first = np.ones(order.size, dtype=bool)
     first[1:] = labels[order][1:] != labels[order][:-1]
     winner = np.empty(labels.max() + 1 if labels.size else 0, dtype=np.int64)
@@ -151,21 +167,33 @@ def near_dedup(meta: pa.Table, radius: int, near_conflicts: NearConflictPolicy =
     phash = phash.astype(np.uint64, copy=False)
     row_hot, hashes, distinct = _hot(phash, radius, search or search_distinct)
     rows = _rows(meta, valid[row_hot], phash[row_hot])
-    del phash
+    del phash, valid, row_hot
     node_of_row, rep, pairs = _node_pairs(rows, hashes, distinct)
+    del hashes, distinct  # (each step's inputs let go as it ends: 1M rows of the scale build
+    # give ~1M pairs of hashes and ~1.2M of nodes, 20 bytes each)
     same = rows.synset[rep[pairs.i]] == rows.synset[rep[pairs.j]]
-    joined = same if near_conflicts == "keep" else np.ones(same.size, dtype=bool)
-    n = rows.phash.size
-    ei = np.concatenate([np.arange(n), rep[pairs.i][joined]])
-    ej = np.concatenate([rep[node_of_row], rep[pairs.j][joined]])
-    labels = clusters(n, ei, ej)
+    labels = _clusters(rows.phash.size, node_of_row, rep, pairs,
+                       same if near_conflicts == "keep" else None)
+    del node_of_row
     survivor = _survivors(rows, labels)
     keep = np.ones(meta.num_rows, dtype=bool)
-    keep[rows.index[survivor != np.arange(n)]] = False
+    keep[rows.index[survivor != np.arange(survivor.size)]] = False
     all_labels = np.arange(meta.num_rows, dtype=np.int64)
     all_labels[rows.index] = rows.index[labels]
+    del labels
+    duplicates = _duplicates(meta, rows, survivor)
     conflicts = _conflicts(meta, rows, survivor, rep, pairs, ~same)
-    return NearDedupResult(keep, _duplicates(meta, rows, survivor), conflicts, all_labels)
+    return NearDedupResult(keep, duplicates, conflicts, all_labels)
+
+
+def _clusters(n: int, node_of_row: np.ndarray, rep: np.ndarray, pairs: Pairs,
+              joined: np.ndarray | None) -> np.ndarray:
+    """Cluster label per hot row: rows of one node together, and the node pairs `joined`
+    (every pair where None)."""
+    pi, pj = (rep[pairs.i], rep[pairs.j]) if joined is None else \
+        (rep[pairs.i[joined]], rep[pairs.j[joined]])
+    return clusters(n, np.concatenate([np.arange(n), pi]),
+                    np.concatenate([rep[node_of_row], pj]))
 
 
 def _duplicates(meta: pa.Table, rows: _Rows, survivor: np.ndarray) -> pa.Table:
@@ -202,25 +230,42 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
     their row order among them, so such a table is not in (key, other_key) order; decide's
     `_finish` checks the order and sorts when it is not.
     """
-    a, b = survivor[rep[pairs.i[cross]]], survivor[rep[pairs.j[cross]]]
-    first = rows.key_rank[a] <= rows.key_rank[b]
-    a, b = np.where(first, a, b), np.where(first, b, a)
-    a, b = a[a != b], b[a != b]
-    if a.size:
-        order = np.lexsort((rows.key_rank[b], rows.key_rank[a]))
-        a, b = a[order], b[order]
-        new = np.ones(a.size, dtype=bool)
-        new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-        a, b = a[new], b[new]
+    n, dtype = survivor.size, index_dtype(survivor.size)
+    won = survivor.astype(dtype)[rep]  # per node, the row that survives it
+    a, b = won[pairs.i[cross]], won[pairs.j[cross]]
+    del won
+    ra, rb = rows.key_rank[a], rows.key_rank[b]
+    del a, b
+    apart = ra != rb
+    ra, rb = ra[apart], rb[apart]
+    del apart
+    ranked, hi = np.minimum(ra, rb).astype(np.int64), np.maximum(ra, rb)
+    del ra, rb
+    ranked *= n
+    ranked += hi  # (key rank, other key rank) as one int64, sorted in place, then once each
+    del hi
+    ranked.sort()
+    if ranked.size:
+        ranked = ranked[np.append(True, ranked[1:] != ranked[:-1])]
+    in_key_order: np.ndarray = np.empty(n, dtype)
+    in_key_order[rows.key_rank] = np.arange(n, dtype=dtype)
+    a, b = in_key_order[ranked // n], in_key_order[ranked % n]
+    del ranked, in_key_order
     d = hamming(rows.phash[a], rows.phash[b])  # between the survivors listed, not the pair found
-    named, at = np.unique(np.concatenate([a, b]), return_inverse=True)
-    at = at.astype(np.int32)
-    side = take_meta(meta, rows.index[named], ["key", "synset", "split", "source"])
+    named = np.zeros(n, dtype=bool)
+    named[a] = True
+    named[b] = True
+    at = np.cumsum(named, dtype=np.int32) - 1  # a named row's position among the named ones
+    sides = [pa.array(at[a]), pa.array(at[b])]  # one index array per side, for its 4 columns
+    del a, b, at
+    side = take_meta(meta, rows.index[np.flatnonzero(named)], ["key", "synset", "split",
+                                                                 "source"])
     columns = {}
     for name in ("key", "synset", "split", "source"):
         values = side[name].cast(pa.string()).combine_chunks()  # one dictionary for both sides
-        for prefix, idx in (("", at[:a.size]), ("other_", at[a.size:])):
-            columns[prefix + name] = pa.DictionaryArray.from_arrays(pa.array(idx), values)
+        side = side.drop_columns([name])  # (its chunks, now joined: not held twice)
+        for prefix, idx in zip(("", "other_"), sides):
+            columns[prefix + name] = pa.DictionaryArray.from_arrays(idx, values)
     columns["distance"] = pa.array(d, pa.int32())
     return pa.table(columns, schema=_ENCODED_CONFLICTS)
 

@@ -30,6 +30,7 @@ from synshard.shards.staging import (DECIDE_COLUMNS, decide_schema, gathered, re
                                      stage_batch)
 from synshard.shards.pyfiles import read_parquet
 from synshard.errors import SynshardError
+from synshard.builder.decide.memory import bound_heap, release
 
 STAGING_DIR = "_staging"
 TASKS_DIR = "_tasks"
@@ -99,13 +100,14 @@ class Staging:
         In `decide_schema()` form (shards/staging.py `gathered`): `staged_path` and `synset`
         dictionary-encoded with one dictionary each for the whole table (each staged file's
         path once), sha256 as 32 raw bytes."""
+        bound_heap()  # (decide/memory.py: freed NumPy and read buffers go back to the system)
         groups = [_compact([self._gathered(i) for i in range(at, min(at + GATHER_GROUP, count))])
                   for at in range(0, count, GATHER_GROUP)]
         if not groups:
             return decide_schema().empty_table()
         table = pa.concat_tables(groups).unify_dictionaries()
         del groups
-        pa.default_memory_pool().release_unused()  # the reads' buffers, back to the OS
+        release()  # the reads' buffers, back to the OS
         return table
 
     def _gathered(self, index: int) -> pa.Table:

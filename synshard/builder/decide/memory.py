@@ -1,16 +1,52 @@
-"""Handing the decisions' freed Arrow pages back to the system.
+"""Handing the driver's freed memory back to the system: Arrow's pool and the C heap.
 
 pyarrow's default pool (mimalloc) keeps freed pages a while, and NumPy's arrays (the C heap)
 cannot reuse them: at 10M rows (bench/bench_decide.py) the driver's RSS was 0.6-0.9 GB above
 what the gathered table held once read, ~0.5 GB of it freed pages that `release_unused` hands
 back. So decide calls `release` before it starts and after its large steps (a few ms each).
 (Arrow's jemalloc pool for decide's own buffers was tried: the same peaks within the noise.)
+
+NumPy's arrays live in glibc's heap, which keeps freed memory too: glibc raises its mmap
+threshold each time a large mmapped block is freed (up to 32 MiB), so after the first few
+temporaries every NumPy array of a few MB comes from the heap and its pages stay with the
+process once freed (on the 1M scale build's gathered table, near dedup's steps held 60-130 MiB
+more RSS than their arrays; bench/replay_decide.py). `bound_heap` pins the threshold at glibc's
+own initial value (blocks from 128 KiB are mmapped, so freeing one unmaps it) and `release`
+trims what the heap still holds free. Both do nothing where the C library is not glibc.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+from functools import cache
+
 import pyarrow as pa
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 128 << 10  # glibc's initial value, kept (not raised as blocks are freed)
+
+
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+@cache
+def bound_heap() -> None:
+    """Large C-heap blocks are mmapped from now on in this process (once; see above)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def release() -> None:
-    """Hand the Arrow pool's freed pages back to the system now."""
+    """Hand the Arrow pool's freed pages, and the C heap's free memory, back to the system."""
     pa.default_memory_pool().release_unused()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

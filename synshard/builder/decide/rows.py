@@ -23,7 +23,7 @@ from synshard.shards.staging import derive_keys, sha256_hex
 from synshard.transforms.takes import take_column, take_rows
 
 KEEP_ENCODED = ("staged_path",)
-TAKE_BATCH = 1 << 20  # rows a large take makes at a time
+TAKE_BATCH = 1 << 18  # rows a large take makes at a time
 
 
 class Accepted:

@@ -137,3 +137,19 @@ def test_an_assembly_job_carries_only_its_own_staged_paths():
         paths = job.keep["staged_path"].combine_chunks()
         assert sorted(paths.dictionary.to_pylist()) == sorted(job.staged_paths)
         assert len(job.staged_paths) == job.keep.num_rows == 3
+
+
+def test_the_conflicts_key_order_is_checked_across_slices(monkeypatch):
+    from synshard.builder.decide import steps
+
+    monkeypatch.setattr(steps, "ORDER_SLICE", 2)
+    keys = ["a", "b", "b", "c", "d"]
+    table = pa.table({"key": keys, "other_key": ["x", "x", "y", "a", "a"]})
+    assert steps._in_key_order(table)
+    others = table["other_key"].to_pylist()
+    for at in range(1, len(keys)):  # a step back at every slice boundary and inside slices
+        swapped = keys[:at - 1] + [keys[at], keys[at - 1]] + keys[at + 1:]
+        pairs = list(zip(swapped, others))
+        assert steps._in_key_order(table.set_column(0, "key", pa.array(swapped))) is (
+            pairs == sorted(pairs))
+    assert steps._in_key_order(table.slice(0, 1)) and steps._in_key_order(table.slice(0, 0))

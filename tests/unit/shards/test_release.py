@@ -104,3 +104,23 @@ def test_write_table_refuses_a_table_without_required_columns(tmp_path) -> None:
     with pytest.raises(ShardError, match="'reason'"):
         write_table(fsspec.filesystem("file"), str(tmp_path), "rejects",
                     pa.table({"source": ["x"], "stage": ["decode"]}))  # fmt: skip
+
+
+def test_a_large_conflicts_table_is_written_a_row_group_per_slice(tmp_path, monkeypatch) -> None:
+    from synshard.shards import release
+    from synshard.shards.tables import CONFLICT_SCHEMA
+
+    monkeypatch.setitem(release.SLICED, "conflicts", 4)
+    n, fs = 10, fsspec.filesystem("file")
+    plain = pa.table({f.name: pa.array([f"{f.name}{i % 3}" for i in range(n)]) if
+                      f.type == pa.string() else pa.array(range(n), f.type) for f in CONFLICT_SCHEMA})
+    encoded = plain.set_column(0, "key", plain["key"].dictionary_encode())
+    a = write_table(fs, str(tmp_path / "a"), "conflicts", encoded)
+    b = write_table(fs, str(tmp_path / "b"), "conflicts", plain)
+    assert a == b and a["rows"] == n
+    meta = pq.ParquetFile(tmp_path / "a" / a["path"]).metadata
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [4, 4, 2]
+    assert pq.read_table(tmp_path / "a" / a["path"]).equals(plain.cast(CONFLICT_SCHEMA))
+    small = write_table(fs, str(tmp_path / "c"), "conflicts", plain.slice(0, 4))
+    monkeypatch.setitem(release.SLICED, "conflicts", 1 << 16)
+    assert write_table(fs, str(tmp_path / "d"), "conflicts", plain.slice(0, 4)) == small

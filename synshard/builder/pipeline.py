@@ -57,9 +57,10 @@ PLAN_ALONE_S = 0.5
 # Ray at once: this process reads, and Ray starts only once what is left of the read stage
 # would take it more than RAY_PAYS_S alone (the last task's seconds x the tasks left; the
 # first task, which pays this process's imports, is not used). An embedded Ray takes 5-18 s to
-# start on a 2-core machine (a core busy meanwhile) and its workers' first tasks pay their
-# imports: a 3,000-URL crawl (12 tasks, ~8 s on one core) is done sooner without it.
-RAY_PAYS_S = 10.0
+# start on a 2-core machine (a core busy meanwhile, the driver reading on the other) and its
+# workers' first tasks pay their imports, so it gains only on work well past its start-up: a
+# 3,000-URL crawl (12 tasks, 8-13 s on one core) is done sooner without it.
+RAY_PAYS_S = 15.0
 RAY_NOW_TASKS = 32
 IN_PROCESS = {"address": "in-process", "cpus": 1, "nodes": 1}
 

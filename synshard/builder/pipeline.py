@@ -29,6 +29,7 @@ from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.commit import check_existing, commit_release
+from synshard.builder.localreads import read_here
 from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
@@ -54,13 +55,8 @@ class BuildResult:
 # has one read task runs in this process instead (Ray's start-up would be most of its time).
 PLAN_ALONE_S = 0.5
 # With `embedded_ray="auto"`, a quick plan of at most RAY_NOW_TASKS read tasks does not start
-# Ray at once: this process reads, and Ray starts only once what is left of the read stage
-# would take it more than RAY_PAYS_S alone (the last task's seconds x the tasks left; the
-# first task, which pays this process's imports, is not used). An embedded Ray takes 5-18 s to
-# start on a 2-core machine (a core busy meanwhile, the driver reading on the other) and its
-# workers' first tasks pay their imports, so it gains only on work well past its start-up: a
-# 3,000-URL crawl (12 tasks, 8-13 s on one core) is done sooner without it.
-RAY_PAYS_S = 15.0
+# Ray at once: this process reads them (synshard/builder/localreads.py) and starts Ray only if
+# they turn out to be long.
 RAY_NOW_TASKS = 32
 IN_PROCESS = {"address": "in-process", "cpus": 1, "nodes": 1}
 
@@ -157,7 +153,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
     Until an embedded Ray is up, this process runs read tasks itself, one at a time (all of
-    them, with no Ray at all, when they are few and quick: `_read_here`); then the
+    them, with no Ray at all, when they are few and quick: `localreads.read_here`); then the
     rest go to Ray as plain tasks (`_Feed`), one per read task and a CPU each, the first ones as
     soon as Ray is up, beside this process's last task; each returns two numbers, never rows
     (the metadata goes through the journal). Also returns how many inputs each Ray node settled in this run (this
@@ -177,7 +173,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
         background.start()
     feed = _Feed(cfg, staging, tasks)
     with _progress(cfg) as bar:
-        here = _read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
+        here = read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
         if held and background.cancel():  # every read task done here, Ray never needed
             tasks, _, queue = _with_retries(tasks, staging)
             here += _run_here(queue, tasks, cfg, staging, bar)
@@ -211,29 +207,6 @@ def _may_wait(cfg: BuildConfig, queue: list[int]) -> bool:
     initialized = getattr(ray_module, "is_initialized", None)  # see `in_process`
     return (cfg.embedded_ray == "auto" and len(queue) <= RAY_NOW_TASKS
             and not (initialized is not None and initialized()))
-
-
-def _read_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,
-               bar: Callable[[int], None], background: BackgroundRay, feed: "_Feed") -> int:
-    """Run read tasks in this process until Ray is up (or the queue is empty, when Ray is not
-    needed: see RAY_PAYS_S); starts Ray once the tasks left are worth it. Inputs settled."""
-    here, done_here = 0, 0
-    while queue and not background.ready():
-        i = queue.pop()
-        t = time.perf_counter()
-        for rows in run_task(i, tasks[i], cfg, staging):
-            here += rows
-            bar(rows)
-            if background.up() and not feed.pending:
-                # Ray came up during this task: its workers start on the queue now, not
-                # once this task is done (up to a task's time of idle cores otherwise)
-                feed.fill(queue)
-            elif queue and not background.started() and time.perf_counter() - t > RAY_PAYS_S:
-                background.start()  # one task alone outlasts Ray's start
-        done_here += 1
-        if done_here > 1 and (time.perf_counter() - t) * len(queue) > RAY_PAYS_S:
-            background.start()
-    return here
 
 
 def _run_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,

@@ -21,9 +21,11 @@ from synshard.config import BuildConfig
 # While Ray is held (pipeline.py), it starts only once what is left of the read stage would take
 # this process more than RAY_PAYS_S (the last task's seconds x the tasks left / the threads; the
 # first task, which pays this process's imports, is not used). An embedded Ray takes 5-18 s to
-# start on a 2-core machine (a core busy meanwhile, the driver reading on the other) and its
-# workers' first tasks pay their imports, so it gains only on work well past its start-up.
-RAY_PAYS_S = 15.0
+# start on a 2-core machine (a core busy meanwhile), its workers' first tasks pay their imports,
+# and this process already reads on every local CPU, so Ray gains only on work well past its
+# start-up (measured: at load ~20, a 3,000-URL crawl whose estimate passed 15 s started Ray and
+# took 35-41 s instead of 17-18 s in-process).
+RAY_PAYS_S = 30.0
 
 
 def read_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,

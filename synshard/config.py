@@ -72,6 +72,9 @@ class BuildConfig:
     overwrite: bool = False
     ray_address: str | None = None
     num_cpus: int | None = None
+    # "auto": an embedded Ray starts only once the work is more than this process would do
+    # in about Ray's start-up time (synshard/builder/pipeline.py); "always": beside planning
+    embedded_ray: Literal["auto", "always"] = "auto"
     batch_size: int = 64
     files_per_task: int = 256  # files of a folder source per read task
     progress: bool = True
@@ -91,6 +94,8 @@ class BuildConfig:
             raise ConfigError(f"bad vote_method {self.vote_method!r}: ds or mv")
         if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ConfigError(f"min_confidence must be within [0, 1], got {self.min_confidence}")
+        if self.embedded_ray not in ("auto", "always"):
+            raise ConfigError(f"bad embedded_ray {self.embedded_ray!r}: auto or always")
         if self.min_confidence is not None and self.votes is None:
             raise ConfigError("min_confidence needs votes (--votes VOTES)")
         for name in ("max_per_synset", "limit", "num_cpus", "batch_size", "files_per_task"):
@@ -142,7 +147,8 @@ class BuildConfig:
         """The options that do not change the content (recorded in build.json)."""
         fetch = dataclasses.asdict(self.fetch)
         return {"out": self.out, "overwrite": self.overwrite, "ray_address": self.ray_address,
-                "num_cpus": self.num_cpus, "batch_size": self.batch_size,
+                "num_cpus": self.num_cpus, "embedded_ray": self.embedded_ray,
+                "batch_size": self.batch_size,
                 "files_per_task": self.files_per_task, "fetch": fetch}
 
 

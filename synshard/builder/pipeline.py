@@ -29,6 +29,7 @@ from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.commit import check_existing, commit_release
+from synshard.builder.localreads import read_here
 from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
@@ -53,6 +54,11 @@ class BuildResult:
 # Planning runs this long on its own before Ray starts beside it: a build whose plan is quick and
 # has one read task runs in this process instead (Ray's start-up would be most of its time).
 PLAN_ALONE_S = 0.5
+# With `embedded_ray="auto"`, a quick plan of at most RAY_NOW_TASKS read tasks does not start
+# Ray at once: this process reads them (synshard/builder/localreads.py) and starts Ray only if
+# they turn out to be long.
+RAY_NOW_TASKS = 32
+IN_PROCESS = {"address": "in-process", "cpus": 1, "nodes": 1}
 
 
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
@@ -113,7 +119,7 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     t = time.perf_counter()
     if background is None:
         meta, by_node = _stage_here(inputs.tasks, cfg, staging)
-        cluster = {"address": "in-process", "cpus": 1, "nodes": 1}
+        cluster = dict(IN_PROCESS)
     else:
         meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings)
     cluster = {**cluster, "inputs_read_by_node": by_node}
@@ -126,8 +132,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     del meta  # the gathered table: what assembly and commit read is in the decisions
     timings["decide"] = time.perf_counter() - t
     t = time.perf_counter()
-    entries, assembly = _assemble(decisions, cfg, staging, inputs.base,
-                                  here=background is None)
+    here = cluster["address"] == IN_PROCESS["address"]
+    entries, assembly = _assemble(decisions, cfg, staging, inputs.base, here=here)
     if background is not None:
         background.release()  # Ray shuts down while the release is committed
     timings["assemble"] = time.perf_counter() - t
@@ -146,7 +152,8 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
            ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
-    Until an embedded Ray is up, this process runs read tasks itself, one at a time; then the
+    Until an embedded Ray is up, this process runs read tasks itself, one at a time (all of
+    them, with no Ray at all, when they are few and quick: `localreads.read_here`); then the
     rest go to Ray as plain tasks (`_Feed`), one per read task and a CPU each, the first ones as
     soon as Ray is up, beside this process's last task; each returns two numbers, never rows
     (the metadata goes through the journal). Also returns how many inputs each Ray node settled in this run (this
@@ -158,22 +165,19 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     queue.reverse()  # popped from the end: in task order
     by_node: dict[str, int] = {}
     retried: int | None = None  # retry tasks, once the read tasks are done
-    background.start()
+    # while an embedded Ray starts (seconds), this process reads; joining a cluster is quick,
+    # and the cluster's nodes, not the driver, are where its read tasks belong
+    embedded = not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    held = embedded and _may_wait(cfg, queue) and background.hold()
+    if not held:
+        background.start()
     feed = _Feed(cfg, staging, tasks)
     with _progress(cfg) as bar:
-        here = 0
-        # while an embedded Ray starts (seconds), this process reads; joining a cluster is quick,
-        # and the cluster's nodes, not the driver, are where its read tasks belong
-        embedded = not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-        while embedded and queue and not background.ready():
-            i = queue.pop()
-            for rows in run_task(i, tasks[i], cfg, staging):
-                here += rows
-                bar(rows)
-                if background.up() and not feed.pending:
-                    # Ray came up during this task: its workers start on the queue now, not
-                    # once this task is done (up to a task's time of idle cores otherwise)
-                    feed.fill(queue)
+        here = read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
+        if held and background.cancel():  # every read task done here, Ray never needed
+            tasks, _, queue = _with_retries(tasks, staging)
+            here += _run_here(queue, tasks, cfg, staging, bar)
+            return _metadata(staging, len(tasks)), {"driver": here}, dict(IN_PROCESS)
         t = time.perf_counter()
         cluster = background.wait()
         timings["waiting for Ray"] = time.perf_counter() - t
@@ -195,6 +199,25 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
             feed.tasks = tasks
             t = time.perf_counter()
     return _metadata(staging, len(tasks)), by_node, cluster
+
+
+def _may_wait(cfg: BuildConfig, queue: list[int]) -> bool:
+    """Ray may start later than planning, only if the read stage turns out long enough."""
+    ray_module = sys.modules.get("ray")
+    initialized = getattr(ray_module, "is_initialized", None)  # see `in_process`
+    return (cfg.embedded_ray == "auto" and len(queue) <= RAY_NOW_TASKS
+            and not (initialized is not None and initialized()))
+
+
+def _run_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,
+              bar: Callable[[int], None]) -> int:
+    """Run the read tasks of `queue` (popped from its end) in this process; inputs settled."""
+    rows = 0
+    for i in reversed(queue):
+        for settled in run_task(i, tasks[i], cfg, staging):
+            bar(settled)
+            rows += settled
+    return rows
 
 
 class _Feed:
@@ -240,18 +263,12 @@ def _with_retries(tasks: list, staging: Staging) -> tuple[list, int, list[int]]:
 
 def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
     """`_stage` in this process (the build of one read task: see `in_process`)."""
-    done, rows = staging.finished_tasks(), 0
+    done = staging.finished_tasks()
     with _progress(cfg) as bar:
-        for i, task in enumerate(tasks):
-            if i not in done:
-                for settled in run_task(i, task, cfg, staging):
-                    bar(settled)
-                    rows += settled
+        rows = _run_here([i for i in reversed(range(len(tasks))) if i not in done], tasks, cfg,
+                         staging, bar)
         tasks, _, queue = _with_retries(tasks, staging)
-        for i in reversed(queue):
-            for settled in run_task(i, tasks[i], cfg, staging):
-                bar(settled)
-                rows += settled
+        rows += _run_here(queue, tasks, cfg, staging, bar)
     return _metadata(staging, len(tasks)), {"driver": rows}
 
 

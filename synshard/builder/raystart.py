@@ -8,6 +8,7 @@ them (Linux parent-death signal): a starter thread that ended would take them do
 
     with BackgroundRay(cfg, delay=0.5) as background:   # Ray starts after 0.5 s, or on demand
         ...
+        background.hold()          # from now on Ray starts only on demand (start, wait)
         background.cancel()        # True: Ray never began to start (a build without Ray)
         cluster = background.wait()   # the session's description, once Ray is up
         background.release()       # shut Ray down in the background; leaving the block waits
@@ -28,7 +29,8 @@ class BackgroundRay:
         self._cfg, self._delay = cfg, delay
         self._go, self._up, self._done = threading.Event(), threading.Event(), threading.Event()
         self._lock = threading.Lock()
-        self._state = "waiting"  # -> "starting" -> ("up" | "failed"), or -> "cancelled"
+        # "waiting" (-> "held") -> "starting" -> ("up" | "failed"), or -> "cancelled"
+        self._state = "waiting"
         self._cluster: dict[str, Any] = {}
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="synshard-ray", daemon=True)
@@ -41,11 +43,16 @@ class BackgroundRay:
         self.close()
 
     def _run(self) -> None:
-        self._go.wait(self._delay)
+        timed_out = not self._go.wait(self._delay)
         with self._lock:
-            if self._state == "cancelled":
+            held = timed_out and self._state == "held"
+            if not held and not self._begin():
                 return
-            self._state = "starting"
+        if held:  # the delay passed after `hold`: only on demand now
+            self._go.wait()
+            with self._lock:
+                if not self._begin():
+                    return
         t = time.perf_counter()
         try:
             from synshard.builder.raysession import ray_session  # imports Ray (about a second)
@@ -60,13 +67,27 @@ class BackgroundRay:
         finally:
             self._up.set()
 
+    def _begin(self) -> bool:
+        """Under the lock: "starting" unless cancelled (then False)."""
+        if self._state == "cancelled":
+            return False
+        self._state = "starting"
+        return True
+
+    def hold(self) -> bool:
+        """Start Ray only on demand from now on (`start`, `wait`), if it has not begun to."""
+        with self._lock:
+            if self._state == "waiting":
+                self._state = "held"
+            return self._state == "held"
+
     def start(self) -> None:
         """Start Ray now, if it has not begun to."""
         self._go.set()
 
     def started(self) -> bool:
         """Ray has begun to start (or is up, or failed to)."""
-        return self._state not in ("waiting", "cancelled")
+        return self._state not in ("waiting", "held", "cancelled")
 
     def up(self) -> bool:
         """Ray is up (started and not failed): tasks may be submitted."""
@@ -79,7 +100,7 @@ class BackgroundRay:
     def cancel(self) -> bool:
         """Never start Ray, if it has not begun to start; True when so."""
         with self._lock:
-            if self._state not in ("waiting", "cancelled"):
+            if self._state not in ("waiting", "held", "cancelled"):
                 return False
             self._state = "cancelled"
         self._go.set()
@@ -103,7 +124,7 @@ class BackgroundRay:
     def close(self) -> None:
         """End the session and wait until Ray has shut down (a cancelled one returns at once)."""
         with self._lock:
-            if self._state == "waiting":
+            if self._state in ("waiting", "held"):
                 self._state = "cancelled"
         self.release()
         self._thread.join()

@@ -110,6 +110,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
         help="replace a committed release at --out (its files stay until `synshard gc`)")
     add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")
     add("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    add("--embedded-ray", choices=("auto", "always"),
+        help="auto (default): start the embedded Ray only for work that outlasts its start-up; "
+        "always: start it beside planning")
     add("--batch-size", type=int, help="images per transform batch (64)")
     add("--files-per-task", type=int, help="files of a folder source (or URLs of a list) per read task (256)")
     add("--no-progress", dest="progress", action="store_false", default=None,

@@ -22,7 +22,8 @@ N_URLS, PER_TASK = 240, 12
 def _command(url_list: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "synshard.cli", "build", str(url_list), "--out", str(out),
             "--files-per-task", str(PER_TASK), "--batch-size", "6", "--num-cpus", "1",
-            "--no-progress", "--name", "r", "--allow-network", "127.0.0.1/32"]
+            "--no-progress", "--name", "r", "--allow-network", "127.0.0.1/32",
+            "--embedded-ray", "always"]  # the crawl on Ray's workers, as a long one runs
 
 
 def _finished_sources(out: Path) -> set[str]:

@@ -2,9 +2,11 @@
 
 - one read task (the demo): the whole build runs in the driver, Ray is never imported, and the
   release is byte for byte the pinned demo release (tests/integration/test_sample_bytes.py);
-- many read tasks: Ray starts in a thread beside the driver, which runs read tasks itself until
-  Ray is up; every input is settled once, and the release is byte-identical to the same build
-  on the test session's shared Ray.
+- many read tasks (`embedded_ray="always"`): Ray starts in a thread beside the driver, which
+  runs read tasks itself until Ray is up; every input is settled once, and the release is
+  byte-identical to the same build on the test session's shared Ray;
+- many quick read tasks (`embedded_ray="auto"`, the default): the driver runs them all and Ray
+  never starts; the same bytes again.
 """
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ import json, sys
 import synshard
 out = sys.argv[2]
 synshard.build([sys.argv[1]], out, files_per_task=8, batch_size=4, num_cpus=2,
-               val_fraction=0.2, name="r", progress=False, log=lambda m: None)
-print(json.dumps(json.loads(open(out + "/build.json").read())["stats"]))
+               val_fraction=0.2, name="r", progress=False, log=lambda m: None,
+               embedded_ray=sys.argv[3])
+stats = json.loads(open(out + "/build.json").read())["stats"]
+print(json.dumps({**stats, "ray_imported": "ray" in sys.modules}))
 """
 OPTIONS = dict(files_per_task=8, batch_size=4, val_fraction=0.2, name="r")
 
@@ -60,10 +64,22 @@ def test_a_build_of_many_tasks_starting_ray_beside_the_driver_settles_each_input
     import synshard
 
     src = _make_source(tmp_path / "src")
-    stats = _run(MANY, str(src), str(tmp_path / "fresh"))
+    stats = _run(MANY, str(src), str(tmp_path / "fresh"), "always")
     inputs = sum(1 for p in src.rglob("*") if p.is_file())
     assert stats["tasks"] > 1 and stats["cluster"]["address"] == "local"
     assert sum(stats["cluster"]["inputs_read_by_node"].values()) == inputs
     synshard.build([str(src)], str(tmp_path / "shared"), progress=False, log=lambda m: None,
                    **OPTIONS)
     assert release_bytes(tmp_path / "fresh") == release_bytes(tmp_path / "shared")
+
+
+def test_a_build_of_a_few_quick_tasks_runs_without_ray_and_gives_the_same_bytes(tmp_path):
+    src = _make_source(tmp_path / "src")
+    stats = _run(MANY, str(src), str(tmp_path / "auto"), "auto")
+    inputs = sum(1 for p in src.rglob("*") if p.is_file())
+    assert stats["tasks"] > 1 and stats["cluster"]["address"] == "in-process"
+    assert stats["cluster"]["inputs_read_by_node"] == {"driver": inputs}
+    assert not stats["ray_imported"]
+    again = _run(MANY, str(src), str(tmp_path / "always"), "always")
+    assert again["cluster"]["address"] == "local"
+    assert release_bytes(tmp_path / "auto") == release_bytes(tmp_path / "always")

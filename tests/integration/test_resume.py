@@ -38,7 +38,8 @@ def _make_source(root: Path) -> Path:
 def _command(src: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "synshard.cli", "build", str(src), "--out", str(out),
             "--files-per-task", "8", "--batch-size", "4", "--num-cpus", "2", "--no-progress",
-            "--val-fraction", "0.2", "--name", "r", "--shard-size", "64KB"]
+            "--val-fraction", "0.2", "--name", "r", "--shard-size", "64KB",
+            "--embedded-ray", "always"]  # a few quick tasks: Ray would not start otherwise
 
 
 def _reap_ray(ray_tmp: Path) -> None:

@@ -36,3 +36,12 @@ def test_leaving_the_block_of_a_session_that_never_started_does_not_start_it(tmp
         pass
     assert not background.started()
     assert _ray_up() == was_up
+
+
+def test_a_held_session_starts_only_on_demand_and_is_cancelled_at_once(tmp_path):
+    with BackgroundRay(_cfg(tmp_path), delay=600) as background:
+        assert background.hold() and background.hold()  # held, and still held
+        assert not background.started() and not background.ready()
+        assert background.cancel()
+        assert not background.hold()  # a cancelled session is not held again
+    assert not background.started()

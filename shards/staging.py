@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+from fsspec.implementations.local import LocalFileSystem
 
 from synshard.transforms.schema import RECORD_SCHEMA, TRANSFORMED_SCHEMA
 
@@ -169,7 +170,7 @@ def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:
     acc = np.asarray(accepted.to_numpy(zero_copy_only=False), dtype=bool)
     for synset in sorted({s for s, a in zip(synsets, acc) if a}):
         rows = np.flatnonzero(acc & (np.asarray(synsets, dtype=object) == synset))
-        part = transformed.take(pa.array(rows))
+        part = transformed if rows.size == transformed.num_rows else transformed.take(rows)
         path = _write_part(fs, staging, synset, part)
         for r in rows.tolist():
             staged[r] = path
@@ -191,7 +192,12 @@ def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
     with ipc.new_file(sink, part.schema) as writer:
         writer.write_table(part)
     fs.makedirs(join(staging, synset), exist_ok=True)
-    fs.pipe_file(path, sink.getvalue().to_pybytes())
+    data = sink.getvalue()
+    if isinstance(fs, LocalFileSystem):
+        with fs.open(path, "wb") as f:  # the Arrow buffer as it is: no copy into `bytes`
+            f.write(data)
+    else:
+        fs.pipe_file(path, data.to_pybytes())  # one PUT
     return path
 
 

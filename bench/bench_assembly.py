@@ -64,7 +64,7 @@ def main() -> None:
               f"{seen['cpu'] / n * 1e6:.0f} CPU-us per image")
         if args.profile:
             text = io.StringIO()
-            pstats.Stats(seen["profiler"], stream=text).sort_stats("tottime").print_stats(
+            pstats.Stats(seen["profiler"], stream=text).sort_stats(__import__("os").environ.get("SORT", "tottime")).print_stats(
                 args.profile)
             print(text.getvalue())
     finally:

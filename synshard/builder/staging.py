@@ -2,7 +2,8 @@
 what a killed build has already finished. Stages, assembly and commit are handed a `Staging`.
 
     <release>/_staging/<sha256(fingerprint/files_per_task)[:16]>/
-        <wnid>/<hash>.parquet            staged records (image bytes), written by read tasks
+        <wnid>/<hash>.arrow              staged records (image bytes), written by read tasks,
+                                         removed by the synset's assembly task once journalled
         _tasks/task-<NNNNNNNN>.parquet   a finished read task's metadata (the task's commit point)
         _shards/<wnid>.json              a finished synset's shard entries
         _stats/*.json                    fetch and boxes statistics

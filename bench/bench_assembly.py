@@ -1,6 +1,6 @@
 """Benchmark: assembly's CPU cost per image, on a real staging area, in this process.
 
-    .venv/bin/python bench/bench_assembly.py SOURCE [--resize shorter:64] [--profile 25]
+    .venv/bin/python bench/bench_assembly.py SOURCE [--resize shorter:64] [--profile 25] [--sort cumulative]
 
 Builds SOURCE (an ImageNet folder, e.g. `.cache/scale/view-100000` or bench_build.py's
 `bench/out/build/src`) into a temporary release, all in this process (no Ray), and runs the assembly of every synset in this
@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--resize", default="shorter:64")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the N functions with the most own CPU time (cProfile on the CPU clock)")
+    ap.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"),
+                    help="the profile's order: own time, or with what the function calls")
     args = ap.parse_args()
     original = pipeline._assemble
     seen: dict = {}
@@ -64,7 +66,7 @@ def main() -> None:
               f"{seen['cpu'] / n * 1e6:.0f} CPU-us per image")
         if args.profile:
             text = io.StringIO()
-            pstats.Stats(seen["profiler"], stream=text).sort_stats("tottime").print_stats(
+            pstats.Stats(seen["profiler"], stream=text).sort_stats(args.sort).print_stats(
                 args.profile)
             print(text.getvalue())
     finally:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
+from fsspec.implementations.local import LocalFileSystem
 
 from synshard.transforms.schema import RECORD_SCHEMA, TRANSFORMED_SCHEMA
 
@@ -169,7 +170,7 @@ def stage_batch(transformed: pa.Table, fs: Any, staging: str) -> pa.Table:
     acc = np.asarray(accepted.to_numpy(zero_copy_only=False), dtype=bool)
     for synset in sorted({s for s, a in zip(synsets, acc) if a}):
         rows = np.flatnonzero(acc & (np.asarray(synsets, dtype=object) == synset))
-        part = transformed.take(pa.array(rows))
+        part = transformed if rows.size == transformed.num_rows else transformed.take(rows)
         path = _write_part(fs, staging, synset, part)
         for r in rows.tolist():
             staged[r] = path
@@ -191,7 +192,12 @@ def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
     with ipc.new_file(sink, part.schema) as writer:
         writer.write_table(part)
     fs.makedirs(join(staging, synset), exist_ok=True)
-    fs.pipe_file(path, sink.getvalue().to_pybytes())
+    data = sink.getvalue()
+    if isinstance(fs, LocalFileSystem):
+        with fs.open(path, "wb") as f:  # the Arrow buffer as it is: no copy into `bytes`
+            f.write(data)
+    else:
+        fs.pipe_file(path, data.to_pybytes())  # one PUT
     return path
 
 
@@ -208,29 +214,30 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     confidence: the row locator and the decisions), read from the staged files `paths`.
 
     Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key. Each file
-    is read with one `cat_file` (one GET) and parsed from memory.
+    is read with one `cat_file` (one GET) and parsed from memory; the records are taken once, in
+    their final order (an image's bytes are copied once here, not per file and again by a sort).
     """
     located = pc.dictionary_encode(pc.cast(keep["staged_path"], pa.string())).combine_chunks()
     names = located.dictionary.to_pylist()
     codes = located.indices.to_numpy(zero_copy_only=False)
-    rows = keep["staged_row"].to_numpy(zero_copy_only=False)
-    order = np.lexsort((rows, codes))  # by file, then by row within it
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    rows = keep["staged_row"].to_numpy(zero_copy_only=False).astype(np.int64)
     wanted = set(paths)
-    parts, taken = [], []
+    files, starts, at = [], np.full(len(names), -1, np.int64), 0
     for code in sorted(range(len(names)), key=names.__getitem__):
-        if names[code] not in wanted:
-            continue
-        idx = order[bounds[code]:bounds[code + 1]]
-        table = read_part(fs.cat_file(names[code]))
-        parts.append(table.take(pa.array(rows[idx].astype(np.int64))))
-        taken.append(idx)
-    if not parts:
+        if names[code] in wanted:
+            files.append(read_part(fs.cat_file(names[code])))
+            starts[code], at = at, at + files[-1].num_rows
+    found = np.flatnonzero(starts[codes] >= 0)  # the rows of `keep` in the files read
+    found = found[np.argsort(starts[codes[found]] + rows[found], kind="stable")]  # file order
+    if not files:
         return RECORD_SCHEMA.empty_table()
-    picked = pa.concat_tables(parts)
-    decided = keep.take(pa.array(np.concatenate(taken), pa.int64()))
+    staged = pa.concat_tables(files)
+    where = pa.array(starts[codes[found]] + rows[found])
+    order = pc.sort_indices(staged.select(["key", "source"]).take(where),
+                            [("key", "ascending"), ("source", "ascending")])
+    picked = staged.select(RECORD_SCHEMA.names).take(pc.take(where, order))
+    decided = keep.take(pa.array(found)).take(order)
     for col in ("split", "label", "confidence"):
         picked = picked.set_column(picked.schema.get_field_index(col), col,
                                    decided[col].cast(picked.schema.field(col).type))
-    records = picked.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
-    return records.sort_by([("key", "ascending"), ("source", "ascending")])
+    return picked.cast(RECORD_SCHEMA)

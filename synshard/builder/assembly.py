@@ -120,7 +120,13 @@ def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: s
         assert base_uri is not None  # only base synsets are reused
         entries = _copy_base(job, fs, root, base_uri, storage_options, formats)
     else:
-        records = staging.read_staged(job.staged_paths, job.keep)
+        try:
+            records = staging.read_staged(job.staged_paths, job.keep)
+        except FileNotFoundError:
+            done = staging.synset_entries(job.synset)
+            if done is None:
+                raise
+            return done  # an earlier try of this task wrote and journalled it, then freed its files
         _check_found(job.synset, "staged", records.num_rows, job.keep.num_rows)
         if job.base_keep is not None and job.base_keep.num_rows and base_uri is not None:
             base = _base_records(job, base_uri, storage_options)
@@ -132,6 +138,9 @@ def run_job(job: SynsetJob, staging: Staging, storage_options: dict, base_uri: s
             for fmt in formats:
                 entries.extend(WRITERS[fmt](fs, root, group, shard_bytes))
     staging.write_synset_entries(job.synset, entries)
+    # journalled: a resumed build skips this synset, so its staged records are not read again;
+    # removed here, in the task, rather than by the driver's final clear of the whole staging area
+    staging.remove_staged(job.staged_paths)
     return entries
 
 

@@ -2,7 +2,8 @@
 what a killed build has already finished. Stages, assembly and commit are handed a `Staging`.
 
     <release>/_staging/<sha256(fingerprint/files_per_task)[:16]>/
-        <wnid>/<hash>.parquet            staged records (image bytes), written by read tasks
+        <wnid>/<hash>.arrow              staged records (image bytes), written by read tasks,
+                                         removed by the synset's assembly task once journalled
         _tasks/task-<NNNNNNNN>.parquet   a finished read task's metadata (the task's commit point)
         _shards/<wnid>.json              a finished synset's shard entries
         _stats/*.json                    fetch and boxes statistics
@@ -75,6 +76,11 @@ class Staging:
 
     def read_staged(self, paths: tuple[str, ...], keep: pa.Table) -> pa.Table:
         return read_staged(self.fs, paths, keep)
+
+    def remove_staged(self, paths: tuple[str, ...]) -> None:
+        """Remove staged files once their synset is journalled (one request on object stores)."""
+        if paths:
+            self.fs.rm(list(paths))
 
     # --- the journal -----------------------------------------------------------------------
 
@@ -169,6 +175,14 @@ class Staging:
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, path)
 
+    def synset_entries(self, synset: str) -> list[ShardEntry] | None:
+        """A journalled synset's shard entries, or None when it is not journalled."""
+        try:
+            data = self.fs.cat_file(self.synset_path(synset))
+        except FileNotFoundError:
+            return None
+        return [ShardEntry.from_dict(d) for d in json.loads(data)]
+
     def journalled_synsets(self) -> dict[str, list[ShardEntry]]:
         """Every finished synset's shard entries: one listing of the journal, then one read per
         finished synset only (not an existence check per synset of the build: 1,000 requests
@@ -179,9 +193,9 @@ class Staging:
         found = {}
         for path in sorted(self.fs.ls(folder, detail=False)):
             name = path.rsplit("/", 1)[-1]
-            if name.endswith(".json"):  # not a `.json.tmp-<pid>` of a write cut short
-                found[name[:-5]] = [ShardEntry.from_dict(d)
-                                    for d in json.loads(self.fs.cat_file(path))]
+            entries = self.synset_entries(name[:-5]) if name.endswith(".json") else None
+            if entries is not None:  # (not a `.json.tmp-<pid>` of a write cut short)
+                found[name[:-5]] = entries
         return found
 
     # --- statistics of the read stage ------------------------------------------------------

@@ -96,3 +96,48 @@ def test_staged_files_are_arrow_ipc_and_read_back_with_parquet_ones(tmp_path) ->
     as_parquet = tmp_path / "old.parquet"
     pq.write_table(arrow, as_parquet, compression="none")
     assert read_part(as_parquet.read_bytes()).equals(arrow)
+
+
+def _keep(meta: pa.Table) -> pa.Table:
+    n = meta.num_rows
+    return meta.select(["staged_path", "staged_row"]).append_column(
+        "split", pa.array(["train"] * n)).append_column(
+        "label", pa.array(list(range(n)), pa.int32())).append_column(
+        "confidence", pa.nulls(n, pa.float32()))
+
+
+def test_read_staged_gives_each_record_its_own_decisions_in_key_order(tmp_path) -> None:
+    cfg = build_config({"sources": ["x"], "out": str(tmp_path / "out")})
+    staging = Staging.for_build(cfg.out, {}, "f" * 16, cfg.files_per_task)
+    meta = pa.concat_tables([stages.transform_and_stage(_candidates(6), cfg, staging)
+                             for _ in range(2)]).slice(0, 9)  # the same images, staged twice
+    keep = _keep(meta).take(pa.array([8, 0, 5, 3, 1]))  # some rows of three files, unordered
+    records = staging.read_staged(tuple(sorted(set(meta["staged_path"].to_pylist()))), keep)
+    decided = {(k, s): label for k, s, label in zip(
+        meta.take(pa.array([8, 0, 5, 3, 1]))["key"].to_pylist(),
+        meta.take(pa.array([8, 0, 5, 3, 1]))["source"].to_pylist(), keep["label"].to_pylist())}
+    got = list(zip(records["key"].to_pylist(), records["source"].to_pylist()))
+    assert got == sorted(decided)  # by key, then source
+    assert records["label"].to_pylist() == [decided[g] for g in got]
+
+
+def test_an_assembled_synset_frees_its_staged_files_and_a_retry_returns_its_entries(tmp_path):
+    """Once a synset's shards are journalled its staged files go (the assembly task frees them,
+    not the driver's final clear); a retried task that runs the job again gets the journal's
+    entries instead of failing on the missing files."""
+    from pathlib import Path
+
+    from synshard.builder.assembly import SynsetJob, run_job
+
+    cfg = build_config({"sources": ["x"], "out": str(tmp_path / "out")})
+    staging = Staging.for_build(cfg.out, {}, "f" * 16, cfg.files_per_task)
+    meta = stages.transform_and_stage(_candidates(6), cfg, staging)
+    mine = meta.filter(pa.compute.equal(meta["synset"], "n01440764"))
+    paths = tuple(sorted(set(mine["staged_path"].to_pylist())))
+    job = SynsetJob("n01440764", paths, _keep(mine))
+    args = (staging, {}, None, ("webdataset", "parquet"), 1 << 20)
+    entries = run_job(job, *args)
+    assert {e.format for e in entries} == {"webdataset", "parquet"}
+    assert not any(Path(p).exists() for p in paths)
+    assert run_job(job, *args) == entries
+    assert staging.journalled_synsets() == {"n01440764": entries}

@@ -138,6 +138,7 @@ async def request(session: aiohttp.ClientSession, watch: Watch, url: URL, image:
 async def reply(resp: aiohttp.ClientResponse, image: bool, opts: FetchOptions, guard: Guard,
                 stats: FetchStats, timing: Timing) -> Reply:
     """Judge a response from its status and headers, then read its body within the cap."""
+    timing.last = timing.task.get_loop().time()  # the headers end a silence, as a chunk does
     check_peer(resp, guard)
     status = resp.status
     if status in REDIRECT_STATUSES and resp.headers.get("Location"):

@@ -76,6 +76,8 @@ class Job(Protocol):
 class Starter(Protocol):
     stats: FetchStats
 
+    def add_stats(self, run: FetchStats) -> None: ...
+
     def start_run(self, urls: list[str], done: Callable[[int, Result], None],
                   spent: list[tuple[float, int]] | None = None, defer: bool = False,
                   patient: bool = False) -> Job: ...
@@ -146,7 +148,7 @@ class FetchStream:
             if future is not None and not future.done():
                 future.cancel()  # the consumer gave up: stop fetching for it
         self.stats = total
-        self.fetcher.stats = self.fetcher.stats.merge(total)
+        self.fetcher.add_stats(total)
         if later:
             self.deferred = pa.concat_tables(later)
 

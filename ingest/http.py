@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import random
+import threading
 import weakref
 from typing import Callable
 
@@ -99,6 +100,7 @@ class Fetcher:
         self.rate = HostRate(opts.rps_per_host)
         self.rng = random.Random(seed)
         self.stats = FetchStats()
+        self._stats_lock = threading.Lock()  # runs of several threads add to `stats`
         self._origins: dict[tuple[str, str, int | None], str] = {}
         # One event loop (in a thread of its own) and one HTTP session for all runs of this
         # worker: kept-alive connections are reused instead of reopened per batch (see `close`).
@@ -106,6 +108,11 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self.watch: Watch | None = None  # the time limits of the loop's requests in flight
         self._finalizer: weakref.finalize | None = None
+
+    def add_stats(self, run: FetchStats) -> None:
+        """Add a finished run's counts to this worker's running total (any thread)."""
+        with self._stats_lock:
+            self.stats = self.stats.merge(run)
 
     def origin(self, url: URL) -> str:
         """`scheme://host:port` of `url` (cached: one string per origin, not one per URL)."""

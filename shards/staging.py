@@ -214,30 +214,43 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     confidence: the row locator and the decisions), read from the staged files `paths`.
 
     Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key. Each file
-    is read with one `cat_file` (one GET) and parsed from memory; the records are taken once, in
-    their final order (an image's bytes are copied once here, not per file and again by a sort).
+    is read with one `cat_file` (one GET) and parsed from memory, one file at a time: a file
+    whose rows are all kept is held as it is, any other keeps only its kept rows (so memory
+    follows what decide kept, not what was staged); the records are then taken once, in their
+    final order (an image's bytes are copied once here when its file is kept whole).
     """
     located = pc.dictionary_encode(pc.cast(keep["staged_path"], pa.string())).combine_chunks()
     names = located.dictionary.to_pylist()
-    codes = located.indices.to_numpy(zero_copy_only=False)
+    codes = located.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     rows = keep["staged_row"].to_numpy(zero_copy_only=False).astype(np.int64)
     wanted = set(paths)
-    files, starts, at = [], np.full(len(names), -1, np.int64), 0
+    by_code = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_code], np.arange(len(names) + 1))
+    files, found, where, at = [], [], [], 0
     for code in sorted(range(len(names)), key=names.__getitem__):
-        if names[code] in wanted:
-            files.append(read_part(fs.cat_file(names[code])))
-            starts[code], at = at, at + files[-1].num_rows
-    found = np.flatnonzero(starts[codes] >= 0)  # the rows of `keep` in the files read
-    found = found[np.argsort(starts[codes[found]] + rows[found], kind="stable")]  # file order
+        if names[code] not in wanted:
+            continue
+        mine = by_code[bounds[code]:bounds[code + 1]]  # the rows of `keep` in this file,
+        mine = mine[np.argsort(rows[mine], kind="stable")]  # in the file's order
+        table = read_part(fs.cat_file(names[code]))
+        picked = np.unique(rows[mine])
+        if len(picked) == table.num_rows and (not len(picked) or picked[-1] == len(picked) - 1):
+            where.append(at + rows[mine])  # every row kept: the file as it is
+        else:
+            table = table.take(pa.array(picked))
+            where.append(at + np.searchsorted(picked, rows[mine]))
+        files.append(table)
+        found.append(mine)
+        at += table.num_rows
     if not files:
         return RECORD_SCHEMA.empty_table()
     staged = pa.concat_tables(files)
-    where = pa.array(starts[codes[found]] + rows[found])
-    order = pc.sort_indices(staged.select(["key", "source"]).take(where),
+    located_at = pa.array(np.concatenate(where))
+    order = pc.sort_indices(staged.select(["key", "source"]).take(located_at),
                             [("key", "ascending"), ("source", "ascending")])
-    picked = staged.select(RECORD_SCHEMA.names).take(pc.take(where, order))
-    decided = keep.take(pa.array(found)).take(order)
+    picked_rows = staged.select(RECORD_SCHEMA.names).take(pc.take(located_at, order))
+    decided = keep.take(pa.array(np.concatenate(found))).take(order)
     for col in ("split", "label", "confidence"):
-        picked = picked.set_column(picked.schema.get_field_index(col), col,
-                                   decided[col].cast(picked.schema.field(col).type))
-    return picked.cast(RECORD_SCHEMA)
+        picked_rows = picked_rows.set_column(picked_rows.schema.get_field_index(col), col,
+                                             decided[col].cast(picked_rows.schema.field(col).type))
+    return picked_rows.cast(RECORD_SCHEMA)

@@ -65,7 +65,8 @@ class _DriverReads:
         self.rows, self.done = 0, 0
         self.error: BaseException | None = None
         # the other threads begin once the first task has yielded a batch: its fetcher (one per
-        # process, shared: its per-host limits hold for all threads) and event loop are set up
+        # process, shared: its request rate per host holds for all threads; the per-host connection
+        # caps are per task's fetch run, as they are per Ray worker) and event loop are set up
         self.first = threading.Event()
 
     def run(self, k: int) -> None:

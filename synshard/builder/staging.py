@@ -78,9 +78,16 @@ class Staging:
         return read_staged(self.fs, paths, keep)
 
     def remove_staged(self, paths: tuple[str, ...]) -> None:
-        """Remove staged files once their synset is journalled (one request on object stores)."""
+        """Remove staged files once their synset is journalled (one request on object stores).
+
+        Best effort: a failed removal (an object store's throttling, a file an earlier try of
+        the task removed) must not fail a synset whose shards are written and journalled; the
+        build's final clear of the staging area removes what is left."""
         if paths:
-            self.fs.rm(list(paths))
+            try:
+                self.fs.rm(list(paths))
+            except OSError:
+                pass
 
     # --- the journal -----------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ class FakeFetcher:
         self.delays, self.stats, self.started, self.spent = delays, FetchStats(), [], []
         self.jobs: list[FakeJob] = []
 
+    def add_stats(self, run):
+        self.stats = self.stats.merge(run)
+
     def start_run(self, urls, done, spent=None, defer=False, patient=False):
         self.started.append(list(urls))
         self.spent.append(spent)

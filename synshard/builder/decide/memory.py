@@ -11,8 +11,11 @@ threshold each time a large mmapped block is freed (up to 32 MiB), so after the 
 temporaries every NumPy array of a few MB comes from the heap and its pages stay with the
 process once freed (on the 1M scale build's gathered table, near dedup's steps held 60-130 MiB
 more RSS than their arrays; bench/replay_decide.py). `bound_heap` pins the threshold at glibc's
-own initial value (blocks from 128 KiB are mmapped, so freeing one unmaps it) and `release`
-trims what the heap still holds free. Both do nothing where the C library is not glibc.
+own initial value (blocks from 128 KiB are mmapped, so freeing one unmaps it) for the gather
+and decide, and `release` trims what the heap still holds free. After decide, `unbound_heap` sets
+the threshold where glibc's own rise ends (32 MiB on 64-bit): a pinned 128 KiB would mmap, and
+fault in afresh, every decoded image of a later build's reads in this process (a library user's,
+or an in-process build's threads). All of these do nothing where the C library is not glibc.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import pyarrow as pa
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 MMAP_THRESHOLD = 128 << 10  # glibc's initial value, kept (not raised as blocks are freed)
+MMAP_THRESHOLD_MAX = (4 << 20) * ctypes.sizeof(ctypes.c_long)  # glibc's ceiling of its own rise
 
 
 @cache
@@ -36,12 +40,18 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None
 
 
-@cache
 def bound_heap() -> None:
-    """Large C-heap blocks are mmapped from now on in this process (once; see above)."""
+    """Large C-heap blocks (from 128 KiB) are mmapped from now on in this process (see above)."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def unbound_heap() -> None:
+    """Only C-heap blocks from 32 MiB are mmapped from now on (decide is done: see above)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
 
 
 def release() -> None:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from synshard.config import BuildConfig
 from synshard.builder.decide.base import against_base, settle_base
 from synshard.builder.decide.incremental import BaseRelease, Takedown
-from synshard.builder.decide.memory import bound_heap, release
+from synshard.builder.decide.memory import bound_heap, release, unbound_heap
 from synshard.builder.decide.near_ray import near_search
 from synshard.builder.decide.rows import Accepted, plain
 from synshard.shards.splits import assign_splits_batch, cap_per_synset_mask
@@ -62,6 +62,15 @@ def decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None = None,
     The accepted rows are row numbers into `meta` (decide/rows.py): each step reads the columns
     it needs, and the kept table is taken once, at the end, sorted by key."""
     bound_heap()  # (decide/memory.py)
+    try:
+        return _decide(meta, cfg, classes, posteriors, base, takedown, external)
+    finally:
+        unbound_heap()
+
+
+def _decide(meta: pa.Table, cfg: BuildConfig, classes: list[str] | None,
+            posteriors: pa.Table | None, base: BaseRelease | None, takedown: Takedown | None,
+            external: pa.Table | None) -> Decisions:
     release()  # what the gather freed
     ledger = _Ledger()
     ok = pc.is_null(meta.column("reason"))

@@ -104,8 +104,9 @@ def _compact(table: pa.Table, rows: pa.Array | int, stop: int | None = None) -> 
 def _url_order(table: pa.Table) -> pa.Array:
     """Row numbers in a stable order by URL (rows without one last), then by the list's row."""
     keys = [("url", "ascending")] + ([("row", "ascending")] if "row" in table.column_names else [])
-    # (name, order) pairs: pyarrow before ~20 takes no per-key null placement
-    return pc.sort_indices(table, sort_keys=keys, null_placement="at_end")
+    # (name, order) pairs, nulls last (the default): pyarrow before ~20 takes no per-key null
+    # placement, and from 25 a SortOptions-wide one is deprecated (a warning on every build)
+    return pc.sort_indices(table, sort_keys=keys)
 
 
 def _chunks(urls: pa.ChunkedArray | pa.Array | list[str | None], size: int

@@ -151,13 +151,14 @@ def _parquet_bytes(name: str, table: pa.Table) -> bytes:
     a slice at a time, a row group each (tables up to a slice: the same bytes as one write)."""
     schema = TABLES.get(name)
     step = SLICED.get(name, 0)
-    options = dict(compression="zstd", compression_level=3, write_page_index=False)
+    options: dict[str, Any] = {"compression": "zstd", "compression_level": 3,
+                               "write_page_index": False}
     buf = io.BytesIO()
     if schema is None or not step or table.num_rows <= step:
         table = conform(table, schema) if schema is not None else table
-        pq.write_table(table, buf, row_group_size=ROW_GROUP, **options)  # type: ignore[arg-type]
+        pq.write_table(table, buf, row_group_size=ROW_GROUP, **options)
         return buf.getvalue()
-    with pq.ParquetWriter(buf, schema, **options) as writer:  # type: ignore[arg-type]
+    with pq.ParquetWriter(buf, schema, **options) as writer:
         for at in range(0, table.num_rows, step):
             writer.write_table(conform(table.slice(at, step), schema), row_group_size=step)
     return buf.getvalue()

@@ -48,7 +48,8 @@ def read_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,
     return reads.rows
 
 
-def _local_cpus(cfg: BuildConfig) -> int:
+def local_cpus(cfg: BuildConfig) -> int:
+    """The CPUs this process reads on: --num-cpus, else those it may run on."""
     affinity = getattr(os, "sched_getaffinity", None)
     return cfg.num_cpus or (len(affinity(0)) if affinity else os.cpu_count() or 1)
 
@@ -60,7 +61,7 @@ class _DriverReads:
                  bar: Callable[[int], None], background: BackgroundRay, feed: Any) -> None:
         self.queue, self.tasks, self.cfg, self.staging = queue, tasks, cfg, staging
         self.bar, self.background, self.feed = bar, background, feed
-        self.threads = _local_cpus(cfg)
+        self.threads = local_cpus(cfg)
         self.lock = threading.Lock()
         self.rows, self.done = 0, 0
         self.error: BaseException | None = None

@@ -29,7 +29,7 @@ from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.commit import check_existing, commit_release
-from synshard.builder.localreads import read_here
+from synshard.builder.localreads import local_cpus, read_here
 from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
 from synshard.shards.layout import MANIFEST_NAME, join
@@ -175,9 +175,13 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     with _progress(cfg) as bar:
         here = read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
         if held and background.cancel():  # every read task done here, Ray never needed
-            tasks, _, queue = _with_retries(tasks, staging)
+            tasks, retried, queue = _with_retries(tasks, staging)
+            t = time.perf_counter()
             here += _run_here(queue, tasks, cfg, staging, bar)
-            return _metadata(staging, len(tasks)), {"driver": here}, dict(IN_PROCESS)
+            if retried:
+                timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
+            cluster = {**IN_PROCESS, "cpus": local_cpus(cfg)}  # (the driver's read threads)
+            return _metadata(staging, len(tasks)), {"driver": here}, cluster
         t = time.perf_counter()
         cluster = background.wait()
         timings["waiting for Ray"] = time.perf_counter() - t

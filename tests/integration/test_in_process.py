@@ -78,6 +78,7 @@ def test_a_build_of_a_few_quick_tasks_runs_without_ray_and_gives_the_same_bytes(
     stats = _run(MANY, str(src), str(tmp_path / "auto"), "auto")
     inputs = sum(1 for p in src.rglob("*") if p.is_file())
     assert stats["tasks"] > 1 and stats["cluster"]["address"] == "in-process"
+    assert stats["cluster"]["cpus"] == 2  # the driver's read threads (num_cpus=2)
     assert stats["cluster"]["inputs_read_by_node"] == {"driver": inputs}
     assert not stats["ray_imported"]
     again = _run(MANY, str(src), str(tmp_path / "always"), "always")

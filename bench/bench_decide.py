@@ -65,7 +65,7 @@ def _decimal(values: np.ndarray, width: int) -> np.ndarray:
 
 def simulate(rows: int, synsets: int, seed: int = 0) -> tuple[pa.Table, dict]:
     """The whole simulated table (numbers first, strings built per chunk of CHUNK rows)."""
-    from synshard.shards.staging import decide_schema
+    from synshard.shards.staging import decide_schema, split_sources
 
     rng = np.random.default_rng(seed)
     sizes = rng.lognormal(0.0, 1.0, synsets)
@@ -121,8 +121,9 @@ def simulate(rows: int, synsets: int, seed: int = 0) -> tuple[pa.Table, dict]:
                          np.full((m, 1), ord("_"), np.uint8), _decimal(number[sl], 8),
                          np.frombuffer(b".JPEG", np.uint8)[None].repeat(m, 0)])
         bad = reject[sl]
+        folder, name = split_sources(_strings(src))
         cols = {
-            "source": _strings(src),
+            "source_dir": folder, "source_name": name,
             "synset": pa.DictionaryArray.from_arrays(pa.array(synset[sl]), wnid_strings),
             "split": pa.nulls(m, pa.string()),
             "width": pa.array(np.full(m, 85, np.int32), mask=bad),

@@ -7,7 +7,8 @@ them. `Accepted` also answers the few table calls exact dedup makes (num_rows, c
 column, take), so it can be handed to it as it is.
 
 The gathered table holds some columns compactly (shards/staging.py `decide_schema`): what a step
-reads of them comes back plain (`plain`): sha256 as hex strings, synset as strings; only
+reads of them comes back plain (`plain`): sha256 as hex strings, synset as strings, `key` and
+`source` made again (from synset and sha256; from source_dir and source_name); only
 `staged_path` stays dictionary-encoded (assembly's locator, read by nothing else).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synshard.builder.decide.memory import release
-from synshard.shards.staging import derive_keys, sha256_hex
+from synshard.shards.staging import SOURCE_PARTS, derive_keys, derive_sources, sha256_hex
 from synshard.transforms.takes import take_column, take_rows
 
 KEEP_ENCODED = ("staged_path",)
@@ -38,9 +39,7 @@ class Accepted:
 
     @property
     def column_names(self) -> list[str]:
-        names = list(self.meta.column_names)
-        if _derivable(names):  # where the gathered table's schema had it
-            names.insert(names.index("split") + 1 if "split" in names else len(names), "key")
+        names = _names(list(self.meta.column_names))  # (as the gathered table's schema had it)
         return names + [c for c in self.extra if c not in names]
 
     def column(self, name: str) -> pa.ChunkedArray:
@@ -91,8 +90,10 @@ class Accepted:
         return _stack(parts, set(chunked))
 
     def _take(self, idx: np.ndarray, names: list[str], encoded: Collection[str]) -> pa.Table:
-        needs = set(names) | ({"synset", "sha256"} if _derivable(self.meta.column_names) and
-                              "key" in names else set())
+        needs = set(names)
+        for name in _derivable(self.meta.column_names):
+            if name in names:
+                needs |= set(_MADE_OF[name])
         base = [c for c in self.meta.column_names if c in needs]
         picked = plain(take_rows(self.meta, self.rows[idx], base), names, encoded)
         for name, column in self.extra.items():
@@ -121,14 +122,20 @@ class Accepted:
 
 def plain(table: pa.Table, names: Iterable[str] | None = None,
           encoded: Iterable[str] = KEEP_ENCODED) -> pa.Table:
-    """`table` with the gathered table's compact columns as the decisions read them (and its
-    `key` made again where it has synset and sha256 but no key); only `names`, if given;
+    """`table` with the gathered table's compact columns as the decisions read them (its `key`
+    made again where it has synset and sha256 but no key, its `source` where it has the source's
+    parts, in the first part's place); only `names`, if given;
     dictionary columns named in `encoded` left encoded."""
     encoded = set(encoded)
-    if _derivable(table.column_names):
+    derivable = _derivable(table.column_names)
+    if "key" in derivable:
         synset = _plain_column("synset", table["synset"], encoded)  # decoded once, for both
         table = table.set_column(table.schema.get_field_index("synset"), "synset", synset)
         table = table.append_column("key", derive_keys(synset, table["sha256"]))
+    if "source" in derivable:
+        at = table.schema.get_field_index(SOURCE_PARTS[0])  # (where the gathered source was)
+        source = derive_sources(*(table[c] for c in SOURCE_PARTS))
+        table = table.drop_columns(list(SOURCE_PARTS)).add_column(at, "source", source)
     if names is not None:
         wanted = set(names)
         table = table.select([c for c in table.column_names if c in wanted])
@@ -155,9 +162,25 @@ def _stack(parts: list[pa.Table], chunked: set[str]) -> pa.Table:
     return pa.table(columns)
 
 
+_MADE_OF = {"key": ("synset", "sha256"), "source": SOURCE_PARTS}  # (shards/staging.py)
+
+
 def _derivable(names: list[str]) -> list[str]:
-    """["key"] where a table lacks it but has what it is made of (shards/staging.py)."""
-    return ["key"] if "key" not in names and {"synset", "sha256"} <= set(names) else []
+    """The columns a table lacks but has what they are made of (shards/staging.py)."""
+    return [c for c, parts in _MADE_OF.items() if c not in names and set(parts) <= set(names)]
+
+
+def _names(names: list[str]) -> list[str]:
+    """A table's columns as the decisions see them: `source` where its parts are, `key` after
+    `split` (where META_SCHEMA has it) where it is made from synset and sha256."""
+    derivable = _derivable(names)
+    if "source" in derivable:
+        at = names.index(SOURCE_PARTS[0])
+        names = [c for c in names if c not in SOURCE_PARTS]
+        names.insert(at, "source")
+    if "key" in derivable:
+        names.insert(names.index("split") + 1 if "split" in names else len(names), "key")
+    return names
 
 
 def _plain_column(name: str, column: pa.ChunkedArray,

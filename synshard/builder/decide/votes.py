@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from synshard.config import BuildConfig
 from synshard.errors import SynshardError
 from synshard.shards.pyfiles import read_parquet
-from synshard.shards.staging import derive_keys
+from synshard.shards.staging import SOURCE_PARTS, derive_keys, derive_sources
 
 VOTE_KEYS = ["image", "synset", "worker"]
 
@@ -72,8 +72,10 @@ def with_unmatched(votes: BuildVotes, meta: pa.Table) -> BuildVotes:
     images = votes.posteriors["image"].cast(pa.string())
     keys = meta["key"] if "key" in meta.column_names else \
         derive_keys(meta["synset"], meta["sha256"])  # as gathered (shards/staging.py)
+    sources = meta["source"] if "source" in meta.column_names else \
+        derive_sources(*(meta[c] for c in SOURCE_PARTS))  # as gathered
     ours = pa.concat_arrays([keys.combine_chunks().cast(pa.string()),
-                             meta["source"].combine_chunks().cast(pa.string())])
+                             sources.combine_chunks().cast(pa.string())])
     missing = votes.posteriors.filter(pc.invert(pc.is_in(images, value_set=ours)))
     n_votes = int(pc.sum(pc.add(missing["yes"], missing["no"])).as_py() or 0)
     n_images = len(set(missing["image"].cast(pa.string()).to_pylist()))

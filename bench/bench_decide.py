@@ -146,6 +146,14 @@ def simulate(rows: int, synsets: int, seed: int = 0) -> tuple[pa.Table, dict]:
     return pa.concat_tables(chunks), info
 
 
+def arrow_bytes() -> int:
+    """Bytes allocated in Arrow's default pool and, where that is another pool, the C heap's
+    (decide allocates from the system pool on glibc: synshard/builder/decide/memory.py)."""
+    default, system = pa.default_memory_pool(), pa.system_memory_pool()
+    extra = system.bytes_allocated() if default.backend_name != system.backend_name else 0
+    return default.bytes_allocated() + extra
+
+
 def _rss() -> dict[str, int]:
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -189,7 +197,7 @@ class Steps:
             traced = tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else (-1, -1)
             self.rows.append((name, time.perf_counter() - w, time.process_time() - c,
                               rss["VmRSS"], rss["VmHWM"] if self.depth == 0 else 0,
-                              pa.total_allocated_bytes(), traced[0],
+                              arrow_bytes(), traced[0],
                               traced[1] if self.depth == 0 else -1))
             return result
         return inner
@@ -233,7 +241,7 @@ class Tracer:
                             stack.append(f"{Path(code.co_filename).name}:{frame.f_lineno} "
                                          f"{code.co_name}")
                         frame = frame.f_back
-                    self.record = (rss, pa.total_allocated_bytes(),
+                    self.record = (rss, arrow_bytes(),
                                    tracemalloc.get_traced_memory()[0], stack[:8])
 
     def report(self) -> None:

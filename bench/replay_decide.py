@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_decide import Steps, Tracer, _rss  # noqa: E402
+from bench_decide import Steps, Tracer, _rss, arrow_bytes  # noqa: E402
 
 
 def main() -> None:
@@ -66,7 +66,7 @@ def main() -> None:
         tracer.report()
     mib = 1 << 20
     print(f"load average {os.getloadavg()[0]:.1f}; {meta.num_rows:,} rows, "
-          f"{pa.total_allocated_bytes() / mib:,.0f} MiB in Arrow with the decisions; "
+          f"{arrow_bytes() / mib:,.0f} MiB in Arrow with the decisions; "
           f"RSS with the table {held / mib:,.0f} MiB")
     print(f"{'step':<22}{'wall s':>9}{'CPU s':>9}{'RSS after MiB':>15}{'peak in it MiB':>16}")
     for name, sw, sc, rss, top, *_ in steps.rows:

@@ -182,7 +182,11 @@ def near_dedup(meta: pa.Table, radius: int, near_conflicts: NearConflictPolicy =
     all_labels[rows.index] = rows.index[labels]
     del labels
     duplicates = _duplicates(meta, rows, survivor)
-    conflicts = _conflicts(meta, rows, survivor, rep, pairs, ~same)
+    a, b, d = _conflict_pairs(rows, survivor, rep, pairs, ~same)
+    index = rows.index
+    del rows, survivor, rep, pairs, same  # (before the conflicts' strings are taken: ~45 MiB
+    # of the policy's arrays at 1M rows of the scale build)
+    conflicts = _conflict_table(meta, index, a, b, d)
     return NearDedupResult(keep, duplicates, conflicts, all_labels)
 
 
@@ -220,8 +224,19 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
                pairs: Pairs, cross: np.ndarray) -> pa.Table:
     """Cross-synset near pairs, mapped to their survivors, once per survivor pair, sorted by
     (key, other_key), with CONFLICT_SCHEMA's string columns dictionary-encoded over the rows the
-    pairs name (`.cast(CONFLICT_SCHEMA)` decodes; writing the side table does): a row takes part
-    in many pairs, and 1.18M pairs of the 1M scale build named 496,000 rows (274 -> ~90 MiB).
+    pairs name (`_conflict_pairs`, then `_conflict_table`: near_dedup lets the policy's arrays go
+    between the two)."""
+    return _conflict_table(meta, rows.index, *_conflict_pairs(rows, survivor, rep, pairs, cross))
+
+
+def _conflict_pairs(rows: _Rows, survivor: np.ndarray, rep: np.ndarray, pairs: Pairs,
+                    cross: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The conflicts as (a, b, distance): positions among the hot rows, once per survivor pair,
+    in (key, other_key) order (`_conflict_table` makes the table).
+
+    `.cast(CONFLICT_SCHEMA)` of that table decodes its strings (writing the side table does): a
+    row takes part in many pairs, and 1.18M pairs of the 1M scale build named 496,000 rows
+    (274 -> ~90 MiB).
 
     A survivor pair can be further apart than radius when only a dropped copy was near. The pairs
     are put in key order as row numbers (key_rank) before any string is taken: sorting the taken
@@ -252,20 +267,28 @@ def _conflicts(meta: pa.Table, rows: _Rows, survivor: np.ndarray, rep: np.ndarra
     a, b = in_key_order[ranked // n], in_key_order[ranked % n]
     del ranked, in_key_order
     d = hamming(rows.phash[a], rows.phash[b])  # between the survivors listed, not the pair found
-    named = np.zeros(n, dtype=bool)
+    return a, b, d
+
+
+def _conflict_table(meta: pa.Table, index: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    d: np.ndarray) -> pa.Table:
+    """The conflicts table of pairs (a, b) of hot rows (`index`: their rows in `meta`), distance
+    `d`: each named row's key, synset, split and source taken once, a column at a time (one
+    column's transients at once), one dictionary per column for both sides."""
+    named = np.zeros(index.size, dtype=bool)
     named[a] = True
     named[b] = True
     at = np.cumsum(named, dtype=np.int32) - 1  # a named row's position among the named ones
     sides = [pa.array(at[a]), pa.array(at[b])]  # one index array per side, for its 4 columns
     del a, b, at
-    side = take_meta(meta, rows.index[np.flatnonzero(named)], ["key", "synset", "split",
-                                                                 "source"])
+    taken = index[np.flatnonzero(named)]
+    del named
     columns = {}
     for name in ("key", "synset", "split", "source"):
-        values = side[name].cast(pa.string()).combine_chunks()  # one dictionary for both sides
-        side = side.drop_columns([name])  # (its chunks, now joined: not held twice)
+        values = take_meta(meta, taken, [name])[name].cast(pa.string()).combine_chunks()
         for prefix, idx in zip(("", "other_"), sides):
             columns[prefix + name] = pa.DictionaryArray.from_arrays(idx, values)
+        del values
     columns["distance"] = pa.array(d, pa.int32())
     return pa.table(columns, schema=_ENCODED_CONFLICTS)
 

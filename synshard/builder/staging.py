@@ -114,6 +114,7 @@ class Staging:
         dictionary-encoded with one dictionary each for the whole table (each staged file's
         path once), sha256 as 32 raw bytes."""
         bound_heap()  # (decide/memory.py: freed NumPy and read buffers go back to the system)
+        release()  # (what the read stage left free in the pool put aside: the C heap's from now)
         groups = [_compact([self._gathered(i) for i in range(at, min(at + GATHER_GROUP, count))])
                   for at in range(0, count, GATHER_GROUP)]
         if not groups:

@@ -72,8 +72,9 @@ def unbound_heap() -> None:
 
 
 def release() -> None:
-    """Hand the Arrow pool's freed pages, and the C heap's free memory, back to the system."""
-    pa.default_memory_pool().release_unused()
+    """Hand the Arrow pools' freed pages, and the C heap's free memory, back to the system."""
+    for pool in [*_POOLS, pa.default_memory_pool()]:  # (the one put aside by bound_heap too)
+        pool.release_unused()
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -150,11 +150,11 @@ def view(cache: Path, images: Path, count: int) -> Path:
 # ---------------------------------------------------------------- measurement
 
 def build(src: Path, out: Path, count: int, extra: list[str],
-          trajectory: Path | None = None) -> dict:
+          trajectory: Path | None = None, interval_peaks: bool = False) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     args = [str(src), "--out", str(out), "--resize", "shorter:64", "--no-progress", "--name",
             f"scale-{count}", *extra]
-    r = timed_build(args, out, trajectory=trajectory)
+    r = timed_build(args, out, trajectory=trajectory, interval_peaks=interval_peaks)
     r.pop("stdout")
     return {"count": count, **r}
 
@@ -193,6 +193,10 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the releases (default: removed)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--trajectory", help="append every sample of the driver's RSS to this file")
+    ap.add_argument("--interval-peaks", action="store_true",
+                    help="reset the driver's peak RSS after each sample: each --trajectory line's "
+                    "hwm is its peak since the previous one (/usr/bin/time's figure is then "
+                    "only the last second's)")
     ap.add_argument("build_args", nargs="*", help="extra `synshard build` flags (after --)")
     args = ap.parse_args()
     counts = sorted(int(c.replace("_", "")) for c in args.counts.split(","))
@@ -213,7 +217,7 @@ def main() -> None:
             with open(args.trajectory, "a") as f:
                 f.write(f"# build of {count:,}\n")
         r = build(src, out, count, args.build_args,
-                  Path(args.trajectory) if args.trajectory else None)
+                  Path(args.trajectory) if args.trajectory else None, args.interval_peaks)
         report(r)
         results.append(r)
         if not args.keep:

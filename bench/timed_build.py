@@ -17,7 +17,11 @@ every `interval` seconds, and returns the run's figures:
 
 With `trajectory` (a path), every sample is also appended to that file as one line (seconds
 since start, the driver's RSS and VmHWM in MiB, whether assembly had started), flushed, so a
-long run's memory can be followed, or read after it was stopped.
+long run's memory can be followed, or read after it was stopped. With `interval_peaks`, the
+sampler resets the driver's VmHWM after each sample (/proc/PID/clear_refs), so each line's `hwm`
+is the driver's peak since the previous sample (the phase of the peak to within a second, even
+where an earlier phase peaked higher); `driver_peak` is still the largest, but /usr/bin/time's
+maximum RSS is then only the last interval's.
 """
 from __future__ import annotations
 
@@ -100,8 +104,9 @@ class Sampler(threading.Thread):
     """Once an `interval`: the driver's VmHWM, each Ray worker's VmHWM/RssAnon, the staging size."""
 
     def __init__(self, time_pid: int, release: Path, interval: float = 1.0,
-                 trajectory: IO[str] | None = None) -> None:
+                 trajectory: IO[str] | None = None, interval_peaks: bool = False) -> None:
         super().__init__(daemon=True)
+        self.interval_peaks = interval_peaks
         self.time_pid, self.release, self.interval = time_pid, release, interval
         self.trajectory = trajectory
         self.t0 = time.perf_counter()
@@ -128,6 +133,9 @@ class Sampler(threading.Thread):
         try:
             status = _status(driver)
             self.driver = max(self.driver, status["VmHWM"])
+            if self.interval_peaks:
+                with open(f"/proc/{driver}/clear_refs", "w") as f:
+                    f.write("5")  # VmHWM from the current RSS again
         except (OSError, KeyError):
             return
         if not self.assembling:  # read, gather and decide: no synset's shards journalled yet
@@ -137,7 +145,8 @@ class Sampler(threading.Thread):
         if self.trajectory is not None:
             mib = 1024 * 1024
             self.trajectory.write(f"{time.perf_counter() - self.t0:.0f} rss "
-                                  f"{status.get('VmRSS', 0) / mib:.0f} hwm {self.driver / mib:.0f}"
+                                  f"{status.get('VmRSS', 0) / mib:.0f} hwm "
+                                  f"{(status['VmHWM'] if self.interval_peaks else self.driver) / mib:.0f}"
                                   f" assembling {int(self.assembling)}\n")
             self.trajectory.flush()
         tree = [driver, *_descendants(driver)]
@@ -158,7 +167,8 @@ class Sampler(threading.Thread):
 
 
 def timed_build(args: list[str], release: Path, interval: float = 1.0,
-                trajectory: Path | None = None, env: dict[str, str] | None = None) -> dict:
+                trajectory: Path | None = None, env: dict[str, str] | None = None,
+                interval_peaks: bool = False) -> dict:
     """Run `synshard build ARGS` (its output folder is `release`); the figures (module doc).
 
     Exits with the build's last stderr lines when it fails."""
@@ -167,7 +177,7 @@ def timed_build(args: list[str], release: Path, interval: float = 1.0,
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    sampler = Sampler(proc.pid, release, interval, log)
+    sampler = Sampler(proc.pid, release, interval, log, interval_peaks)
     sampler.start()
     try:
         stdout, stderr = proc.communicate()

@@ -41,10 +41,14 @@ def plan(source: str, files_per_task: int) -> tuple[list, str]:
 
 
 def tasks_digest(tasks: list) -> str:
-    """sha256 over each task pickled (its contents: URL tasks' rows, files tasks' packed paths)."""
+    """sha256 over each task's contents: a URL task's list, start and rows (as Python values,
+    whatever form the task holds them in), a files or tar task pickled."""
     h = hashlib.sha256()
     for task in tasks:
-        h.update(pickle.dumps(task, protocol=5))
+        if hasattr(task, "urls"):
+            h.update(repr((task.uri, task.start, task.retry, task.urls.to_pydict())).encode())
+        else:
+            h.update(pickle.dumps(task, protocol=5))
     return h.hexdigest()
 
 

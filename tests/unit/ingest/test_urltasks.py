@@ -43,7 +43,7 @@ def test_a_task_pickles_its_own_rows_not_the_whole_list(tmp_path) -> None:
     assert again.urls.equals(tasks[5].urls) and (again.uri, again.start, again.rows) == (
         str(path), 500, 100)
     # packed (zstd): a few bytes a URL on the driver, which holds every task through the build
-    assert sum(len(t.packed) for t in tasks) < 8 * n
+    assert sum(len(t.packed) for t in tasks) < 16 * n  # raw: ~45 B a URL
 
 
 def test_retry_tasks_group_deferred_rows_by_list_in_task_order_never_splitting_a_url() -> None:

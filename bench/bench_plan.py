@@ -5,7 +5,7 @@
 In this process: optionally plan a small warm-up source first (imports, Arrow's and the
 allocator's first pages), then plan SOURCE with `synshard.builder.inputs`'s own entry point
 (`plan_inputs`: the same tasks and fingerprint a build gets) and print the RSS before, the peak
-during planning (/proc/self/clear_refs then VmHWM), the RSS after (tasks held), Arrow's pool peak,
+during planning (/proc/self/clear_refs then VmHWM), the RSS after (tasks held; the pool and C heap released, as a build does), Arrow's pool peak,
 the task count, the fingerprint and a digest of the tasks' contents (to check that a change to
 planning keeps both). `--bare` skips the warm-up.
 """
@@ -60,9 +60,11 @@ def main() -> None:
     args = ap.parse_args()
     import pyarrow as pa
 
+    from synshard.builder.decide.memory import release
+
     if args.warm:
         plan(args.warm, args.files_per_task)
-        pa.default_memory_pool().release_unused()
+        release()
     before = rss()
     Path("/proc/self/clear_refs").write_text("5")
     pool_before = pa.default_memory_pool().max_memory()
@@ -70,7 +72,7 @@ def main() -> None:
     tasks, fingerprint = plan(args.source, args.files_per_task)
     wall = time.perf_counter() - t
     during = rss()
-    pa.default_memory_pool().release_unused()
+    release()  # as `inputs.prepare` does after planning
     after = rss()
     mib = 1024
     print(f"planned {args.source}: {len(tasks):,} tasks in {wall:.1f} s")

@@ -133,14 +133,26 @@ def walk_folder(
 def _listing(fs: AbstractFileSystem, root: str, infos: list[dict]) -> pa.Table:
     """LISTING_SCHEMA rows of one folder's entries (their fsspec info dicts)."""
     local = isinstance(fs, LocalFileSystem)
+    # a local listing already says what is a plain file: only the rest is looked at again
+    reasons = [None if local and info.get("type") == "file" and not info.get("islink")
+               else entry_reason(fs, root, info["name"]) for info in infos]
     return pa.table({
-        "rel": [info["name"][len(root):].lstrip("/") for info in infos],
-        "size": [int(info.get("size") or 0) for info in infos],
-        "stamp": [stamp(info) for info in infos],
-        # a local listing already says what is a plain file: only the rest is looked at again
-        "reason": [None if local and info.get("type") == "file" and not info.get("islink")
-                   else entry_reason(fs, root, info["name"]) for info in infos],
+        "rel": _exact_strings([info["name"][len(root):].lstrip("/") for info in infos]),
+        "size": pa.array(np.array([int(info.get("size") or 0) for info in infos], np.int64)),
+        "stamp": _exact_strings([stamp(info) for info in infos]),
+        "reason": (pa.nulls(len(infos), pa.string()) if not any(reasons)
+                   else pa.array(reasons, pa.string())),
     }, schema=LISTING_SCHEMA)
+
+
+def _exact_strings(values: list[str]) -> pa.Array:
+    """A string array in buffers of exactly its size (Arrow's converter grows its buffers by
+    doubling, and the allocator kept the slack: ~40 MiB of RSS more at 1M files)."""
+    encoded = [v.encode("utf-8") for v in values]  # a lone surrogate: UnicodeEncodeError, as
+    offsets = np.zeros(len(encoded) + 1, np.int32)  # pa.array raises
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets),
+                                       pa.py_buffer(b"".join(encoded)))
 
 
 def entry_reason(fs: AbstractFileSystem, root: str, path: str) -> str | None:

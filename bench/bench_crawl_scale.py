@@ -17,7 +17,7 @@ most).
 
     .venv/bin/python bench/bench_crawl_scale.py --sizes 30000,100000 --phases [--trace]
 
-`--phases`: each size built in this process instead (the driver is this process), with
+`--phases`: each size built in a process of its own instead (the driver is that process), with
 bench/bench_driver_memory.py's seams: every segment's own peak RSS (planning the URL list, the
 read stage, the gather, each step of decide, the assembly, commit) and the RSS split and Arrow
 pool after each phase; `--trace` adds tracemalloc's census by source line (its own bookkeeping
@@ -176,6 +176,14 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="--phases with tracemalloc")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if (args.phases or args.trace) and len(sizes) > 1:
+        # one fresh process per size: a size built after another in the same process starts
+        # from the first one's pages (its RSS figures would be the sum, not the size's own)
+        for n in sizes:
+            subprocess.run([sys.executable, __file__, "--sizes", str(n), "--per-host",
+                            str(args.per_host), "--phases", *(["--trace"] if args.trace else [])],
+                           check=True)
+        return
     server = subprocess.Popen([sys.executable, __file__, "serve"], stdout=subprocess.PIPE,
                               text=True)
     try:

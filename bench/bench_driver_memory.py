@@ -103,7 +103,7 @@ SEAMS = (
 
 # Finer seams for the segment peaks (--phases): entry and exit of each.
 SEGMENT_SEAMS = (
-    ("pipeline", "prepare"), ("sources", "list_folder"), ("sources", "_plan_folder"),
+    ("pipeline", "prepare"), ("sources", "walk_folder"), ("sources", "_plan_folder"),
     ("pipeline", "_metadata"), ("pipeline", "decide"),
     *(("steps", name) for name in ("plain", "_reject_rows", "assign_splits_batch",
                                    "_confidence_step", "_sha256_block", "exact_dedup",

@@ -10,6 +10,8 @@ whatever order they are given in; `limit` keeps the first N inputs in that order
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +23,7 @@ from fsspec import AbstractFileSystem
 from synshard.transforms.errors import SynshardError
 
 from .candidates import Batcher, drain
-from .folders import list_folder, read_files, stamp
+from .folders import Listing, read_files, stamp, walk_folder
 from .labels import cached_labels, read_labels
 from .layout import TAR_SUFFIXES, tar_kind, tar_stem
 from .tarplan import plan_tar
@@ -45,6 +47,45 @@ class SourcePlan:
     fingerprint: str  # sha256 over the sorted (uri, size, stamp) listing of inputs + labels
 
 
+@dataclass(frozen=True)
+class ListedRun:
+    """The fingerprint lines (`uri/rel<TAB>size<TAB>stamp`) of a folder listing's first `count`
+    rows in its sorted order, made a slice at a time when hashed (`listing_digest`): holding
+    every line until the end of planning was ~90 MB at 1M files, more than the listing."""
+
+    uri: str
+    listed: Listing
+    count: int
+
+    def sorted_lines(self) -> Iterator[str]:
+        """The lines in sorted order: the listing's, unless a path holds a character that
+        sorts before the tab (then `rel` order and line order may differ: sorted here)."""
+        if any(pc.any(pc.match_substring_regex(p["rel"], "[\\x00-\\x09]")).as_py()
+               for p in self.listed.parts):
+            yield from _sorted(pa.chunked_array(
+                [_lines(self.uri, self.listed.rows(at, min(at + LINE_ROWS, self.count)))
+                 for at in range(0, self.count, LINE_ROWS)], pa.string()))
+            return
+        for at in range(0, self.count, RUN_ROWS):
+            yield from _lines(self.uri, self.listed.rows(at, min(at + RUN_ROWS, self.count))
+                              ).to_pylist()
+
+
+def _lines(uri: str, part: pa.Table) -> pa.Array:
+    """The fingerprint lines of LISTING_SCHEMA rows, made in Arrow."""
+    paths = pc.binary_join_element_wise(uri, part["rel"], "/")
+    return pc.binary_join_element_wise(paths, pc.cast(part["size"], pa.string()), part["stamp"],
+                                       "\t")
+
+
+def _sorted(lines: pa.ChunkedArray) -> Iterator[str]:
+    """`lines` sorted (Arrow sorts UTF-8 by bytes: the code point order Python sorts `str` by),
+    a slice at a time."""
+    order = pc.sort_indices(lines)
+    for at in range(0, len(order), RUN_ROWS):
+        yield from lines.take(order.slice(at, RUN_ROWS)).to_pylist()
+
+
 @dataclass
 class _Planner:
     """Accumulates tasks and the fingerprint listing while sources are planned in order."""
@@ -53,35 +94,31 @@ class _Planner:
     remaining: int | None
     files_per_task: int
     tasks: list[ReadTask]
-    listing: list[str | pa.Array]  # lines `uri<TAB>size<TAB>stamp`: one, or a folder's column
+    listing: list[str | pa.Array | ListedRun]  # lines `uri<TAB>size<TAB>stamp`, or a folder's
 
     def note(self, uri: str, size: int, change: str) -> None:
         self.listing.append(f"{uri}\t{size}\t{change}")
 
-    def note_listed(self, uri: str, listed: pa.Table) -> None:
-        """The lines of a folder's listed files (LISTING_SCHEMA rows), made in Arrow."""
-        for at in range(0, listed.num_rows, LINE_ROWS):  # each chunk's text well under 2 GiB
-            part = listed.slice(at, LINE_ROWS)
-            paths = pc.binary_join_element_wise(uri, part["rel"], "/")
-            lines = pc.binary_join_element_wise(paths, pc.cast(part["size"], pa.string()),
-                                                part["stamp"], "\t")
-            self.listing.extend(lines.chunks)
-
 
 LINE_ROWS = 1 << 20  # fingerprint lines made (and hashed) this many at a time
+RUN_ROWS = 4096  # a folder's lines made this many at a time while they are merged and hashed
 
 
-def listing_digest(lines: list[str | pa.Array]) -> str:
-    """sha256 of the lines sorted and joined by newlines (Arrow sorts UTF-8 by bytes, which is
-    the code point order Python sorts `str` by), hashed a slice at a time: the driver never
-    holds the whole text once more, nor a Python string per input file."""
-    every = pa.chunked_array([pa.array([x for x in lines if isinstance(x, str)], pa.string())]
-                             + [x for x in lines if not isinstance(x, str)], pa.string())
-    order = pc.sort_indices(every)
+def listing_digest(lines: Sequence[str | pa.Array | ListedRun]) -> str:
+    """sha256 of the lines sorted and joined by newlines, hashed a slice at a time: the driver
+    never holds the whole text, nor every line (a folder's are made from its listing, already
+    in order, as they are merged), nor a Python string per input file."""
+    runs: list[Iterator[str]] = [iter(sorted(x for x in lines if isinstance(x, str)))]
+    runs += [_sorted(pa.chunked_array([x], pa.string())) for x in lines
+             if isinstance(x, pa.Array)]
+    runs += [x.sorted_lines() for x in lines if isinstance(x, ListedRun)]
     digest = hashlib.sha256()
-    for at in range(0, len(order), LINE_ROWS // 16):
-        text = "\n".join(every.take(order.slice(at, LINE_ROWS // 16)).to_pylist())
-        digest.update((f"\n{text}" if at else text).encode())
+    merged = heapq.merge(*runs)
+    first = True
+    while part := list(itertools.islice(merged, LINE_ROWS // 16)):
+        text = "\n".join(part)
+        digest.update((text if first else f"\n{text}").encode())
+        first = False
     return digest.hexdigest()
 
 
@@ -174,23 +211,25 @@ def _plan_folder(planner: _Planner, uri: str, fs: AbstractFileSystem, path: str,
 
     A tar in the folder (say `train/n01440764.tar`, from unpacking ImageNet's training tar once)
     is read as a tar standing for the folder of its stem, not as one opaque input: the files
-    between two such tars are cut into tasks, a run at a time, from the listing's columns.
+    between two such tars are cut into tasks, a run at a time, from the listing's sorted order.
+    The fingerprint notes the listing's first rows in that order, as many as were planned.
     """
-    listed = list_folder(fs, path, skip)
-    tars = np.flatnonzero(_is_tar(listed)).tolist()
+    listed = walk_folder(fs, path, skip)
+    tars = np.flatnonzero(listed.sorted_mask(_is_tar)).tolist()
     at = 0
     for stop in [*tars, listed.num_rows]:
         if planner.remaining == 0:
             break
         take = stop - at if planner.remaining is None else min(stop - at, planner.remaining)
-        _plan_files(planner, uri, listed.slice(at, take), at)
+        _plan_files(planner, uri, listed, at, at + take)
+        at += take
         _consume(planner, take)
         if stop == listed.num_rows or planner.remaining == 0:
             break
-        rel = listed["rel"][stop].as_py()
-        planner.note_listed(uri, listed.slice(stop, 1))
+        rel = listed.rows(stop, stop + 1)["rel"][0].as_py()
         _plan_tar(planner, f"{uri}/{rel}", fs, f"{path.rstrip('/')}/{rel}", tar_stem(rel))
         at = stop + 1
+    planner.listing.append(ListedRun(uri, listed, at))
 
 
 def _is_tar(listed: pa.Table) -> np.ndarray:
@@ -202,14 +241,13 @@ def _is_tar(listed: pa.Table) -> np.ndarray:
     return named & pc.is_null(listed["reason"]).to_numpy(zero_copy_only=False)
 
 
-def _plan_files(planner: _Planner, uri: str, run: pa.Table, start: int) -> None:
-    """Files tasks for a run of consecutive listed files (listing rows `start`...), noted."""
-    planner.note_listed(uri, run)
+def _plan_files(planner: _Planner, uri: str, listed: Listing, start: int, stop: int) -> None:
+    """Files tasks for the listing's sorted rows `start`...`stop` (consecutive files)."""
     n = planner.files_per_task
-    for at in range(0, run.num_rows, n):
-        part = run.slice(at, n)
+    for at in range(start, stop, n):
+        part = listed.rows(at, min(at + n, stop))
         files = Files.of(part["rel"].to_pylist(), part["size"].to_numpy())
-        planner.tasks.append(ReadTask(uri, start + at, "files", files, labels=planner.labels))
+        planner.tasks.append(ReadTask(uri, at, "files", files, labels=planner.labels))
 
 
 def _consume(planner: _Planner, used: int) -> None:

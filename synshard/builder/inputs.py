@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from synshard import __version__
 from synshard.config import BuildConfig
+from synshard.builder.decide.memory import release
 from synshard.builder.decide.incremental import BaseRelease, Takedown, load_base, load_takedown
 from synshard.ingest.sources import plan_sources
 from synshard.ingest.urltasks import is_url_list, plan_url_lists
@@ -44,9 +45,9 @@ def absolute_uri(uri: str) -> str:
 
 def prepare(cfg: BuildConfig) -> Inputs:
     tasks, sources_fp = plan_inputs(cfg)
-    # the listings' Arrow temporaries (~200 B a file at their peak) go back to the OS, not kept
-    # by the allocator through the build
-    pa.default_memory_pool().release_unused()
+    # the listings' temporaries (Arrow's pool and the C heap: a folder's listing columns are
+    # C-heap buffers of their exact size) go back to the OS, not kept through the build
+    release()
     parts = [sources_fp]
     files = stamp_input_files(cfg)
     if files:  # a build without such inputs keeps the fingerprint it always had

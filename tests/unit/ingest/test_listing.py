@@ -68,3 +68,37 @@ def test_plan_matches_a_per_file_listing(tmp_path):
         assert [t.start for t in files] == sorted(t.start for t in files)
         read = sum(len(t.files) for t in files) + sum(t.count or 0 for t in plan.tasks)
         assert read == (14 + 2 if limit is None else min(limit, 16))
+
+
+def test_fingerprint_where_path_order_and_line_order_differ(tmp_path):
+    """A folder's lines are hashed in its listing's order, unless a path holds a character that
+    sorts before the tab ("a" < "a\\t0" as paths, but "a\\t5..." > "a\\t0\\t1..." as lines): the
+    same fingerprint as the sorted lines either way, with a limit too."""
+    for tree in ({"n01440764/a": b"x" * 5, "n01440764/a\t0": b"y", "n01440764/b": b"z"},
+                 {"n01440764/a": b"x", "n01440764/a\x01": b"yy", "n01443537/c.jpg": b"c"},
+                 {f"n0144{i % 3}764/{i:03}.jpg": b"x" * i for i in range(40)}):
+        root = write_tree(tmp_path / f"src{len(tree)}", tree)
+        fs = fsspec.filesystem("file")
+        found = sorted(fs.find(str(root), detail=True).items())
+        lines = [f"{path}\t{info['size']}\t{stamp(info)}" for path, info in found]
+        assert plan_sources([str(root)]).fingerprint == hashlib.sha256(
+            "\n".join(sorted(lines)).encode()).hexdigest()
+        kept = sorted(found)[:2]  # a limit notes the first files in path order
+        limited = sorted(f"{p}\t{i['size']}\t{stamp(i)}" for p, i in kept) + ["limit=2"]
+        assert plan_sources([str(root)], limit=2).fingerprint == hashlib.sha256(
+            "\n".join(sorted(limited)).encode()).hexdigest()
+
+
+def test_two_folders_and_loose_lines_merge_in_order(tmp_path):
+    """Several sources' lines (folders, a tar, a lone file) interleave in the sorted digest."""
+    a = write_tree(tmp_path / "a", {f"n01440764/{i:02}.jpg": b"1" * i for i in range(9)})
+    b = write_tree(tmp_path / "a-b", {"n01443537/x.jpg": b"2", "n01443537/y.tar":
+                                      tar_bytes({"m.jpg": b"abc"})})
+    lone = tmp_path / "a.jpg"
+    lone.write_bytes(b"abc")
+    fs = fsspec.filesystem("file")
+    lines = [f"{path}\t{info['size']}\t{stamp(info)}" for root in (a, b)
+             for path, info in fs.find(str(root), detail=True).items()]
+    lines.append(f"{lone}\t3\t{stamp(fs.info(str(lone)))}")
+    plan = plan_sources([str(b), str(lone), str(a)], files_per_task=2)
+    assert plan.fingerprint == hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()

@@ -39,6 +39,11 @@ def test_a_task_pickles_its_own_rows_not_the_whole_list(tmp_path) -> None:
     whole = len(pickle.dumps(tasks[0].urls.slice(0, 0).schema)) + 30 * n
     assert len(pickle.dumps(tasks[5])) < whole / 20
     assert tasks[5].urls["url"][0].as_py() == "http://h/000500.jpg"
+    again = pickle.loads(pickle.dumps(tasks[5]))
+    assert again.urls.equals(tasks[5].urls) and (again.uri, again.start, again.rows) == (
+        str(path), 500, 100)
+    # packed (zstd): a few bytes a URL on the driver, which holds every task through the build
+    assert sum(len(t.packed) for t in tasks) < 16 * n  # raw: ~45 B a URL
 
 
 def test_retry_tasks_group_deferred_rows_by_list_in_task_order_never_splitting_a_url() -> None:

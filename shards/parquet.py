@@ -38,7 +38,7 @@ from .layout import (
     join,
     parquet_shard_path,
 )
-from .index import parquet_index_rows, write_index
+from .index import parquet_index_columns, write_index
 from .records import check_group, image_extension
 from .pyfiles import read_parquet
 
@@ -172,7 +172,7 @@ def write_parquet_shards(
         put_file(fs, join(root, path), data)
         entry = ShardEntry(path, "parquet", split, synset, stop - start, len(data), digest)
         keys = records["key"].slice(start, stop - start).to_pylist()
-        entries.append(write_index(fs, root, entry, parquet_index_rows(keys, groups)))
+        entries.append(write_index(fs, root, entry, parquet_index_columns(keys, groups)))
     return entries
 
 

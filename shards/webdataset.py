@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from .atomic import put_file
-from .index import tar_index_rows, write_index
+from .index import tar_index_columns, write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
     META_FIELDS,
@@ -168,7 +168,7 @@ def write_webdataset_shards(
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
         put_file(fs, join(root, path), data)
         entry = ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
-        entries.append(write_index(fs, root, entry, tar_index_rows(members)))
+        entries.append(write_index(fs, root, entry, tar_index_columns(members)))
     return entries
 
 

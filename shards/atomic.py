@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from typing import Any, Callable
 
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 PART_PREFIX = ".part-"
@@ -29,16 +30,17 @@ TEMP_SUFFIX = ".tmp"
 TEMP_NAME = re.compile(r"^\.(part|manifest)-.*\.tmp$")
 
 
-def put_file(fs: Any, path: str, data: bytes, *, durable: bool = False,
+def put_file(fs: Any, path: str, data: bytes | pa.Buffer, *, durable: bool = False,
              prefix: str = PART_PREFIX) -> None:
-    """Write `data` at `path` on `fs` in one step: readers see the old file or the new one."""
+    """Write `data` at `path` on `fs` in one step: readers see the old file or the new one.
+    `data` may be an Arrow buffer: written as it is to a local file, as bytes elsewhere."""
     if isinstance(fs, LocalFileSystem):
         replace_local(fs._strip_protocol(path), data, durable=durable, prefix=prefix)
-    else:
-        fs.pipe_file(path, data)  # one PUT: atomic on object stores
+    else:  # one PUT: atomic on object stores
+        fs.pipe_file(path, data if isinstance(data, bytes) else data.to_pybytes())
 
 
-def replace_local(path: str, data: bytes, *, durable: bool = False,
+def replace_local(path: str, data: bytes | pa.Buffer, *, durable: bool = False,
                   prefix: str = PART_PREFIX) -> None:
     """A temporary file beside `path`, `os.replace`d over it (fsync'd first when `durable`)."""
     def write(f: Any) -> None:

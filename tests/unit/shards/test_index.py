@@ -117,3 +117,36 @@ def test_verify_checks_index_files() -> None:
     assert ("extra", "index/webdataset/train/stale.tar.idx.parquet") in problems
     quick = {(p.kind, p.path) for p in verify_release(f"memory://{root}", quick=True)}
     assert ("missing", manifest.shards[1].index) in quick
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=record_groups())
+def test_index_columns_are_the_rows(records) -> None:
+    """The writers' columnar index (no dict per sample) holds the rows' values and bytes."""
+    from synshard.shards.index import (PARQUET_INDEX_SCHEMA, TAR_INDEX_SCHEMA, index_bytes,
+                                       parquet_index_columns, parquet_index_rows,
+                                       tar_index_columns, tar_index_rows)
+    from synshard.shards.records import check_group
+    from synshard.shards.webdataset import _sample_members, _tar
+
+    records, _, _ = check_group(records)
+    _, members = _tar(_sample_members(records))
+    for rows, cols, schema in (
+            (tar_index_rows(members), tar_index_columns(members), TAR_INDEX_SCHEMA),
+            (tar_index_rows(members[::-1]), tar_index_columns(members[::-1]), TAR_INDEX_SCHEMA)):
+        assert cols == {n: [r[n] for r in rows] for n in schema.names}
+        assert index_bytes(cols, schema) == index_bytes(rows, schema)
+    keys = records["key"].to_pylist()[::-1]
+    groups = [len(keys) // 2, len(keys) - len(keys) // 2]
+    rows, cols = parquet_index_rows(keys, groups), parquet_index_columns(keys, groups)
+    assert cols == {n: [r[n] for r in rows] for n in PARQUET_INDEX_SCHEMA.names}
+    assert index_bytes(cols, PARQUET_INDEX_SCHEMA) == index_bytes(rows, PARQUET_INDEX_SCHEMA)
+
+
+def test_tar_index_columns_refuse_what_rows_refuse() -> None:
+    from synshard.shards.index import tar_index_columns
+
+    with pytest.raises(ShardError, match="unexpected or repeated"):
+        tar_index_columns([("k.jpg", 0, 1), ("k.png", 1024, 1), ("k.cls", 2048, 1)])
+    with pytest.raises(ShardError, match="lacks"):
+        tar_index_columns([("k.jpg", 0, 1), ("k.cls", 1024, 1)])

@@ -12,7 +12,9 @@ laid out as an ImageNet folder of --synsets classes (hard links, no copies). In 
   build       images/s of `synshard build` on an embedded Ray with all cores: the read+transform+
               stage phase (from build.json) and the whole command, Ray start-up included
 and prints build / ceiling for both; the goals are at least 0.9 for the phase, 0.8 for the whole
-command. Also printed: the one-core CPU rate of the kernel (img/CPU-s) and the load average.
+command. Also printed: the one-core CPU rate of the kernel (img/CPU-s), the load average, and the
+whole machine's idle, iowait and steal core-seconds during the build (/proc/stat); `--timeline`
+adds the build's busy cores second by second (where its idle core-seconds are).
 """
 from __future__ import annotations
 
@@ -162,6 +164,16 @@ class TreeCPU:
         (t0, c0), (t1, c1) = inside[0], inside[-1]
         return max(0.0, cores * (t1 - t0) - (c1 - c0))
 
+    def per_second(self, start: float, end: float) -> list[float]:
+        """Cores the tree kept busy in each second from `start` to `end` (sampled)."""
+        out, at = [], start
+        while at < end:
+            inside = [(t, c) for t, c in self.busy if at <= t < at + 1.0]
+            span = inside[-1][0] - inside[0][0] if len(inside) >= 2 else 0.0
+            out.append((inside[-1][1] - inside[0][1]) / span if span > 0 else float("nan"))
+            at += 1.0
+        return out
+
     def _run(self) -> None:
         me = os.getpid()
         while not self.stop.is_set():
@@ -194,6 +206,16 @@ class TreeCPU:
             self.busy.append((now, own + sum(self.seen.values())))
             self.history.append((now, {**self.seen, ("driver", 0): own}))
             self.stop.wait(self.interval)
+
+
+def _system_cpu() -> dict[str, float]:
+    """The whole machine's idle, iowait and steal core-seconds so far (/proc/stat; {} elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    return {name: int(fields[at]) / tick for name, at in (("idle", 3), ("iowait", 4), ("steal", 7))}
 
 
 def _kind(pid: int) -> str:
@@ -258,6 +280,8 @@ def main() -> None:
                     help="the side-by-side kernel runs on at most N of the photos, evenly "
                          "spread (its rate, not its count, is compared; the kernel processes "
                          "hold their photos in memory; default %(default)s)")
+    ap.add_argument("--timeline", action="store_true",
+                    help="also print the build's busy cores second by second (its CPU tree)")
     ap.add_argument("--demo", type=int, metavar="RUNS",
                     help="only time `make demo`'s build RUNS times (its fixed cost)")
     args = ap.parse_args()
@@ -273,11 +297,13 @@ def main() -> None:
     before, kernel_cpu = side_by_side_rate(sample, n)
     out = work / "release"
     shutil.rmtree(out, ignore_errors=True)
+    system = _system_cpu()
     t = time.perf_counter()
     with TreeCPU() as cpu:
         result = synshard.build([str(source)], str(out), resize="shorter:256", quality=90,
                                 progress=False, log=lambda m: None, num_cpus=n)
     end = time.perf_counter()
+    system = {k: v - system.get(k, 0.0) for k, v in _system_cpu().items()}
     whole = args.count / (end - t)
     after, kernel_cpu_after = side_by_side_rate(sample, n)
     ceiling = (before + after) / 2
@@ -314,6 +340,12 @@ def main() -> None:
           f"{cpu.idle(n, phase_start, phase_end):.1f} of {n * timings['read+transform+stage']:.1f}"
           f", whole build {cpu.idle(n, t, end):.1f} of {n * (end - t):.1f} "
           f"(other sessions' load shows as busy elsewhere, not here)")
+    if system:
+        print(f"the whole machine during the build (/proc/stat, core-s): idle {system['idle']:.1f}, "
+              f"iowait {system['iowait']:.1f}, steal {system['steal']:.1f} (the hypervisor's)")
+    if args.timeline:
+        print("cores busy, second by second from the build's start: "
+              + " ".join(f"{c:.1f}" for c in cpu.per_second(t, end)))
     print(f"accounting: {result.accounting}")
     assert result.accounting["inputs"] == args.count
     # near copies grow with the count (crops of two dozen photos: 17% at 100,000), rejects do not

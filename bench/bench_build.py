@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -156,23 +157,23 @@ class TreeCPU:
         before = [snap for t, snap in self.history if t <= when]
         return before[-1] if before else {}
 
-    def idle(self, cores: int, start: float, end: float) -> float:
-        """Core-seconds no process of the tree used between `start` and `end` (perf_counter)."""
+    def _window(self, start: float, end: float) -> tuple[float, float]:
+        """(seconds, CPU-s of the tree) between the first and last samples in [start, end]."""
         inside = [(t, c) for t, c in self.busy if start <= t <= end]
         if len(inside) < 2:
-            return 0.0
+            return 0.0, 0.0
         (t0, c0), (t1, c1) = inside[0], inside[-1]
-        return max(0.0, cores * (t1 - t0) - (c1 - c0))
+        return t1 - t0, c1 - c0
+
+    def idle(self, cores: int, start: float, end: float) -> float:
+        """Core-seconds no process of the tree used between `start` and `end` (perf_counter)."""
+        seconds, cpu = self._window(start, end)
+        return max(0.0, cores * seconds - cpu)
 
     def per_second(self, start: float, end: float) -> list[float]:
-        """Cores the tree kept busy in each second from `start` to `end` (sampled)."""
-        out, at = [], start
-        while at < end:
-            inside = [(t, c) for t, c in self.busy if at <= t < at + 1.0]
-            span = inside[-1][0] - inside[0][0] if len(inside) >= 2 else 0.0
-            out.append((inside[-1][1] - inside[0][1]) / span if span > 0 else float("nan"))
-            at += 1.0
-        return out
+        """Cores the tree kept busy in each second from `start` to `end` (nan: under 2 samples)."""
+        windows = [self._window(start + k, start + k + 1.0) for k in range(math.ceil(end - start))]
+        return [cpu / seconds if seconds > 0 else float("nan") for seconds, cpu in windows]
 
     def _run(self) -> None:
         me = os.getpid()

@@ -229,10 +229,14 @@ def _kind(pid: int) -> str:
     for name in ("gcs_server", "raylet"):
         if argv[0].decode(errors="replace").endswith(name):
             return name
-    for needle, kind in (("dashboard/agent.py", "dashboard agent"),
+    # the stand-in first: its arguments name the agent's script
+    for needle, kind in (("synshard/builder/agentstub.py", "agent stand-in"),
+                         ("dashboard/agent.py", "dashboard agent"),
                          ("runtime_env/agent", "runtime-env agent"),
                          ("dashboard/dashboard.py", "dashboard API server"),
                          ("log_monitor", "log monitor"), ("monitor.py", "autoscaler monitor"),
+                         ("ray::DashboardAgent", "dashboard agent"),
+                         ("ray::RuntimeEnvAgent", "runtime-env agent"),
                          ("synshard.builder.reaper", "reaper"), ("ray::IDLE", "ray worker (idle)"),
                          ("ray::", "ray worker"), ("default_worker.py", "ray worker (idle)")):
         if needle in line:

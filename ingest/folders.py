@@ -7,7 +7,7 @@ Every regular file (a tar among them is planned as a tar source
 standing for the folder of its stem, see `sources`); its path relative to the root gives the synset
 and the split (`layout.locate`), else the labels file does, else it is rejected as `no synset`.
 Reads go through `fs.cat_ranges`, which fetches a batch concurrently on object stores (S3) and
-does not expand glob characters in file names, unlike `fs.cat`.
+does not expand glob characters in file names, unlike `fs.cat`; a local folder's, through `open`.
 """
 
 from __future__ import annotations
@@ -230,10 +230,24 @@ def _groups(items: list[tuple[str, int]]) -> Iterator[list[tuple[str, int]]]:
 
 
 def _fetch(fs: AbstractFileSystem, paths: list[str]) -> list[bytes | BaseException]:
-    """Whole-file reads of `paths`; a failed read comes back as its exception, not raised."""
+    """Whole-file reads of `paths`; a failed read comes back as its exception, not raised.
+
+    A local folder's files are read with `open` (20 us a file here, against 78 through
+    `cat_ranges`, whose per-file seek, size and slicing buy nothing on a local disk: ~1.4% of a
+    read task's CPU, bench/bench_read_task.py)."""
     if not paths:
         return []
+    if isinstance(fs, LocalFileSystem):
+        return [_read_local(path) for path in paths]
     return fs.cat_ranges(paths, [0] * len(paths), [None] * len(paths), on_error="return")
+
+
+def _read_local(path: str) -> bytes | BaseException:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        return exc
 
 
 def _checked(

@@ -59,18 +59,33 @@ EMBEDDED_SYSTEM_CONFIG: dict[str, Any] = {
 
 
 @contextlib.contextmanager
-def _without_monitors() -> Iterator[None]:
+def _lean_node(ray_agents: bool = False) -> Iterator[None]:
     """Start an embedded node without its log monitor (it forwards workers' output to the
     driver, which `log_to_driver=False` turns away), without the autoscaler monitor (a local
     node has nothing to scale), `ray start`'s --include-log-monitor=False and --no-monitor, which
     `ray.init` does not take, and without the dashboard's API server (`dashboard.py`: with
     `include_dashboard=False` Ray still starts it, for the job-submission and state APIs that
     nobody calls on a build's own Ray; ~1 CPU-s of imports a build). A Ray whose node parameters
-    differ is started as it is."""
-    from ray._private import node as ray_node, parameter
+    differ is started as it is.
+
+    Unless `ray_agents`, the raylet's dashboard and runtime-env agents are stand-ins
+    (synshard/builder/agentstub.py): a build asks them for nothing (no metrics, dashboard or
+    runtime environments), and the real ones cost ~2.4 CPU-s and ~2 s of Ray's start-up on 2
+    cores, as the raylet waits for their port files (ray.init 3.4-4.6 s -> ~1.5 s)."""
+    from ray._private import node as ray_node, parameter, ray_constants, services
 
     original = parameter.RayParams.update_if_absent
     api_server = ray_node.Node.start_api_server
+    python_command = services._build_python_executable_command_memory_profileable
+    stand_ins = {ray_constants.PROCESS_TYPE_DASHBOARD_AGENT: "dashboard",
+                 ray_constants.PROCESS_TYPE_RUNTIME_ENV_AGENT: "runtime-env"}
+
+    def agent_command(component: str, session_dir: str, unbuffered: bool = True) -> list[str]:
+        """The agent's Python command: the stand-in's, which takes the agent's arguments
+        (the agent's script path among them, ignored)."""
+        if ray_agents or component not in stand_ins:
+            return python_command(component, session_dir, unbuffered)
+        return [sys.executable, "-S", AGENT_STUB, stand_ins[component]]
 
     def update_if_absent(self: Any, **kwargs: Any) -> None:
         if getattr(self, "include_log_monitor", False) is None:
@@ -87,11 +102,18 @@ def _without_monitors() -> Iterator[None]:
 
     setattr(parameter.RayParams, "update_if_absent", update_if_absent)  # noqa: B010
     setattr(ray_node.Node, "start_api_server", no_api_server)  # noqa: B010
+    setattr(services, "_build_python_executable_command_memory_profileable",  # noqa: B010
+            agent_command)
     try:
         yield
     finally:
         setattr(parameter.RayParams, "update_if_absent", original)  # noqa: B010
         setattr(ray_node.Node, "start_api_server", api_server)  # noqa: B010
+        setattr(services, "_build_python_executable_command_memory_profileable",  # noqa: B010
+                python_command)
+
+
+AGENT_STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentstub.py")
 
 
 class RayStartError(SynshardError):
@@ -106,7 +128,9 @@ START_TRIES = 2
 def _start_embedded(cfg: BuildConfig, kwargs: dict[str, Any]) -> None:
     for attempt in range(1, START_TRIES + 1):
         try:
-            with _loopback_only(), _without_monitors():
+            # a second try (the first timed out) with Ray's own agents, in case the stand-ins
+            # were what the raylet waited for
+            with _loopback_only(), _lean_node(ray_agents=attempt > 1):
                 ray.init(address="local", num_cpus=cfg.num_cpus,
                          _system_config=EMBEDDED_SYSTEM_CONFIG, **kwargs)
             return

@@ -61,17 +61,43 @@ def waiter():
 def writer():
     open(marker, "w").close()
 
+def agents(raylet):
+    # {pid: command line} of the raylet's children that are not workers (its agents)
+    from pathlib import Path
+    from synshard.builder.reaper import processes
+    lines = {}
+    for pid, (ppid, _) in processes().items():
+        try:
+            line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if ppid == raylet and "default_worker.py" not in line and "ray::" not in line:
+            lines[pid] = line
+    return lines
+
 with ray_session(cfg):
     node = ray._private.worker._global_node
     kinds = sorted(node.all_processes)
+    raylet = node.all_processes["raylet"][0].process.pid
     waiting = remote(waiter, num_cpus=1).remote()
     written = remote(writer, num_cpus=1).remote()
-    print(json.dumps({"kinds": kinds, "lent": ray.get(waiting), "written": ray.get(written)}))
+    lent, done = ray.get(waiting), ray.get(written)
+    during = agents(raylet)
+import time
+from synshard.builder.reaper import _stat
+for _ in range(100):  # the raylet ends its agents as it shuts down (a liveness bound, 10 s)
+    after = [pid for pid in during if _stat(pid) is not None]
+    if not after:
+        break
+    time.sleep(0.1)
+print(json.dumps({"kinds": kinds, "lent": lent, "written": done, "agents": list(during.values()),
+                  "agents_after": after}))
 """
 
 
 def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
-    """No log monitor, autoscaler monitor or dashboard API server on an embedded node; on one CPU, a task waiting in
+    """No log monitor, autoscaler monitor, dashboard API server or Ray's own agents (stand-ins
+    instead) on an embedded node; on one CPU, a task waiting in
     `off_cpu_pause` lets a second task run (the crawl's slow-URL wait: stages.run_task's idle)."""
     run = subprocess.run([sys.executable, "-c", LEAN, str(tmp_path / "out"),
                           str(tmp_path / "marker")], capture_output=True, text=True, timeout=600)
@@ -81,3 +107,8 @@ def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
     assert "log_monitor" not in seen["kinds"] and "monitor" not in seen["kinds"], seen
     assert "dashboard" not in seen["kinds"], seen  # no API server (dashboard.py) either
     assert seen["lent"] is True, "the second task did not run while the first one paused"
+    # the raylet's two agents are synshard's stand-ins (agentstub.py), gone with the node
+    stand_ins = sorted(line.split("agentstub.py ", 1)[1].split()[0] for line in seen["agents"]
+                       if "synshard/builder/agentstub.py" in line)
+    assert stand_ins == ["dashboard", "runtime-env"], seen["agents"]
+    assert len(seen["agents"]) == 2 and seen["agents_after"] == [], seen

@@ -45,3 +45,32 @@ def test_a_second_try_that_starts_is_enough_and_other_errors_are_not_retried(mon
     with pytest.raises(raysession.RayStartError, match=r"\(1 try\): no space left"):
         raysession._start_embedded(_cfg(tmp_path), {})
     assert outcomes == [None]
+
+
+def test_the_first_try_has_stand_in_agents_and_a_second_rays_own(monkeypatch, tmp_path):
+    """The raylet's agents are synshard/builder/agentstub.py on the first try; should that
+    node time out, the second try starts Ray's own agents. Ray's function is restored after."""
+    from ray._private import ray_constants, services
+
+    def commands() -> tuple[list[str], list[str]]:
+        """The Python commands start_raylet would give the dashboard and runtime-env agents."""
+        build = services._build_python_executable_command_memory_profileable
+        return (build(ray_constants.PROCESS_TYPE_DASHBOARD_AGENT, str(tmp_path)),
+                build(ray_constants.PROCESS_TYPE_RUNTIME_ENV_AGENT, str(tmp_path)))
+
+    ray_own = commands()
+    seen = []
+
+    def init(**kwargs):
+        seen.append(commands())
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(raysession.ray, "init", init)
+    monkeypatch.setattr(raysession.ray, "shutdown", lambda: None)
+    with pytest.raises(raysession.RayStartError):
+        raysession._start_embedded(_cfg(tmp_path), {})
+    (dashboard, runtime_env), second = seen
+    assert dashboard[-3:] == ["-S", raysession.AGENT_STUB, "dashboard"]
+    assert runtime_env[-3:] == ["-S", raysession.AGENT_STUB, "runtime-env"]
+    assert second == ray_own and raysession.AGENT_STUB not in ray_own[0]
+    assert commands() == ray_own

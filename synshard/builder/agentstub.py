@@ -44,7 +44,12 @@ def main(argv: list[str]) -> None:
     # the raylet, which names itself to its agents (Ray's own agents watch it the same way); a
     # raylet gone before this line leaves the stand-in re-parented already, so it ends at once
     raylet = int(os.environ.get("RAY_RAYLET_PID") or os.getppid())
-    write(port_files(argv[0], argv[1:]))
+    try:
+        files = port_files(argv[0], argv[1:])
+    except (IndexError, KeyError) as exc:  # one line in the agent's log, not a traceback
+        sys.exit(f"agentstub: no {exc} among the raylet's agent arguments {argv[:1]}: has "
+                 "Ray's agent command changed? (synshard retries with Ray's own agents)")
+    write(files)
     while os.getppid() == raylet:
         time.sleep(1.0)
 

@@ -50,6 +50,9 @@ def ray_session(cfg: BuildConfig) -> Iterator[dict[str, Any]]:
 # (the state API and timeline), no metrics, no event-loop statistics. On a 2-core machine these
 # and the two monitors below cost ~2-3 CPU-s a build (bench/bench_build.py prints Ray's processes'
 # CPU by kind). Ray's own flags (ray_config_def.h), for a Ray this process starts only.
+# The stand-in for the raylet's agents on an embedded node (see `_lean_node`).
+AGENT_STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentstub.py")
+
 EMBEDDED_SYSTEM_CONFIG: dict[str, Any] = {
     "task_events_report_interval_ms": 0,
     "enable_metrics_collection": False,
@@ -112,8 +115,6 @@ def _lean_node(ray_agents: bool = False) -> Iterator[None]:
         setattr(services, "_build_python_executable_command_memory_profileable",  # noqa: B010
                 python_command)
 
-
-AGENT_STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentstub.py")
 
 
 class RayStartError(SynshardError):

@@ -84,9 +84,10 @@ with ray_session(cfg):
     lent, done = ray.get(waiting), ray.get(written)
     during = agents(raylet)
 import time
-from synshard.builder.reaper import _stat
+from synshard.builder.reaper import processes
 for _ in range(100):  # the raylet ends its agents as it shuts down (a liveness bound, 10 s)
-    after = [pid for pid in during if _stat(pid) is not None]
+    alive = processes()
+    after = [pid for pid in during if pid in alive]
     if not after:
         break
     time.sleep(0.1)

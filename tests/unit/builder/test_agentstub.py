@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from synshard.builder import agentstub
+from synshard.builder.reaper import processes
 from synshard.builder.raysession import AGENT_STUB
 
 NODE = "ab" * 28
@@ -41,13 +42,19 @@ def test_an_unknown_kind_or_missing_flags_fail_loudly(tmp_path):
         agentstub.port_files("metrics", _argv(tmp_path))
     with pytest.raises(KeyError):
         agentstub.port_files("dashboard", [f"--node-id={NODE}"])
+    run = subprocess.run([sys.executable, "-S", AGENT_STUB, "dashboard", f"--node-id={NODE}"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("agentstub: no 'session-dir' among the raylet's agent "
+                                 "arguments"), run.stderr
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_the_stand_in_ends_once_its_parent_is_gone(tmp_path):
     """Its parent (the raylet, here a short-lived Python) ends: the stand-in follows."""
-    # (the stand-in must not hold the starter's stdout, which `run` reads to the end)
-    # (it names itself in RAY_RAYLET_PID, as the raylet does)
+    # the starter names itself in RAY_RAYLET_PID, as the raylet does; the stand-in must not
+    # hold the starter's stdout, which `run` reads to the end
     starter = (f"import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-S', "
                f"{AGENT_STUB!r}, 'dashboard', *sys.argv[1:]], stdout=subprocess.DEVNULL, "
                f"stderr=subprocess.DEVNULL, env={{**os.environ, "
@@ -57,8 +64,7 @@ def test_the_stand_in_ends_once_its_parent_is_gone(tmp_path):
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout)
     for _ in range(300):  # a liveness bound (30 s), not a timing claim
-        if not Path(f"/proc/{pid}").exists() or \
-                Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        if pid not in processes():  # (gone, or a zombie nobody reaps)
             break
         time.sleep(0.1)
     else:

@@ -219,12 +219,18 @@ def _system_cpu() -> dict[str, float]:
     return {name: int(fields[at]) / tick for name, at in (("idle", 3), ("iowait", 4), ("steal", 7))}
 
 
+_OWN_ARGV = Path("/proc/self/cmdline").read_bytes().split(b"\0") if Path("/proc/self").exists() \
+    else []
+
+
 def _kind(pid: int) -> str:
     """What a process of Ray's tree is, from its command line."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
+    if argv == _OWN_ARGV:  # a fork of this process: the build's readers (forkreads.py)
+        return "forked reader"
     line = b" ".join(argv).decode(errors="replace")
     for name in ("gcs_server", "raylet"):
         if argv[0].decode(errors="replace").endswith(name):

@@ -24,7 +24,8 @@ PARQUET_DIR = "parquet"
 
 # Split and synset names become folder names and the key becomes tar member names: keep them to
 # a safe alphabet (no dots: WebDataset splits names at the first dot; no slashes, no `=`).
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")  # fullmatch: no trailing newline
+NAME_PATTERN = r"[A-Za-z0-9_-]{1,80}"
+_NAME = re.compile(NAME_PATTERN)  # fullmatch: no trailing newline
 
 
 class ShardError(SynshardError):

@@ -17,8 +17,9 @@ import pyarrow.compute as pc
 
 from synshard.transforms.schema import IMAGE_EXTENSIONS, RECORD_SCHEMA
 
-from .layout import ShardError, check_name
+from .layout import NAME_PATTERN, ShardError, check_name
 
+KEY_PATTERN = f"^{NAME_PATTERN}$"
 META_FIELDS: tuple[str, ...] = tuple(n for n in RECORD_SCHEMA.names if n != "image")
 _EXT_TO_FORMAT = {ext: fmt for fmt, ext in IMAGE_EXTENSIONS.items()}
 
@@ -100,6 +101,9 @@ def check_group(records: pa.Table) -> tuple[pa.Table, str, str]:
     keys = records["key"].combine_chunks()
     if len(keys) > 1 and not pc.all(pc.less(keys[:-1], keys[1:])).as_py():
         raise ShardError("records must be sorted by key, keys unique")
-    for key in keys.to_pylist():
-        check_name("key", key)
+    # every key at once (RE2 `$` is the end of the text, as fullmatch); a bad one is found and
+    # reported by check_name
+    if not pc.all(pc.match_substring_regex(keys, KEY_PATTERN)).as_py():
+        for key in keys.to_pylist():
+            check_name("key", key)
     return records, check_name("split", splits[0]), check_name("synset", synsets[0])

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from .atomic import put_file
-from .index import tar_index_columns, write_index
+from .index import write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
     META_FIELDS,
@@ -97,22 +98,25 @@ def tar_with_members(samples: list[dict[str, Any]]) -> tuple[bytes, list[tuple[s
     return _tar([[(name.encode("utf-8"), data) for name, data in _members(s)] for s in samples])
 
 
-def _tar(samples: list[list[tuple[bytes, Any]]]) -> tuple[bytes, list[tuple[str, int, int]]]:
+def _tar(samples: list[list[tuple[bytes, Any]]], members: bool = True
+         ) -> tuple[bytes, list[tuple[str, int, int]]]:
     """The tar of samples given as their sorted (UTF-8 name, bytes-like data) members, and its
-    members as (name, header offset, data size): the bytes `tarfile` would write, in one join."""
+    members as (name, header offset, data size) (none unless `members`): the bytes `tarfile`
+    would write, in one join."""
     parts: list[Any] = []
-    members = []
+    listed = []
     offset = 0
     for sample in samples:
         for name, data in sample:
             size = len(data)
             padding = -size % _BLOCK
             parts += (_ustar_header(name, size), data, _ZEROS[:padding])
-            members.append((name.decode("utf-8"), offset, size))
+            if members:
+                listed.append((name.decode("utf-8"), offset, size))
             offset += _BLOCK + size + padding
     end = _tar_file_bytes(offset) - offset
     parts.append(bytes(end))
-    return b"".join(parts), members
+    return b"".join(parts), listed
 
 
 def _sample_members(records: pa.Table) -> list[list[tuple[bytes, Any]]]:
@@ -158,21 +162,61 @@ def write_webdataset_shards(
     """
     records, split, synset = check_group(records)
     samples = _sample_members(records)
-    # each sample's bytes in the tar: `_member_bytes` of its three members (inline: one pass,
-    # not a generator per sample)
-    sizes = [_BLOCK * (3 + -(-len(a) // _BLOCK) + -(-len(b) // _BLOCK) + -(-len(c) // _BLOCK))
-             for (_, a), (_, b), (_, c) in samples]
-    runs = cut_by_bytes(sizes, target_bytes, _tar_file_bytes)
+    layout = _SampleLayout.of(samples, records["format"].to_pylist())
+    runs = cut_by_bytes(layout.span.tolist(), target_bytes, _tar_file_bytes)
     entries = []
     for index, (start, stop) in enumerate(runs):
-        data, members = _tar(samples[start:stop])
+        data = _tar(samples[start:stop], members=False)[0]
         digest = hashlib.sha256(data).hexdigest()
         path = webdataset_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
         put_file(fs, join(root, path), data)
         entry = ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
-        entries.append(write_index(fs, root, entry, tar_index_columns(members)))
+        entries.append(write_index(fs, root, entry, layout.index_columns(samples, start, stop)))
     return entries
+
+
+@dataclass(frozen=True)
+class _SampleLayout:
+    """Where each sample's members lie in a tar of `_sample_members` samples (three members,
+    sorted by name: `.cls`, then the image and `.json` in the order of their extensions), from
+    their sizes alone: the same columns as `tar_index_columns` of the tar's members, without
+    parsing names or a dict per member (tests/unit/shards/test_index.py compares the two)."""
+
+    sizes: np.ndarray  # (samples, 3) data bytes of each member, in tar order
+    image_first: np.ndarray  # the image is the second member (`.jpg` sorts before `.json`)
+    exts: list[str]
+    span: np.ndarray  # each sample's bytes in the tar: headers, data and padding
+
+    @classmethod
+    def of(cls, samples: list[list[tuple[bytes, Any]]], formats: list[str]) -> "_SampleLayout":
+        sizes = np.array([(len(a), len(b), len(c)) for (_, a), (_, b), (_, c) in samples],
+                         np.int64).reshape(-1, 3)
+        exts = [image_extension(f) for f in formats]
+        image_first = np.array([ext < "json" for ext in exts], bool)
+        padded = -(-sizes // _BLOCK) * _BLOCK
+        return cls(sizes, image_first, exts, 3 * _BLOCK + padded.sum(axis=1))
+
+    def index_columns(self, samples: list[list[tuple[bytes, Any]]], start: int,
+                      stop: int) -> dict[str, Any]:
+        """TAR_INDEX_SCHEMA columns of the tar of samples [start, stop), in key order (the
+        samples' order: check_group has them sorted)."""
+        sizes, first = self.sizes[start:stop], self.image_first[start:stop]
+        span = self.span[start:stop]
+        offset = np.cumsum(span) - span
+        padded = -(-sizes // _BLOCK) * _BLOCK
+        data0 = offset + _BLOCK  # the .cls member's data
+        data1 = data0 + padded[:, 0] + _BLOCK
+        data2 = data1 + padded[:, 1] + _BLOCK
+        return {
+            "key": [name[:name.index(b".")].decode() for (name, _), _, _ in samples[start:stop]],
+            "offset": offset, "size": span, "image_ext": self.exts[start:stop],
+            "image_offset": np.where(first, data1, data2),
+            "image_size": np.where(first, sizes[:, 1], sizes[:, 2]),
+            "cls_offset": data0, "cls_size": sizes[:, 0],
+            "json_offset": np.where(first, data2, data1),
+            "json_size": np.where(first, sizes[:, 2], sizes[:, 1]),
+        }
 
 
 def iter_webdataset_shard(fs: Any, path: str) -> Iterator[dict[str, Any]]:

@@ -4,7 +4,8 @@ Public API (stable; the app, the build and the tree view call it):
 
 - `load_hierarchy() -> Hierarchy`: the hierarchy shipped in `data/wordnet30-nouns.tsv.gz`
   (derived from WordNet 3.0 by `scripts/derive_wordnet.py`), parsed once per process and cached.
-- `Hierarchy.get(wnid) -> Synset` (KeyError if unknown), `wnid in hierarchy`, `len(hierarchy)`.
+- `Hierarchy.get(wnid) -> Synset` (KeyError if unknown), `wnid in hierarchy`, `len(hierarchy)`;
+  `Hierarchy.lemmas(wnid)`: its lemmas alone (no depths computed).
 - `Hierarchy.children(wnid)`, `.ancestors(wnid)`, `.descendants(wnid)` -> tuples of wnids,
   the wnid itself excluded; ancestors nearest first, descendants breadth first, each once even where
   the DAG has several paths.
@@ -113,9 +114,14 @@ class Hierarchy:
 
     @lru_cache(maxsize=65536)  # noqa: B019 - the hierarchy lives as long as the process
     def _synset(self, wnid: str) -> Synset:
-        _, lemmas, _, gloss = self._rows[wnid]
-        names = tuple(item.rpartition(":")[0] for item in lemmas.split())
-        return Synset(wnid, names, gloss, self._parents[wnid], self._depth.get(wnid, -1))
+        gloss = self._rows[wnid][3]
+        return Synset(wnid, self.lemmas(wnid), gloss, self._parents[wnid],
+                      self._depth.get(wnid, -1))
+
+    def lemmas(self, wnid: str) -> tuple[str, ...]:
+        """`get(wnid).lemmas`, without the depths of the whole hierarchy that `get` computes
+        on its first call (0.25 s; a build's class list needs the lemmas only)."""
+        return tuple(item.rpartition(":")[0] for item in self._rows[wnid][1].split())
 
     def parents(self, wnid: str) -> tuple[str, ...]:
         return self._parents[wnid]

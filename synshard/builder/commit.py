@@ -55,7 +55,7 @@ def class_list(classes: list[str]) -> list[dict[str, Any]]:
     hierarchy = load_hierarchy()
     out = []
     for label, wnid in enumerate(classes):
-        lemmas = list(hierarchy.get(wnid).lemmas) if wnid in hierarchy else []
+        lemmas = list(hierarchy.lemmas(wnid)) if wnid in hierarchy else []
         out.append({"synset": wnid, "label": label, "lemmas": lemmas})
     return out
 

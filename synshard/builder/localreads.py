@@ -1,4 +1,7 @@
-"""The read tasks the driver runs itself, before or instead of an embedded Ray.
+"""The read tasks the driver runs itself, in threads, before or instead of an embedded Ray.
+
+(Beside a starting Ray, reader processes forked before it (synshard/builder/forkreads.py) run them
+instead, where they can be forked; this module's threads are the rest: a held Ray, other systems.)
 
 An embedded Ray takes seconds to start (5-18 s on a 2-core machine, a core busy meanwhile) and its
 workers' first tasks pay their imports, so the driver reads while it starts, and a read stage that

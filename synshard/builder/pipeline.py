@@ -14,6 +14,7 @@ killed build resumes from the journal (synshard/builder/staging.py): same comman
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ from synshard.builder.decide.incremental import BaseRelease, reusable_synsets
 from synshard.builder.inputs import Inputs, pinned_classes, prepare
 from synshard.release.lock import BuildLock, build_lock
 from synshard.builder.commit import check_existing, commit_release
+from synshard.builder import forkreads
 from synshard.builder.localreads import local_cpus, read_here
 from synshard.builder.raystart import BackgroundRay
 from synshard.builder.staging import Staging
@@ -152,8 +154,9 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
            ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
-    Until an embedded Ray is up, this process runs read tasks itself, one at a time (all of
-    them, with no Ray at all, when they are few and quick: `localreads.read_here`); then the
+    Until an embedded Ray is up, read tasks run in readers forked from this process before Ray
+    began to start (`forkreads`), or in this process's threads (all of them, with no Ray at
+    all, when they are few and quick: `localreads.read_here`); then the
     rest go to Ray as plain tasks (`_Feed`), one per read task and a CPU each, the first ones as
     soon as Ray is up, beside this process's last task; each returns two numbers, never rows
     (the metadata goes through the journal). Also returns how many inputs each Ray node settled in this run (this
@@ -169,11 +172,19 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     # and the cluster's nodes, not the driver, are where its read tasks belong
     embedded = not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
     held = embedded and _may_wait(cfg, queue) and background.hold()
+    readers = forkreads.NONE
     if not held:
+        if embedded:  # readers of their own, forked before Ray exists in this process
+            count = min(local_cpus(cfg), forkreads.MAX_READERS, len(queue))
+            readers = background.before_start(
+                lambda: forkreads.fork_readers(count, tasks, cfg, staging)) or forkreads.NONE
         background.start()
     feed = _Feed(cfg, staging, tasks)
-    with _progress(cfg) as bar:
-        here = read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
+    with _progress(cfg) as bar, _closing(readers):
+        if readers:
+            here = readers.run(queue, bar, background, feed)
+        else:
+            here = read_here(queue, tasks, cfg, staging, bar, background, feed) if embedded else 0
         if held and background.cancel():  # every read task done here, Ray never needed
             tasks, retried, queue = _with_retries(tasks, staging)
             t = time.perf_counter()
@@ -187,14 +198,15 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
         timings["waiting for Ray"] = time.perf_counter() - t
         from synshard.builder.raysession import ray
 
-        if here:
-            by_node[ray.get_runtime_context().get_node_id()] = here
         while True:
             while queue or feed.pending:
                 feed.fill(queue)
                 for rows, node in feed.next_done():
                     bar(rows)
                     by_node[node] = by_node.get(node, 0) + rows
+            here += readers.finish()  # their last tasks; a dead reader's task is back in queue
+            if queue:
+                continue
             if retried is not None:
                 if retried:
                     timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
@@ -202,7 +214,20 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
             tasks, retried, queue = _with_retries(tasks, staging)
             feed.tasks = tasks
             t = time.perf_counter()
+    if here:  # this process's share (its threads' or readers'), under its own node
+        node = ray.get_runtime_context().get_node_id()
+        by_node[node] = by_node.get(node, 0) + here
+    cluster = {**cluster, "read_before_ray": {"inputs": here, "forked_readers": len(readers)}}
     return _metadata(staging, len(tasks)), by_node, cluster
+
+
+@contextlib.contextmanager
+def _closing(readers: forkreads.ForkedReaders) -> Iterator[None]:
+    """Forked readers do not outlive the read stage, whatever ends it."""
+    try:
+        yield
+    finally:
+        readers.close()
 
 
 def _may_wait(cfg: BuildConfig, queue: list[int]) -> bool:

@@ -2,13 +2,15 @@
 
 Ray's start-up takes seconds (GCS, raylet, agents, prestarted workers: 5-10 s on a busy 2-core
 machine), so the build does not wait for it doing nothing: it plans, takes its lock and runs its
-first read tasks itself while Ray comes up (synshard/builder/pipeline.py). The session lives in
+first read tasks (in forked readers: synshard/builder/forkreads.py) while Ray comes up
+(synshard/builder/pipeline.py). The session lives in
 one thread from start to shutdown, because Ray ties its GCS and raylet to the thread that started
 them (Linux parent-death signal): a starter thread that ended would take them down with it.
 
     with BackgroundRay(cfg, delay=0.5) as background:   # Ray starts after 0.5 s, or on demand
         ...
         background.hold()          # from now on Ray starts only on demand (start, wait)
+        background.before_start(fn)  # fn() while Ray cannot begin to start (if it has not)
         background.cancel()        # True: Ray never began to start (a build without Ray)
         cluster = background.wait()   # the session's description, once Ray is up
         background.release()       # shut Ray down in the background; leaving the block waits
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from synshard.config import BuildConfig
+
+T = TypeVar("T")
 
 
 class BackgroundRay:
@@ -80,6 +84,15 @@ class BackgroundRay:
             if self._state == "waiting":
                 self._state = "held"
             return self._state == "held"
+
+    def before_start(self, fn: Callable[[], T]) -> T | None:
+        """`fn()` if Ray has not begun to start, run while it cannot begin (under the lock: the
+        session's thread, its delay passed, waits for it); else None. For work that must
+        precede Ray in this process (forking: synshard/builder/forkreads.py)."""
+        with self._lock:
+            if self._state not in ("waiting", "held"):
+                return None
+            return fn()
 
     def start(self) -> None:
         """Start Ray now, if it has not begun to."""

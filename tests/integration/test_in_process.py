@@ -2,9 +2,9 @@
 
 - one read task (the demo): the whole build runs in the driver, Ray is never imported, and the
   release is byte for byte the pinned demo release (tests/integration/test_sample_bytes.py);
-- many read tasks (`embedded_ray="always"`): Ray starts in a thread beside the driver, which
-  runs read tasks itself until Ray is up; every input is settled once, and the release is
-  byte-identical to the same build on the test session's shared Ray;
+- many read tasks (`embedded_ray="always"`): Ray starts in a thread beside the driver, and
+  readers forked from it run read tasks until Ray is up; every input is settled once, and the
+  release is byte-identical to the same build on the test session's shared Ray;
 - many quick read tasks (`embedded_ray="auto"`, the default): the driver runs them all and Ray
   never starts; the same bytes again.
 """
@@ -68,6 +68,8 @@ def test_a_build_of_many_tasks_starting_ray_beside_the_driver_settles_each_input
     inputs = sum(1 for p in src.rglob("*") if p.is_file())
     assert stats["tasks"] > 1 and stats["cluster"]["address"] == "local"
     assert sum(stats["cluster"]["inputs_read_by_node"].values()) == inputs
+    before = stats["cluster"]["read_before_ray"]  # each reader is given a task at once
+    assert before["forked_readers"] == 2 and 0 < before["inputs"] <= inputs
     synshard.build([str(src)], str(tmp_path / "shared"), progress=False, log=lambda m: None,
                    **OPTIONS)
     assert release_bytes(tmp_path / "fresh") == release_bytes(tmp_path / "shared")

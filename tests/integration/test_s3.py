@@ -100,6 +100,23 @@ def test_build_verify_open_and_faults_on_s3(s3, sample_on_s3):
         assert s3.secret not in run.stdout + run.stderr
 
 
+def test_readers_forked_beside_a_starting_ray_read_and_stage_on_s3(s3, sample_on_s3):
+    """Many read tasks: readers forked from the driver (synshard/builder/forkreads.py) read the
+    sources and write staging through s3fs, whose filesystems refuse to run in a fork of the
+    process that made them; each reader makes its own, as a Ray worker does."""
+    run = _build(s3, [sample_on_s3], s3.uri("forked"), s3.storage_options(), files_per_task=4,
+                 num_cpus=2, embedded_ray="always")
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert result["accounting"]["inputs"] == 42
+    fs = s3.fs()
+    stats = json.loads(fs.cat_file(f"{s3.bucket}/forked/build.json"))["stats"]
+    assert stats["tasks"] > 2
+    assert stats["cluster"]["read_before_ray"]["forked_readers"] == 2
+    assert stats["cluster"]["read_before_ray"]["inputs"] > 0
+    assert verify_release(s3.uri("forked"), storage_options=s3.storage_options()) == []
+
+
 def test_failed_build_does_not_leak_credentials(s3, sample_on_s3):
     so = {**s3.storage_options(), "key": ACCESS_KEY, "secret": s3.secret}  # explicit, worst case
     run = _build(s3, [s3.uri("no-such-folder")], s3.uri("r"), so, timeout=180)

@@ -7,6 +7,7 @@ import tarfile
 import uuid
 
 import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -136,6 +137,19 @@ def test_index_columns_are_the_rows(records) -> None:
             (tar_index_rows(members[::-1]), tar_index_columns(members[::-1]), TAR_INDEX_SCHEMA)):
         assert cols == {n: [r[n] for r in rows] for n in schema.names}
         assert index_bytes(cols, schema) == index_bytes(rows, schema)
+    # the writer's layout, from the members' sizes alone: the same columns and bytes, for the
+    # whole tar and for a run of its samples (a shard of several)
+    from synshard.shards.webdataset import _SampleLayout
+
+    samples = _sample_members(records)
+    layout = _SampleLayout.of(samples, records["format"].to_pylist())
+    for start, stop in ((0, len(samples)), (len(samples) // 2, len(samples))):
+        _, members = _tar(samples[start:stop])
+        cols = layout.index_columns(samples, start, stop)
+        assert {n: list(np.asarray(v).tolist()) for n, v in cols.items()} == \
+            tar_index_columns(members)
+        assert index_bytes(cols, TAR_INDEX_SCHEMA) == \
+            index_bytes(tar_index_columns(members), TAR_INDEX_SCHEMA)
     keys = records["key"].to_pylist()[::-1]
     groups = [len(keys) // 2, len(keys) - len(keys) // 2]
     rows, cols = parquet_index_rows(keys, groups), parquet_index_columns(keys, groups)

@@ -1,0 +1,295 @@
+"""Read tasks in forked processes while an embedded Ray starts (Linux).
+
+Ray's start-up is about a core's work for a second or more (its import, `ray.init`'s Python, the
+GCS, the raylet, its workers' imports). The driver used to read beside it in a thread: one
+process, one GIL, so Ray's start and the driver's reads shared about one core and slowed each
+other (bench/bench_build.py --timeline, 12,000 photos on 2 cores: 0.9-1.5 cores busy in the first
+2 s, Ray up after 2.1-2.3 s against 1.1 s on an idle machine).
+
+Here, just before Ray's thread begins, the driver forks one reader process per local CPU (at most
+MAX_READERS). A fork inherits every module the driver imported and the build's plan, so a reader
+pays no imports and is told task indices only. It runs the same `run_task` a Ray worker runs
+(writing staging and the journal itself) and reports the inputs it settles; the driver's threads
+only hand out tasks. One reader per CPU, not one fewer: Ray's start-up waits on its processes
+part of the time, and a core left to it idled (one reader on 2 cores: 1.0 cores busy in the
+second after the fork; two readers: 2.0, and Ray up after 1.7 s).
+
+Once Ray is up, the rest of the queue goes to Ray; each reader finishes the task it has, in the
+background (`ForkedReaders.finish` waits for them), and exits. A task that fails in a reader
+raises in the driver, as it would have there. A reader that dies puts its task back in the queue
+(Ray runs it again, as it would a lost worker's), and what it had counted is taken back. A
+reader dies with the driver (parent-death signal), and exits when its pipe closes.
+
+Only in a process that has not imported Ray (its gRPC threads do not survive a fork), only on
+Linux, and only while Ray's thread has not begun: a build whose planning outlasts the thread's
+delay (pipeline.PLAN_ALONE_S, 0.5 s; 1.6 s at 100,000 photos) has Ray starting already. In
+those cases `fork_readers` is not called or returns none, and the driver reads in a thread as
+before (synshard/builder/localreads.py).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import sys
+import threading
+from multiprocessing.connection import Connection, Pipe, wait
+from typing import Any, Callable, TypeVar
+
+from synshard.builder.stages import run_task
+from synshard.builder.staging import Staging
+from synshard.config import BuildConfig
+
+T = TypeVar("T")
+POLL_S = 0.05  # how often the driver looks at Ray's state while readers run
+# Readers are one per local CPU, up to this many: each holds a task's working set while Ray's
+# workers start beside it (measured on 2 cores only; on many more, more readers would mostly
+# add memory for the second or two until Ray is up).
+MAX_READERS = 16
+
+
+class ReaderFailed(RuntimeError):
+    """A read task failed in a reader with an error that could not be sent as it was."""
+
+
+def can_fork() -> bool:
+    """Readers may be forked: Linux, and Ray not imported in this process."""
+    return sys.platform == "linux" and hasattr(os, "fork") and "ray" not in sys.modules
+
+
+class _Reader:
+    """One forked reader, seen from the driver: its pipe, its pid, the task it runs."""
+
+    def __init__(self, pid: int, conn: Connection) -> None:
+        self.pid, self.conn = pid, conn
+        self.task: int | None = None
+        self.task_rows = 0  # settled so far by the task it runs
+        self.stopped = False
+
+    def give(self, queue: list[int]) -> None:
+        """The next task of `queue`, or stop when there is none."""
+        if queue:
+            self.task, self.task_rows = queue.pop(), 0
+            self.conn.send(self.task)
+        else:
+            self.stop()
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            try:
+                self.conn.send(None)
+            except OSError:  # it is gone already: its end-of-file says so
+                pass
+
+
+class ForkedReaders:
+    """The readers of one build: `run` until Ray is up, then `finish` once Ray has the rest."""
+
+    def __init__(self, readers: list[_Reader]) -> None:
+        self._readers = readers
+        self._open = list(readers)
+        self._rows = 0  # inputs settled by readers and not yet returned by run/finish
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._drain: threading.Thread | None = None
+        self._queue: list[int] = []
+        self._bar: Callable[[int], None] = lambda n: None
+
+    def __bool__(self) -> bool:
+        return bool(self._readers)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def run(self, queue: list[int], bar: Callable[[int], None], background: Any,
+            feed: Any) -> int:
+        """Hand out tasks of `queue` until Ray is ready (or the queue is done); then Ray's feed
+        gets the rest at once, and the readers' last tasks finish in the background. Inputs
+        settled by the readers so far."""
+        self._queue, self._bar = queue, bar
+        try:
+            for reader in self._open:
+                reader.give(queue)
+            while self._open and not background.ready():
+                self._receive(POLL_S, give=True)
+        except BaseException:
+            self.close()
+            raise
+        if background.up() and not feed.pending:
+            feed.fill(queue)  # Ray's workers start on the queue now, not after the readers
+        for reader in self._open:
+            if reader.task is None:
+                reader.stop()
+        if self._open:
+            self._drain = threading.Thread(target=self._drain_all, name="synshard-readers",
+                                           daemon=True)
+            self._drain.start()
+        return self._take_rows()
+
+    def finish(self) -> int:
+        """Wait for the readers' last tasks; inputs they settled since `run`. A dead reader's
+        task is back in the queue given to `run`; a task that failed raises here."""
+        if self._drain is not None:
+            self._drain.join()
+            self._drain = None
+        self.close()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._take_rows()
+
+    def _take_rows(self) -> int:
+        with self._lock:
+            rows, self._rows = self._rows, 0
+        return rows
+
+    def _drain_all(self) -> None:
+        try:
+            while self._open:
+                self._receive(None, give=False)
+        except BaseException as exc:  # raised by `finish`, in the driver's main thread
+            self._error = exc
+            for reader in self._open:
+                _kill(reader)
+
+    def _receive(self, timeout: float | None, give: bool) -> None:
+        """Handle what the readers sent within `timeout`; a reader that is done with a task
+        gets the next one when `give`, else stops."""
+        by_conn = {id(r.conn): r for r in self._open}
+        for ready in wait([r.conn for r in self._open], timeout):
+            reader = by_conn[id(ready)]
+            try:
+                kind, _, value = reader.conn.recv()
+            except (EOFError, OSError):
+                self._gone(reader)
+                continue
+            if kind == "rows":
+                reader.task_rows += value
+                with self._lock:
+                    self._rows += value
+                self._bar(value)
+            elif kind == "done":
+                reader.task = None
+                if give:
+                    reader.give(self._queue)
+                else:
+                    reader.stop()
+            else:  # "failed": the task's error, raised in the driver
+                reader.task = None
+                raise value if isinstance(value, BaseException) else ReaderFailed(str(value))
+
+    def _gone(self, reader: _Reader) -> None:
+        """A reader's pipe closed: it stopped, or it died (then its task goes back)."""
+        self._open.remove(reader)
+        reader.conn.close()
+        _reap(reader)
+        if reader.task is not None:
+            self._queue.append(reader.task)  # popped next: Ray (or another reader) runs it
+            with self._lock:
+                self._rows -= reader.task_rows
+            self._bar(-reader.task_rows)
+            reader.task = None
+
+    def close(self) -> None:
+        """Stop every reader and wait for it (killed when it still runs a task)."""
+        for reader in list(self._open):
+            if reader.task is not None:
+                _kill(reader)
+            else:
+                reader.stop()
+        if self._drain is not None:  # it reads their ends of file (and reaps them)
+            self._drain.join()
+            self._drain = None
+        for reader in list(self._open):
+            reader.conn.close()
+            _reap(reader)
+        self._open = []
+
+
+def _kill(reader: _Reader) -> None:
+    try:
+        os.kill(reader.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(reader: _Reader) -> None:
+    try:
+        os.waitpid(reader.pid, 0)
+    except ChildProcessError:  # reaped already
+        pass
+
+
+NONE = ForkedReaders([])
+
+
+def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) -> ForkedReaders:
+    """`count` reader processes for read tasks of `tasks` (none where `can_fork` says no). Call
+    it before any other thread may start Ray (BackgroundRay.before_start)."""
+    if count < 1 or not can_fork():
+        return NONE
+    readers: list[_Reader] = []
+    parent = os.getpid()
+    for _ in range(count):
+        here, there = Pipe()
+        pid = os.fork()
+        if pid == 0:  # the reader: never returns
+            here.close()
+            for other in readers:
+                other.conn.close()
+            _serve(there, tasks, cfg, staging, parent)
+        there.close()
+        readers.append(_Reader(pid, here))
+    return ForkedReaders(readers)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _serve(conn: Connection, tasks: list, cfg: BuildConfig, staging: Staging,
+           parent: int) -> None:
+    """A reader's life: run each task index it is sent, until None or end-of-file."""
+    code = 0
+    try:
+        # die with the driver, even by kill -9 (then its tasks are the resumed build's to redo)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+        # what a Ray worker is given: copies through pickle. Filesystems are then made again in
+        # this process (fsspec's async ones, s3fs's, refuse to run in a fork of their process)
+        cfg, staging = _copied((cfg, staging))
+        while (index := _next(conn)) is not None:
+            try:
+                for rows in run_task(index, _copied(tasks[index]), cfg, staging):
+                    conn.send(("rows", index, rows))
+            except Exception as exc:
+                conn.send(("failed", index, _portable(exc, index)))
+                break
+            conn.send(("done", index, 0))
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)  # no atexit handlers or finalizers: they are the driver's
+
+
+def _copied(value: T) -> T:
+    return pickle.loads(pickle.dumps(value))
+
+
+def _next(conn: Connection) -> int | None:
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
+
+
+def _portable(exc: Exception, index: int) -> Exception:
+    """`exc` if it survives pickling, else one that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return ReaderFailed(f"read task {index} failed: {type(exc).__name__}: {exc}")

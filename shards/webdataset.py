@@ -162,7 +162,11 @@ def write_webdataset_shards(
     """
     records, split, synset = check_group(records)
     samples = _sample_members(records)
-    layout = _SampleLayout.of(samples, records["format"].to_pylist())
+    formats = records["format"].to_pylist()
+    if any(image_extension(f) <= "cls" for f in set(formats)):  # the image would come first
+        raise ShardError(f"image formats {sorted(set(formats))}: _SampleLayout expects each "
+                         "image's extension to sort after 'cls'")
+    layout = _SampleLayout.of(samples, formats)
     runs = cut_by_bytes(layout.span.tolist(), target_bytes, _tar_file_bytes)
     entries = []
     for index, (start, stop) in enumerate(runs):

@@ -16,7 +16,7 @@ second after the fork; two readers: 2.0, and Ray up after 1.7 s).
 
 Once Ray is up, the rest of the queue goes to Ray; each reader finishes the task it has, in the
 background (`ForkedReaders.finish` waits for them), and exits. A task that fails in a reader
-raises in the driver, as it would have there. A reader that dies puts its task back in the queue
+raises in the driver (`check`, as the driver next hears from Ray), as it would have there. A reader that dies puts its task back in the queue
 (Ray runs it again, as it would a lost worker's), and what it had counted is taken back. A
 reader dies with the driver (parent-death signal), and exits when its pipe closes.
 
@@ -66,6 +66,7 @@ class _Reader:
         self.task: int | None = None
         self.task_rows = 0  # settled so far by the task it runs
         self.stopped = False
+        self.reaped = False  # waited for (under ForkedReaders._lock: its pid may be reused)
 
     def give(self, queue: list[int]) -> None:
         """The next task of `queue`, or stop when there is none."""
@@ -96,6 +97,8 @@ class ForkedReaders:
         self._drain: threading.Thread | None = None
         self._queue: list[int] = []
         self._bar: Callable[[int], None] = lambda n: None
+        self._unshown = 0  # rows counted by the drain thread, for the main thread's bar
+        self.given_back = 0  # tasks of readers that died, back in the queue
 
     def __bool__(self) -> bool:
         return bool(self._readers)
@@ -114,6 +117,7 @@ class ForkedReaders:
                 reader.give(queue)
             while self._open and not background.ready():
                 self._receive(POLL_S, give=True)
+                self._show()
         except BaseException:
             self.close()
             raise
@@ -128,6 +132,14 @@ class ForkedReaders:
             self._drain.start()
         return self._take_rows()
 
+    def check(self) -> None:
+        """From the driver's main thread while Ray runs the rest: the progress the readers made
+        meanwhile, and a task of theirs that failed, raised now rather than at `finish`."""
+        self._show()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def finish(self) -> int:
         """Wait for the readers' last tasks; inputs they settled since `run`. A dead reader's
         task is back in the queue given to `run`; a task that failed raises here."""
@@ -135,10 +147,15 @@ class ForkedReaders:
             self._drain.join()
             self._drain = None
         self.close()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self.check()
         return self._take_rows()
+
+    def _show(self) -> None:
+        """Hand the rows counted since to the progress bar (tqdm: from one thread only)."""
+        with self._lock:
+            rows, self._unshown = self._unshown, 0
+        if rows:
+            self._bar(rows)
 
     def _take_rows(self) -> int:
         with self._lock:
@@ -149,10 +166,10 @@ class ForkedReaders:
         try:
             while self._open:
                 self._receive(None, give=False)
-        except BaseException as exc:  # raised by `finish`, in the driver's main thread
+        except BaseException as exc:  # raised by `check`/`finish`, in the driver's main thread
             self._error = exc
             for reader in self._open:
-                _kill(reader)
+                self._kill(reader)
 
     def _receive(self, timeout: float | None, give: bool) -> None:
         """Handle what the readers sent within `timeout`; a reader that is done with a task
@@ -169,7 +186,7 @@ class ForkedReaders:
                 reader.task_rows += value
                 with self._lock:
                     self._rows += value
-                self._bar(value)
+                    self._unshown += value
             elif kind == "done":
                 reader.task = None
                 if give:
@@ -184,19 +201,20 @@ class ForkedReaders:
         """A reader's pipe closed: it stopped, or it died (then its task goes back)."""
         self._open.remove(reader)
         reader.conn.close()
-        _reap(reader)
-        if reader.task is not None:
-            self._queue.append(reader.task)  # popped next: Ray (or another reader) runs it
-            with self._lock:
+        with self._lock:
+            self._reap(reader)
+            task, reader.task = reader.task, None
+            if task is not None:
+                self._queue.append(task)  # popped next: Ray (or another reader) runs it
                 self._rows -= reader.task_rows
-            self._bar(-reader.task_rows)
-            reader.task = None
+                self._unshown -= reader.task_rows
+                self.given_back += 1
 
     def close(self) -> None:
         """Stop every reader and wait for it (killed when it still runs a task)."""
         for reader in list(self._open):
             if reader.task is not None:
-                _kill(reader)
+                self._kill(reader)
             else:
                 reader.stop()
         if self._drain is not None:  # it reads their ends of file (and reaps them)
@@ -204,22 +222,27 @@ class ForkedReaders:
             self._drain = None
         for reader in list(self._open):
             reader.conn.close()
-            _reap(reader)
+            with self._lock:
+                self._reap(reader)
         self._open = []
 
+    def _kill(self, reader: _Reader) -> None:
+        with self._lock:  # never a pid the drain thread has just reaped (it may be reused)
+            if not reader.reaped:
+                try:
+                    os.kill(reader.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
-def _kill(reader: _Reader) -> None:
-    try:
-        os.kill(reader.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _reap(reader: _Reader) -> None:
-    try:
-        os.waitpid(reader.pid, 0)
-    except ChildProcessError:  # reaped already
-        pass
+    @staticmethod
+    def _reap(reader: _Reader) -> None:
+        """Under the lock."""
+        if not reader.reaped:
+            try:
+                os.waitpid(reader.pid, 0)
+            except ChildProcessError:
+                pass
+            reader.reaped = True
 
 
 NONE = ForkedReaders([])
@@ -232,17 +255,26 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
         return NONE
     readers: list[_Reader] = []
     parent = os.getpid()
-    for _ in range(count):
-        here, there = Pipe()
-        pid = os.fork()
-        if pid == 0:  # the reader: never returns
-            here.close()
-            for other in readers:
-                other.conn.close()
-            _serve(there, tasks, cfg, staging, parent)
-        there.close()
-        readers.append(_Reader(pid, here))
-    return ForkedReaders(readers)
+    try:
+        for _ in range(count):
+            here, there = Pipe()
+            try:
+                pid = os.fork()
+            except OSError:  # no memory or processes left for one more: those made do
+                here.close()
+                there.close()
+                break
+            if pid == 0:  # the reader: never returns
+                here.close()
+                for other in readers:
+                    other.conn.close()
+                _serve(there, tasks, cfg, staging, parent)
+            there.close()
+            readers.append(_Reader(pid, here))
+    except BaseException:  # Ctrl-C between forks: none left behind
+        ForkedReaders(readers).close()
+        raise
+    return ForkedReaders(readers) if readers else NONE
 
 
 _PR_SET_PDEATHSIG = 1

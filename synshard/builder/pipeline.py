@@ -123,7 +123,8 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
         meta, by_node = _stage_here(inputs.tasks, cfg, staging)
         cluster = dict(IN_PROCESS)
     else:
-        meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings)
+        meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings,
+                                        lock)
     cluster = {**cluster, "inputs_read_by_node": by_node}
     votes = with_unmatched(votes, meta)
     timings["read+transform+stage"] = time.perf_counter() - t
@@ -150,7 +151,7 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
 
 
 def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None],
-           background: BackgroundRay, timings: dict[str, float]
+           background: BackgroundRay, timings: dict[str, float], lock: BuildLock | None = None
            ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
@@ -176,8 +177,9 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     if not held:
         if embedded:  # readers of their own, forked before Ray exists in this process
             count = min(local_cpus(cfg), forkreads.MAX_READERS, len(queue))
-            readers = background.before_start(
-                lambda: forkreads.fork_readers(count, tasks, cfg, staging)) or forkreads.NONE
+            with lock.no_renewal() if lock is not None else contextlib.nullcontext():
+                readers = background.before_start(
+                    lambda: forkreads.fork_readers(count, tasks, cfg, staging)) or forkreads.NONE
         background.start()
     feed = _Feed(cfg, staging, tasks)
     with _progress(cfg) as bar, _closing(readers):
@@ -204,6 +206,7 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
                 for rows, node in feed.next_done():
                     bar(rows)
                     by_node[node] = by_node.get(node, 0) + rows
+                readers.check()  # their progress, and a failed task of theirs, now
             here += readers.finish()  # their last tasks; a dead reader's task is back in queue
             if queue:
                 continue
@@ -217,7 +220,8 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     if here:  # this process's share (its threads' or readers'), under its own node
         node = ray.get_runtime_context().get_node_id()
         by_node[node] = by_node.get(node, 0) + here
-    cluster = {**cluster, "read_before_ray": {"inputs": here, "forked_readers": len(readers)}}
+    cluster = {**cluster, "read_before_ray": {"inputs": here, "forked_readers": len(readers),
+                                              "tasks_given_back": readers.given_back}}
     return _metadata(staging, len(tasks)), by_node, cluster
 
 

@@ -178,6 +178,14 @@ class BuildLock:
                                "this build must not commit")
             self._token = token
 
+    @contextlib.contextmanager
+    def no_renewal(self) -> Iterator[None]:
+        """No renewal runs inside this block (the heartbeat waits). For a fork: a child must not
+        inherit a lock store's open, flock'ed file mid-renewal (it would hold the flock until it
+        exits)."""
+        with self._mutex:
+            yield
+
     def ensure_held(self) -> None:
         """Call right before the commit: renews, so a lost lease stops the commit."""
         self.renew()

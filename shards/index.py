@@ -108,38 +108,6 @@ def parquet_index_rows(keys: list[str], group_sizes: list[int]) -> list[dict[str
 Columns = dict[str, list[Any]]
 
 
-def tar_index_columns(members: list[tuple[str, int, int]]) -> Columns:
-    """`tar_index_rows` as columns (the same values, by key), without a dict per sample.
-
-    The writer's tars hold each sample as three consecutive members (image, `.cls`, `.json`,
-    sorted by name): those are read three at a time. Anything else goes through
-    `tar_index_rows` (same result, same errors)."""
-    n = len(members) // 3
-    parts = [name.partition(".") for name, _, _ in members]
-    keys = [p[0] for p in parts[0::3]]
-    if (len(members) != 3 * n or [p[0] for p in parts[1::3]] != keys
-            or [p[0] for p in parts[2::3]] != keys or len(set(keys)) != n):
-        return _columns(tar_index_rows(members), TAR_INDEX_SCHEMA)
-    cols: Columns = {name: [] for name in TAR_INDEX_SCHEMA.names}
-    for i in range(n):
-        seen: dict[str, tuple[str, int, int]] = {}
-        for j in range(3 * i, 3 * i + 3):
-            ext = parts[j][2]
-            seen["image" if ext in IMAGE_EXTS else ext] = (ext, members[j][1], members[j][2])
-        if len(seen) != 3 or "cls" not in seen or "json" not in seen:
-            return _columns(tar_index_rows(members), TAR_INDEX_SCHEMA)
-        start = members[3 * i][1]
-        end = max(h + 512 + -(-size // 512) * 512 for _, h, size in members[3 * i:3 * i + 3])
-        cols["offset"].append(start)
-        cols["size"].append(end - start)
-        cols["image_ext"].append(seen["image"][0])
-        for part in ("image", "cls", "json"):
-            cols[f"{part}_offset"].append(seen[part][1] + 512)
-            cols[f"{part}_size"].append(seen[part][2])
-    cols["key"] = keys
-    return _by_key(cols)
-
-
 def parquet_index_columns(keys: list[str], group_sizes: list[int]) -> Columns:
     """`parquet_index_rows` as columns (the same values, by key)."""
     if sum(group_sizes) != len(keys):
@@ -158,13 +126,10 @@ def _by_key(cols: Columns) -> Columns:
     return {name: [values[i] for i in order] for name, values in cols.items()}
 
 
-def _columns(rows: list[dict[str, Any]], schema: pa.Schema) -> Columns:
-    return {name: [r[name] for r in rows] for name in schema.names}
-
-
 def index_bytes(rows: list[dict[str, Any]] | Columns, schema: pa.Schema) -> bytes:
     """The index file's bytes: one row group, zstd, no page index (deterministic). `rows` as a
-    list of rows or as columns (`tar_index_columns`, `parquet_index_columns`)."""
+    list of rows or as columns (`webdataset._SampleLayout.index_columns`,
+    `parquet_index_columns`)."""
     if isinstance(rows, dict):
         table = pa.Table.from_pydict(rows, schema=schema)
     else:

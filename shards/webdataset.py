@@ -162,11 +162,7 @@ def write_webdataset_shards(
     """
     records, split, synset = check_group(records)
     samples = _sample_members(records)
-    formats = records["format"].to_pylist()
-    if any(image_extension(f) <= "cls" for f in set(formats)):  # the image would come first
-        raise ShardError(f"image formats {sorted(set(formats))}: _SampleLayout expects each "
-                         "image's extension to sort after 'cls'")
-    layout = _SampleLayout.of(samples, formats)
+    layout = _SampleLayout.of(samples, records["format"].to_pylist())
     runs = cut_by_bytes(layout.span.tolist(), target_bytes, _tar_file_bytes)
     entries = []
     for index, (start, stop) in enumerate(runs):
@@ -184,31 +180,38 @@ def write_webdataset_shards(
 class _SampleLayout:
     """Where each sample's members lie in a tar of `_sample_members` samples (three members,
     sorted by name: `.cls`, then the image and `.json` in the order of their extensions), from
-    their sizes alone: the same columns as `tar_index_columns` of the tar's members, without
-    parsing names or a dict per member (tests/unit/shards/test_index.py compares the two)."""
+    their sizes alone: the index rows `index.tar_index_rows` makes from the tar's members,
+    without parsing names or a dict per member (tests/unit/shards/test_index.py compares them)."""
 
     sizes: np.ndarray  # (samples, 3) data bytes of each member, in tar order
+    padded: np.ndarray  # the same, padded to whole blocks
     image_first: np.ndarray  # the image is the second member (`.jpg` sorts before `.json`)
     exts: list[str]
-    span: np.ndarray  # each sample's bytes in the tar: headers, data and padding
 
     @classmethod
     def of(cls, samples: list[list[tuple[bytes, Any]]], formats: list[str]) -> "_SampleLayout":
+        exts = [image_extension(f) for f in formats]
+        if any(ext <= "cls" for ext in set(exts)):  # its image would be the first member
+            raise ShardError(f"image extensions {sorted(set(exts))}: the tar layout expects "
+                             "each to sort after 'cls'")
         sizes = np.array([(len(a), len(b), len(c)) for (_, a), (_, b), (_, c) in samples],
                          np.int64).reshape(-1, 3)
-        exts = [image_extension(f) for f in formats]
         image_first = np.array([ext < "json" for ext in exts], bool)
-        padded = -(-sizes // _BLOCK) * _BLOCK
-        return cls(sizes, image_first, exts, 3 * _BLOCK + padded.sum(axis=1))
+        return cls(sizes, -(-sizes // _BLOCK) * _BLOCK, image_first, exts)
+
+    @property
+    def span(self) -> np.ndarray:
+        """Each sample's bytes in the tar: headers, data and padding."""
+        return 3 * _BLOCK + self.padded.sum(axis=1)
 
     def index_columns(self, samples: list[list[tuple[bytes, Any]]], start: int,
                       stop: int) -> dict[str, Any]:
         """TAR_INDEX_SCHEMA columns of the tar of samples [start, stop), in key order (the
         samples' order: check_group has them sorted)."""
         sizes, first = self.sizes[start:stop], self.image_first[start:stop]
-        span = self.span[start:stop]
+        padded = self.padded[start:stop]
+        span = 3 * _BLOCK + padded.sum(axis=1)
         offset = np.cumsum(span) - span
-        padded = -(-sizes // _BLOCK) * _BLOCK
         data0 = offset + _BLOCK  # the .cls member's data
         data1 = data0 + padded[:, 0] + _BLOCK
         data2 = data1 + padded[:, 1] + _BLOCK

@@ -151,7 +151,7 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
 
 
 def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str], None],
-           background: BackgroundRay, timings: dict[str, float], lock: BuildLock | None = None
+           background: BackgroundRay, timings: dict[str, float], lock: BuildLock
            ) -> tuple[pa.Table, dict[str, int], dict[str, Any]]:
     """Run every unfinished read task; then gather all tasks' metadata from the journal.
 
@@ -177,12 +177,12 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     if not held:
         if embedded:  # readers of their own, forked before Ray exists in this process
             count = min(local_cpus(cfg), forkreads.MAX_READERS, len(queue))
-            with lock.no_renewal() if lock is not None else contextlib.nullcontext():
+            with lock.no_renewal():
                 readers = background.before_start(
                     lambda: forkreads.fork_readers(count, tasks, cfg, staging)) or forkreads.NONE
         background.start()
     feed = _Feed(cfg, staging, tasks)
-    with _progress(cfg) as bar, _closing(readers):
+    with _progress(cfg) as bar, contextlib.closing(readers):  # no reader outlives this stage
         if readers:
             here = readers.run(queue, bar, background, feed)
         else:
@@ -223,15 +223,6 @@ def _stage(tasks: list, cfg: BuildConfig, staging: Staging, log: Callable[[str],
     cluster = {**cluster, "read_before_ray": {"inputs": here, "forked_readers": len(readers),
                                               "tasks_given_back": readers.given_back}}
     return _metadata(staging, len(tasks)), by_node, cluster
-
-
-@contextlib.contextmanager
-def _closing(readers: forkreads.ForkedReaders) -> Iterator[None]:
-    """Forked readers do not outlive the read stage, whatever ends it."""
-    try:
-        yield
-    finally:
-        readers.close()
 
 
 def _may_wait(cfg: BuildConfig, queue: list[int]) -> bool:

@@ -116,7 +116,6 @@ def _lean_node(ray_agents: bool = False) -> Iterator[None]:
                 python_command)
 
 
-
 class RayStartError(SynshardError):
     """The embedded Ray did not start (its raylet did not register in time)."""
 

@@ -125,31 +125,22 @@ def test_verify_checks_index_files() -> None:
 def test_index_columns_are_the_rows(records) -> None:
     """The writers' columnar index (no dict per sample) holds the rows' values and bytes."""
     from synshard.shards.index import (PARQUET_INDEX_SCHEMA, TAR_INDEX_SCHEMA, index_bytes,
-                                       parquet_index_columns, parquet_index_rows,
-                                       tar_index_columns, tar_index_rows)
+                                       parquet_index_columns, parquet_index_rows, tar_index_rows)
     from synshard.shards.records import check_group
-    from synshard.shards.webdataset import _sample_members, _tar
+    from synshard.shards.webdataset import _SampleLayout, _sample_members, _tar
 
     records, _, _ = check_group(records)
-    _, members = _tar(_sample_members(records))
-    for rows, cols, schema in (
-            (tar_index_rows(members), tar_index_columns(members), TAR_INDEX_SCHEMA),
-            (tar_index_rows(members[::-1]), tar_index_columns(members[::-1]), TAR_INDEX_SCHEMA)):
-        assert cols == {n: [r[n] for r in rows] for n in schema.names}
-        assert index_bytes(cols, schema) == index_bytes(rows, schema)
-    # the writer's layout, from the members' sizes alone: the same columns and bytes, for the
+    # the writer's layout, from the members' sizes alone: the rows' values and bytes, for the
     # whole tar and for a run of its samples (a shard of several)
-    from synshard.shards.webdataset import _SampleLayout
-
     samples = _sample_members(records)
     layout = _SampleLayout.of(samples, records["format"].to_pylist())
     for start, stop in ((0, len(samples)), (len(samples) // 2, len(samples))):
         _, members = _tar(samples[start:stop])
+        rows = tar_index_rows(members)
         cols = layout.index_columns(samples, start, stop)
         assert {n: list(np.asarray(v).tolist()) for n, v in cols.items()} == \
-            tar_index_columns(members)
-        assert index_bytes(cols, TAR_INDEX_SCHEMA) == \
-            index_bytes(tar_index_columns(members), TAR_INDEX_SCHEMA)
+            {n: [r[n] for r in rows] for n in TAR_INDEX_SCHEMA.names}
+        assert index_bytes(cols, TAR_INDEX_SCHEMA) == index_bytes(rows, TAR_INDEX_SCHEMA)
     keys = records["key"].to_pylist()[::-1]
     groups = [len(keys) // 2, len(keys) - len(keys) // 2]
     rows, cols = parquet_index_rows(keys, groups), parquet_index_columns(keys, groups)
@@ -157,10 +148,17 @@ def test_index_columns_are_the_rows(records) -> None:
     assert index_bytes(cols, PARQUET_INDEX_SCHEMA) == index_bytes(rows, PARQUET_INDEX_SCHEMA)
 
 
-def test_tar_index_columns_refuse_what_rows_refuse() -> None:
-    from synshard.shards.index import tar_index_columns
+def test_tar_index_rows_refuse_malformed_samples(monkeypatch) -> None:
+    from synshard.shards.index import tar_index_rows
+    from synshard.shards.webdataset import _SampleLayout
+    from synshard.transforms.schema import IMAGE_EXTENSIONS
 
     with pytest.raises(ShardError, match="unexpected or repeated"):
-        tar_index_columns([("k.jpg", 0, 1), ("k.png", 1024, 1), ("k.cls", 2048, 1)])
+        tar_index_rows([("k.jpg", 0, 1), ("k.png", 1024, 1), ("k.cls", 2048, 1)])
     with pytest.raises(ShardError, match="lacks"):
-        tar_index_columns([("k.jpg", 0, 1), ("k.cls", 1024, 1)])
+        tar_index_rows([("k.jpg", 0, 1), ("k.cls", 1024, 1)])
+    # a format whose extension sorts before `cls` would put its image first: refused, not
+    # indexed at the wrong offsets
+    monkeypatch.setitem(IMAGE_EXTENSIONS, "avif", "avif")
+    with pytest.raises(ShardError, match="sort after 'cls'"):
+        _SampleLayout.of([[(b"k.avif", b"x"), (b"k.cls", b"1"), (b"k.json", b"{}")]], ["avif"])

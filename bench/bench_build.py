@@ -1,29 +1,40 @@
 """Benchmark: the whole `synshard build` on all cores against the same kernel in N plain processes.
 
     .venv/bin/python bench/bench_build.py [--count 2400] [--synsets 40] [--processes N]
+    .venv/bin/python bench/bench_build.py --count 12000 --rounds 5   # median of 5 alternations
     .venv/bin/python bench/bench_build.py --demo 3     # the fixed cost of `make demo`'s build
 
 ImageNet-sized photographic JPEGs (scripts/photos.py: crops of real photos, ~500x375, q75-95) are
 laid out as an ImageNet folder of --synsets classes (hard links, no copies). In one run it measures
   ceiling     images/s of the kernel, `transform_batch` (batches of 64, the same options) on the
-              same photos, split over N plain processes side by side (N = the cores Ray gets):
-              the most an N-core machine can do. Measured before and after the build; the mean
-              of the two is the ceiling (both are printed: the machine is shared and noisy)
-  build       images/s of `synshard build` on an embedded Ray with all cores: the read+transform+
-              stage phase (from build.json) and the whole command, Ray start-up included
+              same photos (held in shared memory), in N plain processes side by side (N = the
+              cores Ray gets) that take the next batch from a shared counter: the most an N-core
+              machine can do. Measured before and after the build; the mean of the two is the
+              ceiling (both are printed: the machine is shared and noisy)
+  build       images/s of `synshard build` on an embedded Ray with all cores, run as a user runs
+              it (`python -m synshard.cli build`, a fresh process each build): the read+
+              transform+stage phase (from build.json) and the whole command, from the process's
+              start to its end (imports, Ray's start-up and shutdown included)
 and prints build / ceiling for both; the goals are at least 0.9 for the phase, 0.8 for the whole
 command. Also printed: the one-core CPU rate of the kernel (img/CPU-s), the load average, and the
 whole machine's idle, iowait and steal core-seconds during the build (/proc/stat); `--timeline`
-adds the build's busy cores second by second (where its idle core-seconds are).
+adds the build's busy cores second by second (where its idle core-seconds are). `--rounds R`
+alternates R builds with R + 1 kernel runs and prints the median ratios: these machines' speed
+drifts by tens of percent from one minute to the next (the one-core rate of the same kernel
+varied 535-757 img/CPU-s between three runs in a row), so a ratio is only as good as the kernel
+runs beside its build.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing as mp
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -73,36 +84,79 @@ def transform_rate(paths: list[Path], batch: int = 64) -> float:
     return len(blobs) / cpu
 
 
-def _kernel_worker(paths: list[Path], barrier: Any, results: Any) -> None:
-    """One plain process: read its photos, wait for the others, then transform them all."""
+KERNEL_BATCH = 64
+
+
+def _kernel_worker(blobs_name: str, bounds: list[int], counter: Any, barrier: Any,
+                   results: Any) -> None:
+    """One plain process: wait for the others, then take the next batch of `KERNEL_BATCH` photos
+    from the shared `counter` and transform it, until none is left, as the build's workers take
+    the next task. (With a fixed share each, one process finished 5-10% before the other in two
+    runs on 20,000 photos; taking batches, the ceiling came out 1-2.5% higher, alternating.)
+    The photos are read once by the parent into shared memory (`blobs_name`, photo i at
+    bounds[i]:bounds[i + 1])."""
+    from multiprocessing import shared_memory
+
     opts = TransformOptions(resize=ResizeSpec("shorter", 256), quality=90)
-    blobs = [p.read_bytes() for p in paths]
-    tables = [_candidates(pa.table({"source": [str(i) for i in range(len(chunk))],
-                                    "synset": ["n01440764"] * len(chunk), "data": chunk}))
-              for chunk in (blobs[s:s + 64] for s in range(0, len(blobs), 64))]
-    transform_batch(tables[0].slice(0, 1), opts)  # imports and first-call set-up, not timed
+    shm = shared_memory.SharedMemory(name=blobs_name)
+    try:
+        results.put(_kernel_loop(shm.buf, bounds, counter, barrier, opts))
+    finally:
+        shm.close()
+
+
+def _kernel_loop(blobs: memoryview, bounds: list[int], counter: Any, barrier: Any,
+                 opts: TransformOptions) -> tuple[float, float, float]:
+    """(start, end, CPU seconds) of one kernel process's batches (see `_kernel_worker`)."""
+    transform_batch(_kernel_batch(blobs, bounds, 0, 1), opts)  # first-call set-up, untimed
     barrier.wait()
     t, cpu = time.perf_counter(), time.process_time()
-    for table in tables:
-        transform_batch(table, opts)
-    results.put((t, time.perf_counter(), time.process_time() - cpu))
+    count = len(bounds) - 1
+    while True:
+        with counter.get_lock():
+            start = counter.value
+            counter.value = start + KERNEL_BATCH
+        if start >= count:
+            break
+        transform_batch(_kernel_batch(blobs, bounds, start, min(count, start + KERNEL_BATCH)), opts)
+    return t, time.perf_counter(), time.process_time() - cpu
+
+
+def _kernel_batch(blobs: memoryview, bounds: list[int], start: int, stop: int) -> pa.Table:
+    chunk = [bytes(blobs[bounds[i]:bounds[i + 1]]) for i in range(start, stop)]
+    return _candidates(pa.table({"source": [str(i) for i in range(len(chunk))],
+                                 "synset": ["n01440764"] * len(chunk), "data": chunk}))
 
 
 def side_by_side_rate(paths: list[Path], processes: int) -> tuple[float, float]:
     """(images/s, CPU seconds) of the kernel on `paths` in `processes` plain processes started
     together.
 
-    Each process takes every N-th photo; the clock runs from the common start (a barrier, after
-    imports and reading the files) to the last process's end."""
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_kernel_worker, args=(paths[i::processes], barrier, results))
-             for i in range(processes)]
-    for p in procs:
-        p.start()
-    spans = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
+    The photos are read into shared memory once; the processes take batches of them from one
+    shared counter. The clock runs from the common start (a barrier, after imports) to the last
+    process's end."""
+    from multiprocessing import shared_memory
+
+    sizes = [p.stat().st_size for p in paths]
+    bounds = [0, *itertools.accumulate(sizes)]
+    shm = shared_memory.SharedMemory(create=True, size=max(1, bounds[-1]))
+    try:
+        for p, a, size in zip(paths, bounds, sizes):
+            with p.open("rb") as f:
+                f.readinto(shm.buf[a:a + size])
+        ctx = mp.get_context("spawn")
+        counter, barrier, results = ctx.Value("l", 0), ctx.Barrier(processes), ctx.Queue()
+        procs = [ctx.Process(target=_kernel_worker,
+                             args=(shm.name, bounds, counter, barrier, results))
+                 for _ in range(processes)]
+        for proc in procs:
+            proc.start()
+        spans = [results.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+    finally:
+        shm.close()
+        shm.unlink()
     wall = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
     return len(paths) / wall, sum(c for _, _, c in spans)
 
@@ -142,12 +196,12 @@ class TreeCPU:
         """The driver and Ray's processes grouped by what they are: kind -> (processes, CPU
         seconds), over the whole run or between `start` and `end` (perf_counter times)."""
         first = self._at(start) if start is not None else {}
-        last = self._at(end) if end is not None else {**self.seen, ("driver", 0): self.own}
+        last = self._at(end) if end is not None else {**self.seen, ("bench", 0): self.own}
         out: dict[str, tuple[int, float]] = {}
         for key, cpu in last.items():
             if cpu - first.get(key, 0.0) <= 0 and start is not None:
                 continue
-            kind = "driver" if key == ("driver", 0) else self.kinds.get(key, "other")
+            kind = "this benchmark" if key == ("bench", 0) else self.kinds.get(key, "other")
             n, total = out.get(kind, (0, 0.0))
             out[kind] = (n + 1, total + cpu - first.get(key, 0.0))
         return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
@@ -200,12 +254,12 @@ class TreeCPU:
                 _, start, cpu = table[pid]
                 self.seen[(pid, start)] = cpu
                 if (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
-                    self.kinds[(pid, start)] = _kind(pid)
+                    self.kinds[(pid, start)] = _kind(pid, table[pid][0])
             self.sampler += time.thread_time() - scan
             own = time.process_time() - self.cpu0 - self.sampler
             now = time.perf_counter()
             self.busy.append((now, own + sum(self.seen.values())))
-            self.history.append((now, {**self.seen, ("driver", 0): own}))
+            self.history.append((now, {**self.seen, ("bench", 0): own}))
             self.stop.wait(self.interval)
 
 
@@ -219,18 +273,36 @@ def _system_cpu() -> dict[str, float]:
     return {name: int(fields[at]) / tick for name, at in (("idle", 3), ("iowait", 4), ("steal", 7))}
 
 
-_OWN_ARGV = Path("/proc/self/cmdline").read_bytes().split(b"\0") if Path("/proc/self").exists() \
-    else []
+BUILD_MODULE = "synshard.cli"  # the build runs as `python -m synshard.cli build ...`
 
 
-def _kind(pid: int) -> str:
-    """What a process of Ray's tree is, from its command line."""
+def run_build(source: Path, out: Path, processes: int, extra: list[str]) -> dict[str, int]:
+    """`synshard build` as a user runs it, in a fresh process (its imports, Ray's start, the
+    readers forked before Ray: a build in this process would find Ray imported from its second
+    round on, and fork none); returns the manifest's accounting."""
+    cmd = [sys.executable, "-m", BUILD_MODULE, "build", str(source), "--out", str(out),
+           "--resize", "shorter:256", "--quality", "90", "--num-cpus", str(processes),
+           "--no-progress", *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"bench_build: the build failed (exit {done.returncode}):\n"
+                         f"{done.stderr.strip()[-2000:]}")
+    return json.loads((out / "manifest.json").read_text())["accounting"]
+
+
+def _kind(pid: int, ppid: int) -> str:
+    """What a process of the build's tree is, from its command line (and its parent's)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
-    if argv == _OWN_ARGV:  # a fork of this process: the build's readers (forkreads.py)
-        return "forked reader"
+    if BUILD_MODULE.encode() in argv:
+        try:
+            parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            parent = []
+        # a fork of the driver: the build's readers (forkreads.py)
+        return "forked reader" if parent == argv else "driver"
     line = b" ".join(argv).decode(errors="replace")
     for name in ("gcs_server", "raylet"):
         if argv[0].decode(errors="replace").endswith(name):
@@ -289,12 +361,19 @@ def main() -> None:
                          "cache folder; default %(default)s)")
     ap.add_argument("--ceiling-count", type=int, default=24000, metavar="N",
                     help="the side-by-side kernel runs on at most N of the photos, evenly "
-                         "spread (its rate, not its count, is compared; the kernel processes "
-                         "hold their photos in memory; default %(default)s)")
+                         "spread (its rate, not its count, is compared; they are held in "
+                         "shared memory meanwhile; default %(default)s)")
     ap.add_argument("--timeline", action="store_true",
                     help="also print the build's busy cores second by second (its CPU tree)")
     ap.add_argument("--demo", type=int, metavar="RUNS",
                     help="only time `make demo`'s build RUNS times (its fixed cost)")
+    ap.add_argument("--rounds", type=int, default=1, metavar="R",
+                    help="R builds, each between two kernel runs (kernel, build, kernel, build, "
+                         "..., kernel: a kernel run is the ceiling of the builds on both sides "
+                         "of it), then the median ratios: the machine's speed drifts by tens "
+                         "of percent between minutes, so one round's ratio says little")
+    ap.add_argument("build_args", nargs="*",
+                    help="more `synshard build` flags, after `--` (e.g. -- --format webdataset)")
     args = ap.parse_args()
     if args.demo:
         return demo_fixed_cost(args.demo, Path(args.work))
@@ -305,38 +384,59 @@ def main() -> None:
     n = args.processes
     load = os.getloadavg()
     per_core = transform_rate(paths[::8])  # an eighth of the same photos, spread over all
-    before, kernel_cpu = side_by_side_rate(sample, n)
-    out = work / "release"
+    print(f"images {args.count} in {args.synsets} synsets, {n} processes / Ray CPUs; "
+          f"load average at start {load[0]:.1f} {load[1]:.1f}")
+    print(f"kernel, one core:                {per_core:8.1f} img/CPU-s")
+    kernel = side_by_side_rate(sample, n)
+    ratios = []
+    for r in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"--- round {r} of {args.rounds}")
+        ratios.append(one_round(args, source, sample, n, kernel))
+        kernel = ratios[-1][2]  # this round's kernel after: the next round's before
+    if args.rounds > 1:
+        phases, wholes = [p for p, _, _ in ratios], [w for _, w, _ in ratios]
+        print(f"over {args.rounds} rounds: read+transform+stage ratio median "
+              f"{statistics.median(phases):.2f} ({min(phases):.2f}-{max(phases):.2f}; goal >= "
+              f"0.9), whole build ratio median {statistics.median(wholes):.2f} "
+              f"({min(wholes):.2f}-{max(wholes):.2f}; goal >= 0.8)")
+
+
+def one_round(args: argparse.Namespace, source: Path, sample: list[Path], n: int,
+              before_kernel: tuple[float, float]) -> tuple[float, float, tuple[float, float]]:
+    """One build between two kernel runs on `sample` (`before_kernel` measured already): prints
+    its figures, returns (phase ratio, whole ratio, the kernel run after it)."""
+    before, kernel_cpu = before_kernel
+    sampled = len(sample)
+    out = Path(args.work) / "release"
     shutil.rmtree(out, ignore_errors=True)
     system = _system_cpu()
     t = time.perf_counter()
     with TreeCPU() as cpu:
-        result = synshard.build([str(source)], str(out), resize="shorter:256", quality=90,
-                                progress=False, log=lambda m: None, num_cpus=n)
+        accounting = run_build(source, out, n, args.build_args)
     end = time.perf_counter()
     system = {k: v - system.get(k, 0.0) for k, v in _system_cpu().items()}
     whole = args.count / (end - t)
-    after, kernel_cpu_after = side_by_side_rate(sample, n)
+    after_kernel = side_by_side_rate(sample, n)
+    after, kernel_cpu_after = after_kernel
     ceiling = (before + after) / 2
     stats = json.loads((out / "build.json").read_text())["stats"]
     phase = stats["images_per_s"]
-    print(f"images {args.count} in {args.synsets} synsets, {n} processes / Ray CPUs; "
-          f"load average at start {load[0]:.1f} {load[1]:.1f}, at end "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"kernel, one core:                {per_core:8.1f} img/CPU-s")
+    print(f"load average after the build {os.getloadavg()[0]:.1f}")
     print(f"kernel, {n} processes side by side: {ceiling:8.1f} img/s  (before the build "
-          f"{before:.1f}, after {after:.1f}; on {len(sample)} of the photos)")
+          f"{before:.1f}, after {after:.1f}; on {sampled} of the photos)")
     print(f"build read+transform+stage:      {phase:8.1f} img/s  "
           f"ratio to the side-by-side kernel {phase / ceiling:.2f} (goal >= 0.9)")
     print(f"whole build incl. Ray start-up:  {whole:8.1f} img/s  "
           f"ratio {whole / ceiling:.2f} (goal >= 0.8)")
-    scale = args.count / len(sample)  # the kernel's CPU-s for all the photos, from its sample
+    scale = args.count / sampled  # the kernel's CPU-s for all the photos, from its sample
+    driver = cpu.by_kind().get("driver", (0, 0.0))[1]
     kernel_all = (kernel_cpu + kernel_cpu_after) / 2 * scale
     print(f"CPU seconds, the same {args.count} photos: kernel {kernel_cpu * scale:.1f} (after "
           f"the build {kernel_cpu_after * scale:.1f}"
-          + (f"; from its {len(sample)} photos" if scale != 1 else "")
-          + f"), whole build {cpu.total():.1f} (this process {cpu.own:.1f}, Ray's "
-          f"{cpu.total() - cpu.own:.1f}; not counted: this benchmark's /proc sampler "
+          + (f"; from its {sampled} photos" if scale != 1 else "")
+          + f"), whole build {cpu.total():.1f} (the driver {driver:.1f}, the rest "
+          f"{cpu.total() - driver:.1f}; not counted: this benchmark's /proc sampler "
           f"{cpu.sampler:.1f}): kernel / build {kernel_all / cpu.total():.2f} "
           f"(less dependent on the load than the rates, not independent of it)")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
@@ -357,10 +457,11 @@ def main() -> None:
     if args.timeline:
         print("cores busy, second by second from the build's start: "
               + " ".join(f"{c:.1f}" for c in cpu.per_second(t, end)))
-    print(f"accounting: {result.accounting}")
-    assert result.accounting["inputs"] == args.count
+    print(f"accounting: {accounting}")
+    assert accounting["inputs"] == args.count
     # near copies grow with the count (crops of two dozen photos: 17% at 100,000), rejects do not
-    assert result.accounting["rejected"] < 0.1 * args.count, "most inputs should be readable"
+    assert accounting["rejected"] < 0.1 * args.count, "most inputs should be readable"
+    return phase / ceiling, whole / ceiling, after_kernel
 
 
 if __name__ == "__main__":

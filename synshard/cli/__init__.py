@@ -2,16 +2,25 @@
 its module: `synsets` (synsets, tree, votes), `release` (diff, report), `explore` (get, serve),
 `leakage`; `summary` prints a finished build and a committed release for the terminal.
 """
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from synshard.cli.app import main as run
+    from synshard.cli.app import main as run_main
 
-    return run(argv)
+    return run_main(argv)
 
 
-__all__ = ["main"]
+def run() -> NoReturn:
+    """The `synshard` console script and `python -m synshard.cli`: `main`, then `exit_now` (a
+    process's end without the interpreter's teardown; `main` itself returns, for callers in a
+    process that goes on)."""
+    from synshard.cli.app import exit_now, main as run_main
+
+    exit_now(run_main())
+
+
+__all__ = ["main", "run"]
 
 
 def __getattr__(name: str) -> Any:  # `synshard.cli.make_parser` etc., as before the move

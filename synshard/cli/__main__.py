@@ -1,6 +1,4 @@
 """`python -m synshard.cli ...`: the same as the `synshard` console script."""
-import sys
+from synshard.cli import run
 
-from synshard.cli.app import main
-
-sys.exit(main())
+run()

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
+import threading
 import traceback
 from typing import Any, NoReturn, Sequence
 
@@ -285,5 +288,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
+def exit_now(status: int) -> NoReturn:
+    """End the process with `status` as the interpreter's own exit would, less its teardown.
+
+    What a normal exit does that a finished command needs is done here: the threads that are
+    not daemons are joined, the atexit handlers run (Ray's shutdown, multiprocessing's and
+    logging's among them), stdout and stderr are flushed. Skipped is the teardown after them:
+    every module's objects freed one by one and the native libraries' static destructors (Ray's
+    core worker, Arrow's memory pools), 0.4 s after a 12,000-image build on Ray here (docs/
+    scale.md, session 13) and 0.1 s after a command without Ray: memory the kernel takes back at
+    once. Only for a process's own end (`synshard.cli.run`), never inside a caller's process."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere exit
+    if run_exit_handlers is None:
+        sys.exit(status)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or its reader has gone (`| head`)
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,7 +48,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import pyarrow as pa  # noqa: E402
 
 import photos  # noqa: E402
-import synshard  # noqa: E402
 from synshard.transforms.options import ResizeSpec, TransformOptions  # noqa: E402
 from synshard.transforms.process import transform_batch  # noqa: E402
 from synshard.transforms.schema import CANDIDATE_SCHEMA  # noqa: E402
@@ -155,8 +155,8 @@ def side_by_side_rate(paths: list[Path], processes: int) -> tuple[float, float]:
         for proc in procs:
             proc.join()
     finally:
-        shm.close()
         shm.unlink()
+        shm.close()
     wall = max(e for _, e, _ in spans) - min(s for s, _, _ in spans)
     return len(paths) / wall, sum(c for _, _, c in spans)
 
@@ -171,6 +171,8 @@ class TreeCPU:
 
     def __init__(self, interval: float = 0.5) -> None:
         self.interval, self.seen, self.kinds = interval, {}, {}
+        self.driver_pid: int | None = None  # the build's process, once started
+        self.lock = threading.Lock()  # one scan at a time (the thread's, or a `final_scan`)
         self.busy: list[tuple[float, float]] = []  # (time, CPU-s of the whole tree so far)
         self.history: list[tuple[float, dict]] = []  # (time, CPU-s of every process)
         self.tick = os.sysconf("SC_CLK_TCK")
@@ -230,37 +232,51 @@ class TreeCPU:
         return [cpu / seconds if seconds > 0 else float("nan") for seconds, cpu in windows]
 
     def _run(self) -> None:
-        me = os.getpid()
         while not self.stop.is_set():
-            scan = time.thread_time()
-            table = {}
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit():
-                    try:
-                        fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1]
-                    except OSError:
-                        continue
-                    f = fields.split()
-                    table[int(entry.name)] = (int(f[1]), int(f[19]),
-                                              (int(f[11]) + int(f[12])) / self.tick)
-            family, grew = {me}, True
-            while grew:
-                grew = False
-                for pid, (ppid, _, _) in table.items():
-                    if pid not in family and ppid in family:
-                        family.add(pid)
-                        grew = True
-            for pid in family - {me}:
-                _, start, cpu = table[pid]
-                self.seen[(pid, start)] = cpu
-                if (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
-                    self.kinds[(pid, start)] = _kind(pid, table[pid][0])
-            self.sampler += time.thread_time() - scan
-            own = time.process_time() - self.cpu0 - self.sampler
-            now = time.perf_counter()
-            self.busy.append((now, own + sum(self.seen.values())))
-            self.history.append((now, {**self.seen, ("bench", 0): own}))
+            self.scan()
             self.stop.wait(self.interval)
+
+    def final_scan(self) -> None:
+        """One more scan, for the driver's last CPU: call it once the driver has exited but is
+        not reaped yet (its /proc entry still holds its final CPU time)."""
+        self.scan()
+
+    def scan(self) -> None:
+        with self.lock:
+            self._scan()
+
+    def _scan(self) -> None:
+        me = os.getpid()
+        scan = time.thread_time()
+        table = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1]
+                except OSError:
+                    continue
+                f = fields.split()
+                table[int(entry.name)] = (int(f[1]), int(f[19]),
+                                          (int(f[11]) + int(f[12])) / self.tick)
+        family, grew = {me}, True
+        while grew:
+            grew = False
+            for pid, (ppid, _, _) in table.items():
+                if pid not in family and ppid in family:
+                    family.add(pid)
+                    grew = True
+        for pid in family - {me}:
+            _, start, cpu = table[pid]
+            self.seen[(pid, start)] = cpu
+            if pid == self.driver_pid:  # (a scan between fork and exec saw the bench's argv)
+                self.kinds[(pid, start)] = "driver"
+            elif (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
+                self.kinds[(pid, start)] = _kind(pid, table[pid][0], self.driver_pid)
+        self.sampler += time.thread_time() - scan
+        own = time.process_time() - self.cpu0 - self.sampler
+        now = time.perf_counter()
+        self.busy.append((now, own + sum(self.seen.values())))
+        self.history.append((now, {**self.seen, ("bench", 0): own}))
 
 
 def _system_cpu() -> dict[str, float]:
@@ -276,27 +292,39 @@ def _system_cpu() -> dict[str, float]:
 BUILD_MODULE = "synshard.cli"  # the build runs as `python -m synshard.cli build ...`
 
 
-def run_build(source: Path, out: Path, processes: int, extra: list[str]) -> dict[str, int]:
+def run_build(source: Path, out: Path, processes: int, extra: list[str],
+              cpu: "TreeCPU | None" = None) -> dict[str, int]:
     """`synshard build` as a user runs it, in a fresh process (its imports, Ray's start, the
     readers forked before Ray: a build in this process would find Ray imported from its second
-    round on, and fork none); returns the manifest's accounting."""
+    round on, and fork none); returns the manifest's accounting. With `cpu`, the process is
+    named to it as the driver, and scanned once more after it exits, before it is reaped."""
     cmd = [sys.executable, "-m", BUILD_MODULE, "build", str(source), "--out", str(out),
            "--resize", "shorter:256", "--quality", "90", "--num-cpus", str(processes),
            "--no-progress", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"bench_build: the build failed (exit {done.returncode}):\n"
-                         f"{done.stderr.strip()[-2000:]}")
+    with tempfile.TemporaryFile("w+") as output:  # a file, not a pipe: nothing waits on a reader
+        proc = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT, text=True)
+        if cpu is not None:
+            cpu.driver_pid = proc.pid
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            cpu.final_scan()
+        code = proc.wait()
+        if code:
+            output.seek(0)
+            raise SystemExit(f"bench_build: the build failed (exit {code}):\n"
+                             f"{output.read().strip()[-2000:]}")
     return json.loads((out / "manifest.json").read_text())["accounting"]
 
 
-def _kind(pid: int, ppid: int) -> str:
-    """What a process of the build's tree is, from its command line (and its parent's)."""
+def _kind(pid: int, ppid: int, driver: int | None = None) -> str:
+    """What a process of the build's tree is, from its command line (and its parent: the
+    `driver`'s pid, when known)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return "other"
     if BUILD_MODULE.encode() in argv:
+        if driver is not None:
+            return "forked reader" if ppid == driver else "driver"
         try:
             parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -329,8 +357,9 @@ def _candidates(table: pa.Table) -> pa.Table:
 
 
 def demo_fixed_cost(runs: int, work: Path) -> None:
-    """`make demo`'s build (cli.run_demo's options) `runs` times: its seconds, and the part of
-    them outside read+transform+stage (the fixed cost: Ray, assembly, commit)."""
+    """`make demo`'s build (cli.run_demo's options) `runs` times, each in a fresh process as the
+    CLI runs it: its seconds, and the part of them outside read+transform+stage (the fixed
+    cost: the process's start and imports, Ray when it starts, assembly, commit, exit)."""
     from synshard.sample import sample_path
 
     out = work / "demo"
@@ -338,12 +367,11 @@ def demo_fixed_cost(runs: int, work: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
         load = os.getloadavg()[0]
         t = time.perf_counter()
-        result = synshard.build([str(sample_path())], str(out), resize="shorter:256",
-                                val_fraction=0.2, shard_bytes=4 << 20, overwrite=True,
-                                progress=False, log=lambda m: None)
+        accounting = run_build(sample_path(), out, os.cpu_count() or 1,
+                               ["--val-fraction", "0.2", "--shard-size", "4MiB", "--overwrite"])
         whole = time.perf_counter() - t
         timings = json.loads((out / "build.json").read_text())["stats"]["timings_s"]
-        print(f"demo build of {result.accounting['inputs']} inputs: {whole:.2f} s, of which "
+        print(f"demo build of {accounting['inputs']} inputs: {whole:.2f} s, of which "
               f"{whole - timings['read+transform+stage']:.2f} s outside read+transform+stage "
               f"(load average {load:.1f}); phases: "
               + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
@@ -413,7 +441,7 @@ def one_round(args: argparse.Namespace, source: Path, sample: list[Path], n: int
     system = _system_cpu()
     t = time.perf_counter()
     with TreeCPU() as cpu:
-        accounting = run_build(source, out, n, args.build_args)
+        accounting = run_build(source, out, n, args.build_args, cpu)
     end = time.perf_counter()
     system = {k: v - system.get(k, 0.0) for k, v in _system_cpu().items()}
     whole = args.count / (end - t)
@@ -441,6 +469,8 @@ def one_round(args: argparse.Namespace, source: Path, sample: list[Path], n: int
           f"(less dependent on the load than the rates, not independent of it)")
     print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stats["timings_s"].items()))
     timings = stats["timings_s"]
+    # (approximate: the CLI's start and imports, ~0.4 s, come before prepare and are not known
+    # here, so this window starts that much early: within a sample or so)
     phase_start = t + timings["prepare"]
     phase_end = phase_start + timings["read+transform+stage"]
     for name, span in (("whole build", ()), ("read+transform+stage", (phase_start, phase_end))):

@@ -291,25 +291,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 def exit_now(status: int) -> NoReturn:
     """End the process with `status` as the interpreter's own exit would, less its teardown.
 
-    What a normal exit does that a finished command needs is done here: the threads that are
-    not daemons are joined, the atexit handlers run (Ray's shutdown, multiprocessing's and
-    logging's among them), stdout and stderr are flushed. Skipped is the teardown after them:
-    every module's objects freed one by one and the native libraries' static destructors (Ray's
-    core worker, Arrow's memory pools), 0.4 s after a 12,000-image build on Ray here (docs/
-    scale.md, session 13) and 0.1 s after a command without Ray: memory the kernel takes back at
-    once. Only for a process's own end (`synshard.cli.run`), never inside a caller's process."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere exit
-    if run_exit_handlers is None:
+    What a normal exit does that a finished command needs is done here, in its order: the
+    threads that are not daemons are joined (`threading._shutdown`, which also wakes idle
+    executor workers), the atexit handlers run (Ray's shutdown, multiprocessing's and logging's
+    among them), stdout and stderr are flushed (a failed flush other than a reader gone, e.g. a
+    full disk, is reported and the status becomes 120, as CPython's). Skipped is the teardown
+    after them: every module's objects freed one by one and the native libraries' static
+    destructors (Ray's core worker, Arrow's memory pools), 0.4 s after a 12,000-image build on
+    Ray here (docs/scale.md, session 13) and 0.1 s after a command without Ray: memory the
+    kernel takes back at once. Only for a process's own end (`synshard.cli.run`), never inside
+    a caller's process."""
+    join_threads = getattr(threading, "_shutdown", None)  # CPython's own; elsewhere a plain exit
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if join_threads is None or run_exit_handlers is None:
         sys.exit(status)
+    join_threads()
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with the descriptor closed (`>&-`)
+            continue
         try:
             stream.flush()
-        except (OSError, ValueError):  # closed, or its reader has gone (`| head`)
+        except (BrokenPipeError, ValueError):  # its reader has gone (`| head`), or closed
             pass
+        except OSError as exc:
+            status = status or 120
+            try:
+                os.write(2, f"synshard: could not write the output: {exc}\n".encode())
+            except OSError:
+                pass
     os._exit(status)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import multiprocessing as mp
 import os
 import shutil
@@ -37,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import pyarrow as pa  # noqa: E402
 
 import photos  # noqa: E402
+from tree_cpu import BUILD_MODULE, TreeCPU, system_cpu  # noqa: E402
 from synshard.transforms.options import ResizeSpec, TransformOptions  # noqa: E402
 from synshard.transforms.process import transform_batch  # noqa: E402
 from synshard.transforms.schema import CANDIDATE_SCHEMA  # noqa: E402
@@ -67,19 +66,17 @@ def layout(paths: list[Path], synsets: int, dest: Path) -> Path:
     return dest
 
 
+KERNEL_OPTIONS = TransformOptions(resize=ResizeSpec("shorter", 256), quality=90)  # the build's
+
+
 def transform_rate(paths: list[Path], batch: int = 64) -> float:
     """Images per CPU-second of the transform stage on this process (one core)."""
-    opts = TransformOptions(resize=ResizeSpec("shorter", 256), quality=90)
     blobs = [p.read_bytes() for p in paths]
     cpu = 0.0
     for start in range(0, len(blobs), batch):
-        chunk = blobs[start:start + batch]
-        table = pa.table({"source": [str(i) for i in range(len(chunk))],
-                          "synset": ["n01440764"] * len(chunk), "data": chunk},
-                         ).select(["source", "synset", "data"])
-        table = _candidates(table)
+        table = _kernel_table(blobs[start:start + batch])
         t = time.process_time()
-        transform_batch(table, opts)
+        transform_batch(table, KERNEL_OPTIONS)
         cpu += time.process_time() - t
     return len(blobs) / cpu
 
@@ -97,18 +94,17 @@ def _kernel_worker(blobs_name: str, bounds: list[int], counter: Any, barrier: An
     bounds[i]:bounds[i + 1])."""
     from multiprocessing import shared_memory
 
-    opts = TransformOptions(resize=ResizeSpec("shorter", 256), quality=90)
     shm = shared_memory.SharedMemory(name=blobs_name)
     try:
-        results.put(_kernel_loop(shm.buf, bounds, counter, barrier, opts))
+        results.put(_kernel_loop(shm.buf, bounds, counter, barrier))
     finally:
         shm.close()
 
 
-def _kernel_loop(blobs: memoryview, bounds: list[int], counter: Any, barrier: Any,
-                 opts: TransformOptions) -> tuple[float, float, float]:
+def _kernel_loop(blobs: memoryview, bounds: list[int], counter: Any, barrier: Any
+                 ) -> tuple[float, float, float]:
     """(start, end, CPU seconds) of one kernel process's batches (see `_kernel_worker`)."""
-    transform_batch(_kernel_batch(blobs, bounds, 0, 1), opts)  # first-call set-up, untimed
+    transform_batch(_kernel_batch(blobs, bounds, 0, 1), KERNEL_OPTIONS)  # set-up, untimed
     barrier.wait()
     t, cpu = time.perf_counter(), time.process_time()
     count = len(bounds) - 1
@@ -118,12 +114,17 @@ def _kernel_loop(blobs: memoryview, bounds: list[int], counter: Any, barrier: An
             counter.value = start + KERNEL_BATCH
         if start >= count:
             break
-        transform_batch(_kernel_batch(blobs, bounds, start, min(count, start + KERNEL_BATCH)), opts)
+        batch = _kernel_batch(blobs, bounds, start, min(count, start + KERNEL_BATCH))
+        transform_batch(batch, KERNEL_OPTIONS)
     return t, time.perf_counter(), time.process_time() - cpu
 
 
 def _kernel_batch(blobs: memoryview, bounds: list[int], start: int, stop: int) -> pa.Table:
-    chunk = [bytes(blobs[bounds[i]:bounds[i + 1]]) for i in range(start, stop)]
+    return _kernel_table([bytes(blobs[bounds[i]:bounds[i + 1]]) for i in range(start, stop)])
+
+
+def _kernel_table(chunk: list[bytes]) -> pa.Table:
+    """Photos as a candidate batch (CANDIDATE_SCHEMA), as a read task hands it to the kernel."""
     return _candidates(pa.table({"source": [str(i) for i in range(len(chunk))],
                                  "synset": ["n01440764"] * len(chunk), "data": chunk}))
 
@@ -161,137 +162,6 @@ def side_by_side_rate(paths: list[Path], processes: int) -> tuple[float, float]:
     return len(paths) / wall, sum(c for _, _, c in spans)
 
 
-class TreeCPU:
-    """CPU seconds of this process and every process descended from it (Ray's), from /proc.
-
-    A thread samples /proc every `interval` seconds, so a descendant that lives less than that
-    may be missed in part (Ray's processes live the whole build). A scan costs this process
-    ~3-6 ms of CPU (about 1% of a core at 0.5 s: 10 CPU-s of a 14-minute build under load): the
-    sampling thread's own CPU (`sampler`) is left out of this process's (`own`). Linux only."""
-
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval, self.seen, self.kinds = interval, {}, {}
-        self.driver_pid: int | None = None  # the build's process, once started
-        self.lock = threading.Lock()  # one scan at a time (the thread's, or a `final_scan`)
-        self.busy: list[tuple[float, float]] = []  # (time, CPU-s of the whole tree so far)
-        self.history: list[tuple[float, dict]] = []  # (time, CPU-s of every process)
-        self.tick = os.sysconf("SC_CLK_TCK")
-        self.sampler = 0.0  # CPU seconds of the sampling thread itself
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "TreeCPU":
-        self.cpu0 = time.process_time()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.own = time.process_time() - self.cpu0 - self.sampler
-
-    def total(self) -> float:
-        return self.own + sum(self.seen.values())
-
-    def by_kind(self, start: float | None = None, end: float | None = None
-                ) -> dict[str, tuple[int, float]]:
-        """The driver and Ray's processes grouped by what they are: kind -> (processes, CPU
-        seconds), over the whole run or between `start` and `end` (perf_counter times)."""
-        first = self._at(start) if start is not None else {}
-        last = self._at(end) if end is not None else {**self.seen, ("bench", 0): self.own}
-        out: dict[str, tuple[int, float]] = {}
-        for key, cpu in last.items():
-            if cpu - first.get(key, 0.0) <= 0 and start is not None:
-                continue
-            kind = "this benchmark" if key == ("bench", 0) else self.kinds.get(key, "other")
-            n, total = out.get(kind, (0, 0.0))
-            out[kind] = (n + 1, total + cpu - first.get(key, 0.0))
-        return dict(sorted(out.items(), key=lambda kv: -kv[1][1]))
-
-    def _at(self, when: float) -> dict:
-        """Every process's CPU seconds at the last sample before `when`."""
-        before = [snap for t, snap in self.history if t <= when]
-        return before[-1] if before else {}
-
-    def _window(self, start: float, end: float) -> tuple[float, float]:
-        """(seconds, CPU-s of the tree) between the first and last samples in [start, end]."""
-        inside = [(t, c) for t, c in self.busy if start <= t <= end]
-        if len(inside) < 2:
-            return 0.0, 0.0
-        (t0, c0), (t1, c1) = inside[0], inside[-1]
-        return t1 - t0, c1 - c0
-
-    def idle(self, cores: int, start: float, end: float) -> float:
-        """Core-seconds no process of the tree used between `start` and `end` (perf_counter)."""
-        seconds, cpu = self._window(start, end)
-        return max(0.0, cores * seconds - cpu)
-
-    def per_second(self, start: float, end: float) -> list[float]:
-        """Cores the tree kept busy in each second from `start` to `end` (nan: under 2 samples)."""
-        windows = [self._window(start + k, start + k + 1.0) for k in range(math.ceil(end - start))]
-        return [cpu / seconds if seconds > 0 else float("nan") for seconds, cpu in windows]
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.scan()
-            self.stop.wait(self.interval)
-
-    def final_scan(self) -> None:
-        """One more scan, for the driver's last CPU: call it once the driver has exited but is
-        not reaped yet (its /proc entry still holds its final CPU time)."""
-        self.scan()
-
-    def scan(self) -> None:
-        with self.lock:
-            self._scan()
-
-    def _scan(self) -> None:
-        me = os.getpid()
-        scan = time.thread_time()
-        table = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1]
-                except OSError:
-                    continue
-                f = fields.split()
-                table[int(entry.name)] = (int(f[1]), int(f[19]),
-                                          (int(f[11]) + int(f[12])) / self.tick)
-        family, grew = {me}, True
-        while grew:
-            grew = False
-            for pid, (ppid, _, _) in table.items():
-                if pid not in family and ppid in family:
-                    family.add(pid)
-                    grew = True
-        for pid in family - {me}:
-            _, start, cpu = table[pid]
-            self.seen[(pid, start)] = cpu
-            if pid == self.driver_pid:  # (a scan between fork and exec saw the bench's argv)
-                self.kinds[(pid, start)] = "driver"
-            elif (pid, start) not in self.kinds or self.kinds[(pid, start)] == "ray worker (idle)":
-                self.kinds[(pid, start)] = _kind(pid, table[pid][0], self.driver_pid)
-        self.sampler += time.thread_time() - scan
-        own = time.process_time() - self.cpu0 - self.sampler
-        now = time.perf_counter()
-        self.busy.append((now, own + sum(self.seen.values())))
-        self.history.append((now, {**self.seen, ("bench", 0): own}))
-
-
-def _system_cpu() -> dict[str, float]:
-    """The whole machine's idle, iowait and steal core-seconds so far (/proc/stat; {} elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return {}
-    tick = os.sysconf("SC_CLK_TCK")
-    return {name: int(fields[at]) / tick for name, at in (("idle", 3), ("iowait", 4), ("steal", 7))}
-
-
-BUILD_MODULE = "synshard.cli"  # the build runs as `python -m synshard.cli build ...`
-
-
 def run_build(source: Path, out: Path, processes: int, extra: list[str],
               cpu: "TreeCPU | None" = None) -> dict[str, int]:
     """`synshard build` as a user runs it, in a fresh process (its imports, Ray's start, the
@@ -306,48 +176,13 @@ def run_build(source: Path, out: Path, processes: int, extra: list[str],
         if cpu is not None:
             cpu.driver_pid = proc.pid
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-            cpu.final_scan()
+            cpu.scan()  # its final CPU, while its /proc entry is still there
         code = proc.wait()
         if code:
             output.seek(0)
             raise SystemExit(f"bench_build: the build failed (exit {code}):\n"
                              f"{output.read().strip()[-2000:]}")
     return json.loads((out / "manifest.json").read_text())["accounting"]
-
-
-def _kind(pid: int, ppid: int, driver: int | None = None) -> str:
-    """What a process of the build's tree is, from its command line (and its parent: the
-    `driver`'s pid, when known)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "other"
-    if BUILD_MODULE.encode() in argv:
-        if driver is not None:
-            return "forked reader" if ppid == driver else "driver"
-        try:
-            parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            parent = []
-        # a fork of the driver: the build's readers (forkreads.py)
-        return "forked reader" if parent == argv else "driver"
-    line = b" ".join(argv).decode(errors="replace")
-    for name in ("gcs_server", "raylet"):
-        if argv[0].decode(errors="replace").endswith(name):
-            return name
-    # the stand-in first: its arguments name the agent's script
-    for needle, kind in (("synshard/builder/agentstub.py", "agent stand-in"),
-                         ("dashboard/agent.py", "dashboard agent"),
-                         ("runtime_env/agent", "runtime-env agent"),
-                         ("dashboard/dashboard.py", "dashboard API server"),
-                         ("log_monitor", "log monitor"), ("monitor.py", "autoscaler monitor"),
-                         ("ray::DashboardAgent", "dashboard agent"),
-                         ("ray::RuntimeEnvAgent", "runtime-env agent"),
-                         ("synshard.builder.reaper", "reaper"), ("ray::IDLE", "ray worker (idle)"),
-                         ("ray::", "ray worker"), ("default_worker.py", "ray worker (idle)")):
-        if needle in line:
-            return kind
-    return line[:40] or "other"
 
 
 def _candidates(table: pa.Table) -> pa.Table:
@@ -438,12 +273,12 @@ def one_round(args: argparse.Namespace, source: Path, sample: list[Path], n: int
     sampled = len(sample)
     out = Path(args.work) / "release"
     shutil.rmtree(out, ignore_errors=True)
-    system = _system_cpu()
+    system = system_cpu()
     t = time.perf_counter()
     with TreeCPU() as cpu:
         accounting = run_build(source, out, n, args.build_args, cpu)
     end = time.perf_counter()
-    system = {k: v - system.get(k, 0.0) for k, v in _system_cpu().items()}
+    system = {k: v - system.get(k, 0.0) for k, v in system_cpu().items()}
     whole = args.count / (end - t)
     after_kernel = side_by_side_rate(sample, n)
     after, kernel_cpu_after = after_kernel

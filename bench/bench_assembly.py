@@ -6,7 +6,8 @@ Builds SOURCE (an ImageNet folder, e.g. `.cache/scale/view-100000` or bench_buil
 `bench/out/build/src`) into a temporary release, all in this process (no Ray), and runs the assembly of every synset in this
 process (the `_assemble(..., here=True)` path: the same `run_job` a Ray task runs) under the CPU
 clock, optionally under cProfile. Prints assembly CPU microseconds per image (independent of the
-machine's load, unlike wall-clock figures), the wall seconds, and with --profile the top
+machine's load, unlike wall-clock figures) split into user and kernel (system) time, the wall
+seconds, and with --profile the top
 functions by own time. The jobs are journalled, so the rest of the build commits as usual.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import sys
@@ -42,13 +44,15 @@ def main() -> None:
 
     def measured(decisions, cfg, staging, base, here=False):
         profiler = cProfile.Profile(time.process_time) if args.profile else None
-        t, cpu = time.perf_counter(), time.process_time()
+        t, cpu, times = time.perf_counter(), time.process_time(), os.times()
         if profiler:
             profiler.enable()
         result = original(decisions, cfg, staging, base, here=True)
         if profiler:
             profiler.disable()
+        after = os.times()
         seen.update(cpu=time.process_time() - cpu, wall=time.perf_counter() - t,
+                    user=after.user - times.user, system=after.system - times.system,
                     images=decisions.kept.num_rows, profiler=profiler,
                     synsets=len(set(decisions.kept["synset"].to_pylist())))
         return result
@@ -63,7 +67,9 @@ def main() -> None:
         n = seen["images"]
         print(f"assembly of {n} images in {seen['synsets']} synsets, in one process: "
               f"{seen['cpu']:.2f} CPU-s, {seen['wall']:.2f} s wall; "
-              f"{seen['cpu'] / n * 1e6:.0f} CPU-us per image")
+              f"{seen['cpu'] / n * 1e6:.0f} CPU-us per image "
+              f"({seen['user'] / n * 1e6:.0f} user, {seen['system'] / n * 1e6:.0f} in the kernel: "
+              "page-cache writes, page faults)")
         if args.profile:
             text = io.StringIO()
             pstats.Stats(seen["profiler"], stream=text).sort_stats(args.sort).print_stats(

@@ -39,7 +39,12 @@ _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fal
 
 def metadata_json(record: dict[str, Any]) -> bytes:
     """Every field but `image`, sorted keys, compact; NaN/inf are refused (not JSON)."""
-    return _JSON.encode({name: record[name] for name in META_FIELDS}).encode("utf-8")
+    return meta_values_json(tuple(record[name] for name in META_FIELDS))
+
+
+def meta_values_json(values: tuple[Any, ...]) -> bytes:
+    """`metadata_json` of a record given as its META_FIELDS values, in that order."""
+    return _JSON.encode(dict(zip(META_FIELDS, values))).encode("utf-8")
 
 
 def sample_from_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -219,25 +219,35 @@ def _write_part(fs: Any, staging: str, synset: str, part: pa.Table) -> str:
         ident.update(f"{key}\0{source}\n".encode())
     path = join(staging, f"{synset}/{ident.hexdigest()[:24]}.arrow")
     part = part.select(TRANSFORMED_SCHEMA.names)
+    fs.makedirs(join(staging, synset), exist_ok=True)
+    if isinstance(fs, LocalFileSystem):  # straight into the file: no copy of the images in memory
+        with pa.OSFile(fs._strip_protocol(path), "wb") as sink:
+            with ipc.new_file(sink, part.schema) as writer:
+                writer.write_table(part)
+        return path
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, part.schema) as writer:
         writer.write_table(part)
-    fs.makedirs(join(staging, synset), exist_ok=True)
-    data = sink.getvalue()
-    if isinstance(fs, LocalFileSystem):
-        with fs.open(path, "wb") as f:  # the Arrow buffer as it is: no copy into `bytes`
-            f.write(data)
-    else:
-        fs.pipe_file(path, data.to_pybytes())  # one PUT
+    fs.pipe_file(path, sink.getvalue().to_pybytes())  # one PUT
     return path
 
 
-def read_part(data: bytes) -> pa.Table:
+def read_part(data: bytes | pa.Buffer) -> pa.Table:
     """A staged file's records from its bytes: an Arrow IPC file, or Parquet (what staging
     folders held before: a build resumed from one reads them as they are)."""
-    if data[:6] == b"ARROW1":
+    if bytes(memoryview(data)[:6]) == b"ARROW1":
         return ipc.open_file(pa.py_buffer(data)).read_all()
     return read_parquet(pa.BufferReader(data))
+
+
+def _read_staged_file(fs: Any, path: str) -> pa.Table:
+    """A staged file's records: memory-mapped on a local disk (the records are views of the
+    page cache the staging write left, not a copy of the file in fresh memory), one GET
+    elsewhere."""
+    if isinstance(fs, LocalFileSystem):
+        with pa.memory_map(fs._strip_protocol(path)) as mapped:
+            return read_part(mapped.read_buffer())
+    return read_part(fs.cat_file(path))
 
 
 def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
@@ -245,7 +255,7 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
     confidence: the row locator and the decisions), read from the staged files `paths`.
 
     Returns RECORD_SCHEMA rows with the decided split/label/confidence, sorted by key. Each file
-    is read with one `cat_file` (one GET) and parsed from memory, one file at a time: a file
+    is read with one GET (memory-mapped on a local disk) and parsed, one file at a time: a file
     whose rows are all kept is held as it is, any other keeps only its kept rows (so memory
     follows what decide kept, not what was staged); the records are then taken once, in their
     final order (an image's bytes are copied once here when its file is kept whole).
@@ -263,7 +273,7 @@ def read_staged(fs: Any, paths: Iterable[str], keep: pa.Table) -> pa.Table:
             continue
         mine = by_code[bounds[code]:bounds[code + 1]]  # the rows of `keep` in this file,
         mine = mine[np.argsort(rows[mine], kind="stable")]  # in the file's order
-        table = read_part(fs.cat_file(names[code]))
+        table = _read_staged_file(fs, names[code])
         picked = np.unique(rows[mine])
         if len(picked) == table.num_rows and (not len(picked) or picked[-1] == len(picked) - 1):
             where.append(at + rows[mine])  # every row kept: the file as it is

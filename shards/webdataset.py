@@ -1,8 +1,8 @@
 """WebDataset shards: deterministic tars of `<key>.<ext>`, `<key>.cls`, `<key>.json` per sample.
 
-Each shard is assembled in memory and written with one `pipe_file` (one PUT on an object store),
-under a name that carries its content hash, so a reader never sees a half-written file under a
-committed name. Tar headers are fixed (ustar, mtime 0, uid/gid 0, empty user/group names, mode
+Each shard is written whole from its parts (a local temporary file renamed into place, or one
+PUT on an object store), under a name that carries its content hash, so a reader never sees a
+half-written file under a committed name. Tar headers are fixed (ustar, mtime 0, uid/gid 0, empty user/group names, mode
 0o444, members sorted by name), so the same records give the same bytes: readable by the
 `webdataset` library, Ray's `read_webdataset` and DALI, which all expect plain ustar members.
 """
@@ -17,14 +17,14 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import pyarrow as pa
 
-from .atomic import put_file
+from .atomic import put_parts
 from .index import write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
 from .records import (
     META_FIELDS,
     check_group,
     image_extension,
-    metadata_json,
+    meta_values_json,
     records_from_samples,
 )
 
@@ -67,6 +67,30 @@ def _ustar_header(name: bytes, size: int) -> bytes:
                      b"%06o\0 " % checksum, _TYPE, _TAIL))
 
 
+_TEMPLATE = np.frombuffer(_ustar_header(b"", 0), np.uint8)
+_SIZE_SHIFTS = 3 * np.arange(10, -1, -1, dtype=np.int64)  # 11 octal digits, most significant first
+_SUM_SHIFTS = 3 * np.arange(5, -1, -1, dtype=np.int64)  # the checksum's 6
+
+
+def _ustar_headers(names: list[bytes], sizes: np.ndarray) -> bytes:
+    """`_ustar_header` of each (name, size), concatenated: one block per member, all made at
+    once in NumPy, with no Python call per member. Names over 100 bytes or
+    sizes past ustar's 11 octal digits take the per-member path (and its `tarfile` fallback)."""
+    count = len(names)
+    if not count:
+        return b""
+    sizes = np.asarray(sizes, np.int64)
+    if max(map(len, names)) > 100 or sizes.min() < 0 or sizes.max() >= 8 ** 11:
+        return b"".join(_ustar_header(name, int(size)) for name, size in zip(names, sizes))
+    block = np.tile(_TEMPLATE, (count, 1))
+    block[:, :100] = np.array(names, dtype="S100").view(np.uint8).reshape(count, 100)
+    block[:, 124:135] = 48 + ((sizes[:, None] >> _SIZE_SHIFTS) & 7)
+    checksum = (_CHECKSUM_BASE + block[:, :100].sum(axis=1, dtype=np.int64)
+                + block[:, 124:136].sum(axis=1, dtype=np.int64))
+    block[:, 148:154] = 48 + ((checksum[:, None] >> _SUM_SHIFTS) & 7)
+    return block.tobytes()
+
+
 def _members(sample: dict[str, Any]) -> list[tuple[str, bytes]]:
     """(member name, data) pairs of one sample, sorted by name."""
     key = sample["__key__"]
@@ -103,39 +127,60 @@ def _tar(samples: list[list[tuple[bytes, Any]]], members: bool = True
     """The tar of samples given as their sorted (UTF-8 name, bytes-like data) members, and its
     members as (name, header offset, data size) (none unless `members`): the bytes `tarfile`
     would write, in one join."""
-    parts: list[Any] = []
+    parts, sizes = _tar_parts(samples)
     listed = []
-    offset = 0
-    for sample in samples:
-        for name, data in sample:
-            size = len(data)
-            padding = -size % _BLOCK
-            parts += (_ustar_header(name, size), data, _ZEROS[:padding])
-            if members:
-                listed.append((name.decode("utf-8"), offset, size))
-            offset += _BLOCK + size + padding
-    end = _tar_file_bytes(offset) - offset
-    parts.append(bytes(end))
+    if members:
+        spans = _BLOCK + -(-sizes // _BLOCK) * _BLOCK
+        offsets = np.cumsum(spans) - spans
+        names = [name.decode("utf-8") for sample in samples for name, _ in sample]
+        listed = list(zip(names, offsets.tolist(), sizes.tolist()))
     return b"".join(parts), listed
+
+
+def _tar_parts(samples: list[list[tuple[bytes, Any]]]) -> tuple[list[Any], np.ndarray]:
+    """The tar of the samples as the parts whose concatenation it is (header blocks, the
+    members' data as given, zero padding, the end blocks), and the members' data sizes."""
+    names = [name for sample in samples for name, _ in sample]
+    datas = [data for sample in samples for _, data in sample]
+    sizes = np.fromiter(map(len, datas), np.int64, len(datas))
+    headers = memoryview(_ustar_headers(names, sizes))
+    parts: list[Any] = []
+    offset = 0
+    for i, (data, size) in enumerate(zip(datas, sizes.tolist())):
+        padding = -size % _BLOCK
+        parts += (headers[i * _BLOCK:(i + 1) * _BLOCK], data, _ZEROS[:padding])
+        offset += _BLOCK + size + padding
+    parts.append(bytes(_tar_file_bytes(offset) - offset))
+    return parts, sizes
 
 
 def _sample_members(records: pa.Table) -> list[list[tuple[bytes, Any]]]:
     """Each record's tar members, sorted by name: (UTF-8 name, data), the image as a zero-copy
-    view of the Arrow buffer (nothing but the final join copies an image)."""
+    view of the Arrow buffer (nothing copies an image before it is written)."""
     images = _binary_views(records["image"])
     keys = records["key"].to_pylist()
-    exts = [image_extension(f) for f in records["format"].to_pylist()]
+    exts = _image_extensions(records["format"].to_pylist())
     labels = records["label"].to_pylist()
     columns = [records[n].to_pylist() for n in META_FIELDS]
     out = []
     for i, values in enumerate(zip(*columns)):
         key = keys[i]
-        parts = [(f"{key}.{exts[i]}".encode(), images[i]),
-                 (f"{key}.cls".encode(), str(labels[i]).encode("ascii")),
-                 (f"{key}.json".encode(), metadata_json(dict(zip(META_FIELDS, values))))]
-        parts.sort(key=lambda m: m[0])
-        out.append(parts)
+        image = (f"{key}.{exts[i]}".encode(), images[i])
+        meta = (f"{key}.json".encode(), meta_values_json(values))
+        cls = (f"{key}.cls".encode(), str(labels[i]).encode("ascii"))
+        # sorted by name: the key is common, so by extension (each sorts after "cls": checked)
+        out.append([cls, image, meta] if exts[i] < "json" else [cls, meta, image])
     return out
+
+
+def _image_extensions(formats: list[str]) -> list[str]:
+    """Each record's image extension; ShardError for one that would not sort after `cls` (the
+    tar layout, `_sample_members` and `_SampleLayout` rely on `.cls` being the first member)."""
+    known = {fmt: image_extension(fmt) for fmt in set(formats)}
+    if any(ext <= "cls" for ext in known.values()):
+        raise ShardError(f"image extensions {sorted(known.values())}: the tar layout expects "
+                         "each to sort after 'cls'")
+    return [known[fmt] for fmt in formats]
 
 
 def _binary_views(column: pa.ChunkedArray | pa.Array) -> list[memoryview]:
@@ -155,8 +200,9 @@ def write_webdataset_shards(
     """Write one (split, synset) group's records as tar shards of at most `target_bytes` each.
 
     Shard sizes are exact: a shard is cut when the next sample would make the file pass the
-    target (a sample larger than the target gets a shard of its own). Each record's members
-    (header, data) are built once; a shard is one join of them. Each shard's key index
+    target (a sample larger than the target gets a shard of its own). A shard's parts (header
+    blocks, the images as views of the Arrow buffers, padding) are hashed and written as they
+    are (`put_parts`), never joined into one buffer on a local disk. Each shard's key index
     (shards/index.py) is written right after it. Returns the entries (index fields set) in shard
     order; paths are relative to `root`.
     """
@@ -166,12 +212,16 @@ def write_webdataset_shards(
     runs = cut_by_bytes(layout.span.tolist(), target_bytes, _tar_file_bytes)
     entries = []
     for index, (start, stop) in enumerate(runs):
-        data = _tar(samples[start:stop], members=False)[0]
-        digest = hashlib.sha256(data).hexdigest()
+        parts = _tar_parts(samples[start:stop])[0]
+        hashed = hashlib.sha256()
+        for part in parts:
+            hashed.update(part)
+        digest = hashed.hexdigest()
         path = webdataset_shard_path(split, synset, index, digest)
         fs.makedirs(join(root, path.rsplit("/", 1)[0]), exist_ok=True)
-        put_file(fs, join(root, path), data)
-        entry = ShardEntry(path, "webdataset", split, synset, stop - start, len(data), digest)
+        put_parts(fs, join(root, path), parts)
+        size = sum(map(len, parts))
+        entry = ShardEntry(path, "webdataset", split, synset, stop - start, size, digest)
         entries.append(write_index(fs, root, entry, layout.index_columns(samples, start, stop)))
     return entries
 
@@ -190,10 +240,7 @@ class _SampleLayout:
 
     @classmethod
     def of(cls, samples: list[list[tuple[bytes, Any]]], formats: list[str]) -> "_SampleLayout":
-        exts = [image_extension(f) for f in formats]
-        if any(ext <= "cls" for ext in set(exts)):  # its image would be the first member
-            raise ShardError(f"image extensions {sorted(set(exts))}: the tar layout expects "
-                             "each to sort after 'cls'")
+        exts = _image_extensions(formats)
         sizes = np.array([(len(a), len(b), len(c)) for (_, a), (_, b), (_, c) in samples],
                          np.int64).reshape(-1, 3)
         image_first = np.array([ext < "json" for ext in exts], bool)

@@ -75,10 +75,11 @@ def _lean_node(ray_agents: bool = False) -> Iterator[None]:
     (synshard/builder/agentstub.py): a build asks them for nothing (no metrics, dashboard or
     runtime environments), and the real ones cost ~2.4 CPU-s and ~2 s of Ray's start-up on 2
     cores, as the raylet waits for their port files (ray.init 3.4-4.6 s -> ~1.5 s)."""
-    from ray._private import node as ray_node, parameter, ray_constants, services
+    from ray._private import node as ray_node, parameter, ray_constants, services, utils
 
     original = parameter.RayParams.update_if_absent
     api_server = ray_node.Node.start_api_server
+    dependency_error = utils.get_dashboard_dependency_error
     python_command = services._build_python_executable_command_memory_profileable
     stand_ins = {ray_constants.PROCESS_TYPE_DASHBOARD_AGENT: "dashboard",
                  ray_constants.PROCESS_TYPE_RUNTIME_ENV_AGENT: "runtime-env"}
@@ -103,8 +104,16 @@ def _lean_node(ray_agents: bool = False) -> Iterator[None]:
             api_server(self, include_dashboard=include_dashboard,
                        raise_on_failure=raise_on_failure)
 
+    def agents_minimal() -> ImportError:
+        """What the raylet's start asks before it adds `--minimal` to the dashboard agent's
+        command: Ray answers by importing aiohttp's web stack in the driver (0.09-0.11 CPU-s,
+        before the raylet starts); the stand-in ignores the flag, so nothing is imported."""
+        return ImportError("the dashboard agent is a stand-in (synshard/builder/agentstub.py)")
+
     setattr(parameter.RayParams, "update_if_absent", update_if_absent)  # noqa: B010
     setattr(ray_node.Node, "start_api_server", no_api_server)  # noqa: B010
+    if not ray_agents:
+        setattr(utils, "get_dashboard_dependency_error", agents_minimal)  # noqa: B010
     setattr(services, "_build_python_executable_command_memory_profileable",  # noqa: B010
             agent_command)
     try:
@@ -112,6 +121,7 @@ def _lean_node(ray_agents: bool = False) -> Iterator[None]:
     finally:
         setattr(parameter.RayParams, "update_if_absent", original)  # noqa: B010
         setattr(ray_node.Node, "start_api_server", api_server)  # noqa: B010
+        setattr(utils, "get_dashboard_dependency_error", dependency_error)  # noqa: B010
         setattr(services, "_build_python_executable_command_memory_profileable",  # noqa: B010
                 python_command)
 

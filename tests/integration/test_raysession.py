@@ -83,6 +83,7 @@ with ray_session(cfg):
     written = remote(writer, num_cpus=1).remote()
     lent, done = ray.get(waiting), ray.get(written)
     during = agents(raylet)
+    web = "aiohttp.web" in sys.modules  # Ray's check for a full dashboard agent imports it
 import time
 from synshard.builder.reaper import processes
 for _ in range(100):  # the raylet ends its agents as it shuts down (a liveness bound, 10 s)
@@ -92,7 +93,7 @@ for _ in range(100):  # the raylet ends its agents as it shuts down (a liveness 
         break
     time.sleep(0.1)
 print(json.dumps({"kinds": kinds, "lent": lent, "written": done, "agents": list(during.values()),
-                  "agents_after": after}))
+                  "agents_after": after, "web": web}))
 """
 
 
@@ -113,3 +114,4 @@ def test_embedded_ray_is_lean_and_a_paused_task_lends_its_cpu(tmp_path):
                        if "synshard/builder/agentstub.py" in line)
     assert stand_ins == ["dashboard", "runtime-env"], seen["agents"]
     assert len(seen["agents"]) == 2 and seen["agents_after"] == [], seen
+    assert seen["web"] is False, "the driver imported aiohttp's web stack for a stand-in agent"

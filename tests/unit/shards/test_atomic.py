@@ -77,3 +77,42 @@ def test_partial_writes_are_removed_outside_staging(tmp_path):
     assert remove_partial_writes(fsspec.filesystem("file"), str(tmp_path)) == 2
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == ["_staging/0123/.part-ef.tmp", "webdataset/train/n01/n01-000000-deadbeef.tar"]
+
+
+def _parts(count: int) -> list:
+    """Parts of mixed kinds and sizes (empty ones, views into a larger buffer, bytes)."""
+    blob = bytes(range(256)) * 40
+    return [memoryview(blob)[i % 97:i % 97 + i % 300] if i % 3 else bytes([i % 256]) * (i % 5)
+            for i in range(count)]
+
+
+def test_parts_are_written_as_their_concatenation_past_the_iovec_limit(tmp_path):
+    from synshard.shards.atomic import _IOV_MAX, put_parts
+
+    parts = _parts(2 * _IOV_MAX + 17)  # three writev calls
+    put_parts(fsspec.filesystem("file"), str(tmp_path / "a.tar"), parts)
+    assert (tmp_path / "a.tar").read_bytes() == b"".join(parts)
+    assert os.listdir(tmp_path) == ["a.tar"]
+    memory = fsspec.filesystem("memory")
+    put_parts(memory, "/parts/a.tar", parts)  # an object store: one PUT of the joined bytes
+    assert memory.cat_file("/parts/a.tar") == b"".join(parts)
+
+
+@pytest.mark.parametrize("allowed", [1, 700, 4096])
+def test_a_short_writev_goes_on_where_it_stopped(tmp_path, monkeypatch, allowed):
+    from synshard.shards import atomic
+
+    real = os.writev
+
+    def short(fd, buffers):  # a kernel may write fewer bytes than asked (a signal, a quota)
+        out, left = [], allowed
+        for b in buffers:
+            view = memoryview(b).cast("B")[:left]
+            out.append(view)
+            left -= len(view)
+        return real(fd, out)
+
+    monkeypatch.setattr(atomic.os, "writev", short)
+    parts = _parts(3000)
+    atomic.put_parts(fsspec.filesystem("file"), str(tmp_path / "b.tar"), parts)
+    assert (tmp_path / "b.tar").read_bytes() == b"".join(parts)

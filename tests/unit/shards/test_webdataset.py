@@ -199,3 +199,31 @@ def test_header_of_long_or_non_ascii_names_matches_tarfile() -> None:
     for name in ["é" * 50, "a" * 100, "ü" * 40 + ".json", "n01440764_" + "f" * 16 + ".jpg"]:
         ref = _tar_info(name, 77).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
         assert _ustar_header(name.encode(), 77) == ref
+
+
+def test_headers_made_together_are_the_bytes_of_each_made_alone() -> None:
+    import numpy as np
+
+    from synshard.shards.webdataset import _ustar_header, _ustar_headers
+
+    names = [b"n01440764_" + b"f" * 16 + b".jpg", "é".encode() * 50, b"a" * 100, b"x",
+             "ü".encode() * 40 + b".json"]
+    sizes = np.array([0, 511, 512, 8 ** 11 - 1, 123456789], np.int64)
+    expected = b"".join(_ustar_header(n, int(s)) for n, s in zip(names, sizes))
+    assert _ustar_headers(names, sizes) == expected
+    long_name = b"p" * 60 + b"/" + b"q" * 50  # past ustar's name field: tarfile's prefix split
+    with_long = np.append(sizes, 5)
+    assert _ustar_headers(names + [long_name], with_long) == expected + _ustar_header(long_name, 5)
+    assert _ustar_headers([], np.array([], np.int64)) == b""
+
+
+def test_a_local_shard_has_the_bytes_of_the_in_memory_one(tmp_path) -> None:
+    records = make_records("n01440764", "train", [3000 + 517 * i for i in range(40)])
+    local = fsspec.filesystem("file")
+    on_disk = write_webdataset_shards(local, str(tmp_path), records, 50_000)
+    in_memory = write_webdataset_shards(MEM, _root(), records, 50_000)
+    assert [e.sha256 for e in on_disk] == [e.sha256 for e in in_memory] and len(on_disk) > 1
+    for entry in on_disk:
+        data = (tmp_path / entry.path).read_bytes()
+        assert len(data) == entry.bytes and hashlib.sha256(data).hexdigest() == entry.sha256
+    assert records_from_webdataset(local, str(tmp_path / on_disk[0].path)).num_rows > 0

@@ -13,15 +13,18 @@ A killed write leaves at most a `.part-*.tmp` (or `.manifest-*.tmp`) file, which
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
 import re
 import shutil
 import tempfile
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
+T = TypeVar("T")
 PART_PREFIX = ".part-"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -51,6 +54,34 @@ def put_parts(fs: Any, path: str, parts: Sequence[Any]) -> None:
         _replace(fs._strip_protocol(path), lambda f: write_parts(f, parts), PART_PREFIX)
     else:
         fs.pipe_file(path, b"".join(parts))
+
+
+def write_then_name(folder: str, write: Callable[[Any], T],
+                    name: Callable[[str], str]) -> tuple[str, int, T]:
+    """Write a local file whose name depends on its content: `write` fills an Arrow file sink
+    (a temporary file in `folder`), the file is hashed where it lies (memory-mapped: no copy),
+    and renamed to `name(sha256 hex)` in `folder`, replacing a file of that name in one step.
+    Returns (sha256 hex, bytes, what `write` returned). So a file made by a writer (Parquet) is
+    not first made in a fresh buffer of its size; removed on any failure."""
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+    os.close(fd)
+    try:
+        with pa.OSFile(tmp, "wb") as sink:
+            result = write(sink)
+        size = os.path.getsize(tmp)
+        digest = hashlib.sha256()
+        if size:
+            with open(tmp, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                digest.update(view)
+        hexdigest = digest.hexdigest()
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, os.path.join(folder, name(hexdigest)))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return hexdigest, size, result
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16

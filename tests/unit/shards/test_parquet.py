@@ -176,3 +176,35 @@ def test_parquet_dataset_reads_committed_files_only() -> None:
     assert got.sort_by("key").equals(pa.concat_tables([a, b]).sort_by("key"))
     every = parquet_dataset(MEM, root)
     assert len(every.files) == 3  # a folder listing sees the debris too
+
+
+def test_a_local_shard_has_the_bytes_of_the_in_memory_one(tmp_path) -> None:
+    import os
+
+    records = make_records("n01440764", "train", [3000 + 517 * i for i in range(40)])
+    local = fsspec.filesystem("file")
+    on_disk = write_parquet_shards(local, str(tmp_path), records, 50_000)
+    in_memory = write_parquet_shards(MEM, f"/pq-{uuid.uuid4().hex}", records, 50_000)
+    assert len(on_disk) > 1
+    assert [(e.path, e.sha256, e.bytes, e.index_sha256) for e in on_disk] == \
+        [(e.path, e.sha256, e.bytes, e.index_sha256) for e in in_memory]
+    for entry in on_disk:
+        data = (tmp_path / entry.path).read_bytes()
+        assert len(data) == entry.bytes and hashlib.sha256(data).hexdigest() == entry.sha256
+    folder = (tmp_path / on_disk[0].path).parent
+    assert sorted(os.listdir(folder)) == sorted(e.path.rsplit("/", 1)[1] for e in on_disk)
+
+
+def test_a_failed_local_write_leaves_no_temporary_file(tmp_path, monkeypatch) -> None:
+    import os
+
+    from synshard.shards import parquet
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parquet, "_write_parquet", fail)
+    records = make_records("n01440764", "train", [100, 200])
+    with pytest.raises(OSError, match="No space"):
+        write_parquet_shards(fsspec.filesystem("file"), str(tmp_path), records, 50_000)
+    assert [f for _, _, files in os.walk(tmp_path) for f in files] == []

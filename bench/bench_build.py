@@ -22,7 +22,11 @@ adds the build's busy cores second by second (where its idle core-seconds are). 
 alternates R builds with R + 1 kernel runs and prints the median ratios: these machines' speed
 drifts by tens of percent from one minute to the next (the one-core rate of the same kernel
 varied 535-757 img/CPU-s between three runs in a row), so a ratio is only as good as the kernel
-runs beside its build.
+runs beside its build. Part of that drift was glibc's malloc: a plain process gave its image
+buffers back to the kernel after every image, or not, by its history (34-105 page faults an image
+between two side-by-side runs); `transform_batch` now keeps them (transforms/heap.py) in every
+process that runs it, these kernels included, and the kernel's CPU for 12,000 photos came out at
+19.0-21.9 CPU-s in 6 runs, against 20.2-28.8 before (docs/scale.md, session 16).
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from .boxes import transform_boxes
 from .colour import is_srgb, to_rgb
 from .decode import Header, check_geometry, decode, open_header
 from .encode import encode_image, strip_metadata
+from .heap import keep_heap
 from .options import TransformOptions
 from .phash import grey32, phash_batch
 from .rejection import Rejected
@@ -54,7 +55,10 @@ class Output:
 
 
 def transform_batch(candidates: pa.Table, opts: TransformOptions) -> pa.Table:
-    """CANDIDATE_SCHEMA rows -> TRANSFORMED_SCHEMA rows, same count and order."""
+    """CANDIDATE_SCHEMA rows -> TRANSFORMED_SCHEMA rows, same count and order.
+
+    The process keeps the C heap's freed image buffers for the next image (`heap.keep_heap`)."""
+    keep_heap()
     rows = [_transform_row(row, opts) for row in candidates.to_pylist()]
     done = [i for i, row in enumerate(rows) if row["reason"] is None]
     if done:

@@ -1,0 +1,59 @@
+"""The C heap of a process that transforms images: freed image buffers kept for the next image.
+
+glibc's malloc serves a block above `M_MMAP_THRESHOLD` with its own mmap, and gives the free top of
+its heap back to the kernel once more than `M_TRIM_THRESHOLD` is free there. By default both start
+small (128 KiB) and grow only with the blocks a process has already freed, so whether a process
+keeps its buffers depends on its history. A transform allocates and frees a few MB per image (the
+decoded image, its resized copy, the codec's working memory); in a process whose thresholds stayed
+low, that memory goes back to the kernel after every image and is faulted in again for the next.
+
+Measured on ImageNet-like photos (`transform_batch`, shorter:256, q90, 2,000 photos, one fresh
+process each): 158-215 minor page faults an image and 0.76-0.88 s of kernel time with the
+defaults, 14-15 and 0.08-0.14 s with the thresholds below: 490-529 -> 572-655 images per CPU
+second. Two kernels side by side on 12,000 photos: 34-105 faults an image with the defaults
+(varying with each process's history), 6 with these.
+
+`keep_heap` raises both thresholds once per process (32 MiB, glibc's own ceiling for its adaptive
+mmap threshold, and twice that for the trim, as glibc's adaptive rule keeps them): a process then
+holds at most 64 MiB of freed heap at its top, against repeated faults for every image. Settings a
+user made (`GLIBC_TUNABLES` with a malloc tunable, or `MALLOC_*_` variables) are left as they are;
+other C libraries are left alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
+_USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+                  "MALLOC_MMAP_MAX_")
+
+_kept: bool | None = None  # this process's answer (a forked child inherits the heap's settings)
+
+
+def keep_heap() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process, once; True if they are raised."""
+    global _kept
+    if _kept is None:
+        _kept = _raise_thresholds()
+    return _kept
+
+
+def _raise_thresholds() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _user_set():
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def _user_set() -> bool:
+    return ("glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+            or any(name in os.environ for name in _USER_SETTINGS))

@@ -50,6 +50,9 @@ def _raise_thresholds() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    # mmap first: it is the one glibc may refuse (above its ceiling, e.g. on 32-bit), and a refused
+    # call changes nothing; either setting alone turns glibc's adaptation off and trims (measured:
+    # the trim threshold alone 195 faults an image, so the pair or nothing)
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 

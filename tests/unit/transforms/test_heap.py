@@ -58,7 +58,7 @@ def test_a_users_malloc_settings_are_left_alone():
 
 def test_transform_batch_keeps_the_heap():
     code = ("from transforms import heap\nfrom transforms.process import transform_batch\n"
-            "from transforms.options import TransformOptions\nimport pyarrow as pa\n"
+            "from transforms.options import TransformOptions\n"
             "from transforms.schema import CANDIDATE_SCHEMA\n"
             "print(heap._kept)\n"
             "transform_batch(CANDIDATE_SCHEMA.empty_table(), TransformOptions())\n"

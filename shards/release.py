@@ -9,10 +9,11 @@ never a half-written one, and never shards that no manifest lists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -21,7 +22,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from synshard.errors import SynshardError
 
-from .atomic import put_file
+from .atomic import put_file, write_then_name
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
 from .manifest import Manifest, ManifestError
 from .tables import TABLES
@@ -127,38 +128,70 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
     commits its manifest, and must not change a file the committed manifest still lists.
     A table of the registry (shards/tables.py) is conformed to its schema: absent nullable
     columns become nulls, extra columns are dropped.
+    On a local disk the file is written into a temporary file and hashed where it lies
+    (`write_then_name`), not made in memory first: the conflicts of the 1M scale build are a
+    file of tens of MB, and its buffer was the driver's peak, at the commit.
     """
-    data = _parquet_bytes(name, table)
-    relpath = f"{name}-{hashlib.sha256(data).hexdigest()[:8]}.parquet"
-    fs.makedirs(root, exist_ok=True)
-    put_file(fs, join(root, relpath), data)
+    with _system_memory_pool():
+        return _write_table(fs, root, name, table)
+
+
+@contextlib.contextmanager
+def _system_memory_pool() -> Iterator[None]:
+    """Arrow's allocations go to the C library's malloc meanwhile, not to mimalloc (Arrow's
+    default here). Side tables are written by the driver, at the commit, once a build: for the
+    writer's transients of a 3 MB table mimalloc took 11-19 MiB of fresh memory, the system pool
+    2 MiB, and that was the driver's peak at 100,000 images (docs/scale.md, session 17)."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any]:
+    if isinstance(fs, LocalFileSystem):
+        digest, size, _ = write_then_name(fs._strip_protocol(root),
+                                          lambda sink: _write_parquet(sink, name, table),
+                                          lambda digest: _table_name(name, digest))
+    else:  # one PUT of the file's bytes
+        buf = io.BytesIO()
+        _write_parquet(buf, name, table)
+        data = buf.getvalue()
+        digest, size = hashlib.sha256(data).hexdigest(), len(data)
+        fs.makedirs(root, exist_ok=True)
+        put_file(fs, join(root, _table_name(name, digest)), data)
     return {
-        "path": relpath,
+        "path": _table_name(name, digest),
         "rows": table.num_rows,  # (conform keeps the rows)
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": size,
+        "sha256": digest,
     }
+
+
+def _table_name(name: str, digest: str) -> str:
+    return f"{name}-{digest[:8]}.parquet"
 
 
 ROW_GROUP = 1 << 20  # rows per row group of a side table
 SLICED = {"conflicts": 1 << 16}  # side tables written this many rows at a time (their row groups)
 
 
-def _parquet_bytes(name: str, table: pa.Table) -> bytes:
-    """The side table's Parquet file. Conflicts come with their strings dictionary-encoded over
-    the rows they name (transforms/neardup_policy.py): decoded whole, the 1.18M pairs of the 1M
-    scale build were +242 MiB of the driver at commit, so a large one is conformed and written
-    a slice at a time, a row group each (tables up to a slice: the same bytes as one write)."""
+def _write_parquet(sink: Any, name: str, table: pa.Table) -> None:
+    """The side table's Parquet file, written into `sink`. Conflicts come with their strings
+    dictionary-encoded over the rows they name (transforms/neardup_policy.py): decoded whole,
+    the 1.18M pairs of the 1M scale build were +242 MiB of the driver at commit, so a large one
+    is conformed and written a slice at a time, a row group each (tables up to a slice: the same
+    bytes as one write)."""
     schema = TABLES.get(name)
     step = SLICED.get(name, 0)
     options: dict[str, Any] = {"compression": "zstd", "compression_level": 3,
                                "write_page_index": False}
-    buf = io.BytesIO()
     if schema is None or not step or table.num_rows <= step:
         table = conform(table, schema) if schema is not None else table
-        pq.write_table(table, buf, row_group_size=ROW_GROUP, **options)
-        return buf.getvalue()
-    with pq.ParquetWriter(buf, schema, **options) as writer:
+        pq.write_table(table, sink, row_group_size=ROW_GROUP, **options)
+        return
+    with pq.ParquetWriter(sink, schema, **options) as writer:
         for at in range(0, table.num_rows, step):
             writer.write_table(conform(table.slice(at, step), schema), row_group_size=step)
-    return buf.getvalue()

@@ -124,3 +124,36 @@ def test_a_large_conflicts_table_is_written_a_row_group_per_slice(tmp_path, monk
     small = write_table(fs, str(tmp_path / "c"), "conflicts", plain.slice(0, 4))
     monkeypatch.setitem(release.SLICED, "conflicts", 1 << 16)
     assert write_table(fs, str(tmp_path / "d"), "conflicts", plain.slice(0, 4)) == small
+
+
+def test_a_local_side_table_is_the_file_an_object_store_gets(tmp_path) -> None:
+    """On a local disk the table is written into a temporary file and named from its hash
+    there; elsewhere its bytes are made in memory and put. The same file either way, and no
+    temporary file is left; Arrow's default pool is the one in use before."""
+    local, memory = fsspec.filesystem("file"), fsspec.filesystem("memory")
+    rows = [{"source": f"/s/{i}.jpg", "stage": "decode", "reason": "truncated"} for i in range(50)]
+    table = pa.Table.from_pylist(rows)
+    pool = pa.default_memory_pool()
+    a = write_table(local, str(tmp_path / "a"), "rejects", table)
+    root = f"/side-{uuid.uuid4().hex}"
+    b = write_table(memory, root, "rejects", table)
+    assert pa.default_memory_pool().backend_name == pool.backend_name
+    assert a == b
+    assert (tmp_path / "a" / a["path"]).read_bytes() == memory.cat_file(f"{root}/{b['path']}")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [a["path"]]
+
+
+def test_a_failed_local_side_table_leaves_no_file(tmp_path, monkeypatch) -> None:
+    from synshard.shards import release
+
+    def fail(sink, name, table):
+        sink.write(b"PAR1 half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(release, "_write_parquet", fail)
+    pool = pa.default_memory_pool()
+    with pytest.raises(OSError, match="disk full"):
+        write_table(fsspec.filesystem("file"), str(tmp_path), "rejects",
+                    pa.table({"source": ["x"], "stage": ["decode"], "reason": ["r"]}))
+    assert list(tmp_path.iterdir()) == []
+    assert pa.default_memory_pool().backend_name == pool.backend_name

@@ -24,14 +24,30 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from functools import cache
 
-MMAP_THRESHOLD = 32 << 20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
+MMAP_THRESHOLD_MAX = (4 << 20) * ctypes.sizeof(ctypes.c_long)  # glibc's ceiling: 32 MiB on 64-bit
+MMAP_THRESHOLD = MMAP_THRESHOLD_MAX
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 _USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
                   "MALLOC_MMAP_MAX_")
 
 _kept: bool | None = None  # this process's answer (a forked child inherits the heap's settings)
+
+
+@cache
+def glibc() -> ctypes.CDLL | None:
+    """This process's glibc (`mallopt` typed, `malloc_trim`), or None under another C library.
+    The one door to malloc's settings: builder/decide/memory.py uses it too."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def keep_heap() -> bool:
@@ -43,18 +59,14 @@ def keep_heap() -> bool:
 
 
 def _raise_thresholds() -> bool:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _user_set():
+    libc = glibc()
+    if libc is None or _user_set():
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # mmap first: it is the one glibc may refuse (above its ceiling, e.g. on 32-bit), and a refused
-    # call changes nothing; either setting alone turns glibc's adaptation off and trims (measured:
-    # the trim threshold alone 195 faults an image, so the pair or nothing)
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    # mmap first: it is the one glibc may refuse (above its ceiling), and a refused call changes
+    # nothing; either setting alone turns glibc's adaptation off and trims (measured: the trim
+    # threshold alone 195 faults an image, so the pair or nothing)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def _user_set() -> bool:

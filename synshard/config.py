@@ -72,8 +72,10 @@ class BuildConfig:
     overwrite: bool = False
     ray_address: str | None = None
     num_cpus: int | None = None
-    # "auto": an embedded Ray starts only once the work is more than this process would do
-    # in about Ray's start-up time (synshard/builder/pipeline.py); "always": beside planning
+    # "auto": a local build (Linux) runs in worker processes forked from this one, no Ray;
+    # elsewhere an embedded Ray starts only once the work is more than this process would do
+    # in about Ray's start-up time (synshard/builder/pipeline.py); "always": an embedded Ray,
+    # started beside planning
     embedded_ray: Literal["auto", "always"] = "auto"
     batch_size: int = 64
     files_per_task: int = 256  # files of a folder source per read task

@@ -1,4 +1,14 @@
-"""Read tasks in forked processes while an embedded Ray starts (Linux).
+"""Worker processes forked from the driver (Linux): a local build's whole read stage and its
+assembly, with no Ray; or the read tasks that run while an embedded Ray starts.
+
+A local build (pipeline.local_build: no cluster, `embedded_ray="auto"`) forks one worker per
+local CPU once planning is done. `ForkedReaders.read_all` hands each its next read task as it
+finishes one, until every task is done, and the workers wait; then the retry tasks, then
+`assemble` hands them assembly's batches of synset jobs (pickled, as Ray would ship them), and
+`close` stops them. A worker that dies hands its task to another (what it had counted is taken
+back); a task that killed two workers, or the loss of every worker with tasks left, raises
+`ReaderFailed` with one line (the journal keeps what was done: the same command resumes).
+The rest of this docstring is the other use, beside a starting Ray.
 
 Ray's start-up is about a core's work for a second or more (its import, `ray.init`'s Python, the
 GCS, the raylet, its workers' imports). The driver used to read beside it in a thread: one
@@ -37,6 +47,7 @@ import threading
 from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any, Callable, TypeVar
 
+from synshard.builder.assembly import run_jobs
 from synshard.builder.stages import run_task
 from synshard.builder.staging import Staging
 from synshard.config import BuildConfig
@@ -67,13 +78,15 @@ class _Reader:
         self.task_rows = 0  # settled so far by the task it runs
         self.stopped = False
         self.reaped = False  # waited for (under ForkedReaders._lock: its pid may be reused)
+        self.status = 0  # its wait status, once reaped
 
-    def give(self, queue: list[int]) -> None:
-        """The next task of `queue`, or stop when there is none."""
+    def give(self, queue: list[int], message: Callable[[int], Any], stop: bool = True) -> None:
+        """The next task of `queue` (sent as `message(index)`); when there is none, stop, or
+        (not `stop`) wait idle for more work."""
         if queue:
             self.task, self.task_rows = queue.pop(), 0
-            self.conn.send(self.task)
-        else:
+            self.conn.send(message(self.task))
+        elif stop:
             self.stop()
 
     def stop(self) -> None:
@@ -86,10 +99,12 @@ class _Reader:
 
 
 class ForkedReaders:
-    """The readers of one build: `run` until Ray is up, then `finish` once Ray has the rest."""
+    """The readers of one build: `run` until Ray is up, then `finish` once Ray has the rest; or,
+    with no Ray at all (a local build), `read_all` and then `assemble`, and `close`."""
 
-    def __init__(self, readers: list[_Reader]) -> None:
+    def __init__(self, readers: list[_Reader], forked_tasks: int = 0) -> None:
         self._readers = readers
+        self._forked_tasks = forked_tasks  # the tasks the readers were forked with
         self._open = list(readers)
         self._rows = 0  # inputs settled by readers and not yet returned by run/finish
         self._lock = threading.Lock()
@@ -99,6 +114,12 @@ class ForkedReaders:
         self._bar: Callable[[int], None] = lambda n: None
         self._unshown = 0  # rows counted by the drain thread, for the main thread's bar
         self.given_back = 0  # tasks of readers that died, back in the queue
+        self._message: Callable[[int], Any] = _read_message
+        # a local build's readers (no Ray): one with no task left waits for more, rather than
+        # stopping, and a task that kills readers is not left to Ray's retries
+        self._local = False
+        self._results: dict[int, Any] = {}  # finished tasks' results (assembly's entries)
+        self._deaths: dict[tuple[Any, int], int] = {}  # (kind of work, task) -> readers it killed
 
     def __bool__(self) -> bool:
         return bool(self._readers)
@@ -114,7 +135,7 @@ class ForkedReaders:
         self._queue, self._bar = queue, bar
         try:
             for reader in self._open:
-                reader.give(queue)
+                reader.give(queue, self._message)
             while self._open and not background.ready():
                 self._receive(POLL_S, give=True)
                 self._show()
@@ -131,6 +152,52 @@ class ForkedReaders:
                                            daemon=True)
             self._drain.start()
         return self._take_rows()
+
+    def read_all(self, queue: list[int], bar: Callable[[int], None],
+                 tasks: list | None = None) -> int:
+        """Run every read task of `queue` (popped from its end) in the readers, which then wait
+        for more work (a local build's retry tasks, then its assembly). Inputs settled. Tasks
+        past those the readers were forked with (retry tasks) are sent from `tasks`.
+
+        A reader that dies gives its task back to the others; a task that killed two readers,
+        or readers all gone with tasks left, raise `ReaderFailed` (a resumed build redoes only
+        the unfinished tasks)."""
+        known = self._forked_tasks
+        self._queue, self._bar, self._local = queue, bar, True
+        self._message = lambda i: ("read", i, tasks[i] if tasks is not None and i >= known
+                                   else None)
+        self._work(queue)
+        return self._take_rows()
+
+    def assemble(self, batches: list[list], args: tuple) -> list[list]:
+        """Assembly's batches of synset jobs (`assembly.run_jobs(batch, *args)`) in the readers,
+        the first batches first; the result of each, in batch order."""
+        queue = list(reversed(range(len(batches))))
+        self._queue, self._local = queue, True
+        self._message = lambda i: ("assemble", i, (batches[i], args))
+        self._results = {}
+        self._work(queue)
+        results, self._results = self._results, {}
+        return [results[i] for i in range(len(batches))]
+
+    def _work(self, queue: list[int]) -> None:
+        """Hand out every task of `queue` until all are done (the readers then wait idle)."""
+        try:
+            while True:
+                for reader in self._open:  # idle ones: at the start, or after a reader died
+                    if reader.task is None:
+                        reader.give(queue, self._message, stop=False)
+                if not any(r.task is not None for r in self._open):
+                    break
+                self._receive(None, give=True)
+                self._show()
+            if queue:  # every reader died: nobody is left to run them
+                raise ReaderFailed(f"every worker process of this build died, {len(queue)} "
+                                   "tasks not run (out of memory? see dmesg); run the same "
+                                   "command again to resume")
+        except BaseException:
+            self.close()
+            raise
 
     def check(self) -> None:
         """From the driver's main thread while Ray runs the rest: the progress the readers made
@@ -178,7 +245,7 @@ class ForkedReaders:
         for ready in wait([r.conn for r in self._open], timeout):
             reader = by_conn[id(ready)]
             try:
-                kind, _, value = reader.conn.recv()
+                kind, index, value = reader.conn.recv()
             except (EOFError, OSError):
                 self._gone(reader)
                 continue
@@ -189,8 +256,10 @@ class ForkedReaders:
                     self._unshown += value
             elif kind == "done":
                 reader.task = None
+                if value is not None:
+                    self._results[index] = value
                 if give:
-                    reader.give(self._queue)
+                    reader.give(self._queue, self._message, stop=not self._local)
                 else:
                     reader.stop()
             else:  # "failed": the task's error, raised in the driver
@@ -209,6 +278,13 @@ class ForkedReaders:
                 self._rows -= reader.task_rows
                 self._unshown -= reader.task_rows
                 self.given_back += 1
+        if task is not None and self._local:
+            kind = self._message(task)[0]
+            deaths = self._deaths[kind, task] = self._deaths.get((kind, task), 0) + 1
+            if deaths >= 2:  # not the machine's bad luck: this task kills its process
+                raise ReaderFailed(f"{kind} task {task} killed two worker processes (the last "
+                                   f"{_ended(reader.status)}); run the same command again to "
+                                   "resume, or with --embedded-ray always")
 
     def close(self) -> None:
         """Stop every reader and wait for it (killed when it still runs a task)."""
@@ -239,10 +315,21 @@ class ForkedReaders:
         """Under the lock."""
         if not reader.reaped:
             try:
-                os.waitpid(reader.pid, 0)
+                reader.status = os.waitpid(reader.pid, 0)[1]
             except ChildProcessError:
                 pass
             reader.reaped = True
+
+
+def _ended(status: int) -> str:
+    """How a reader ended, from its wait status."""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def _read_message(index: int) -> tuple[str, int, None]:
+    return ("read", index, None)
 
 
 NONE = ForkedReaders([])
@@ -274,7 +361,7 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
     except BaseException:  # Ctrl-C between forks: none left behind
         ForkedReaders(readers).close()
         raise
-    return ForkedReaders(readers) if readers else NONE
+    return ForkedReaders(readers, len(tasks)) if readers else NONE
 
 
 _PR_SET_PDEATHSIG = 1
@@ -293,14 +380,21 @@ def _serve(conn: Connection, tasks: list, cfg: BuildConfig, staging: Staging,
         # what a Ray worker is given: copies through pickle. Filesystems are then made again in
         # this process (fsspec's async ones, s3fs's, refuse to run in a fork of their process)
         cfg, staging = _copied((cfg, staging))
-        while (index := _next(conn)) is not None:
+        while (message := _next(conn)) is not None:
+            kind, index, payload = message
             try:
-                for rows in run_task(index, _copied(tasks[index]), cfg, staging):
-                    conn.send(("rows", index, rows))
+                if kind == "read":  # a task it was forked with, or one sent (a retry task)
+                    task = _copied(tasks[index]) if payload is None else payload
+                    for rows in run_task(index, task, cfg, staging):
+                        conn.send(("rows", index, rows))
+                    result = None
+                else:  # "assemble": a batch of synset jobs and their arguments
+                    jobs, args = payload
+                    result = run_jobs(jobs, *args)
             except Exception as exc:
-                conn.send(("failed", index, _portable(exc, index)))
+                conn.send(("failed", index, _portable(exc, f"{kind} task {index}")))
                 break
-            conn.send(("done", index, 0))
+            conn.send(("done", index, result))
     except BaseException:
         code = 1
     finally:
@@ -311,17 +405,17 @@ def _copied(value: T) -> T:
     return pickle.loads(pickle.dumps(value))
 
 
-def _next(conn: Connection) -> int | None:
+def _next(conn: Connection) -> Any:
     try:
         return conn.recv()
     except EOFError:
         return None
 
 
-def _portable(exc: Exception, index: int) -> Exception:
+def _portable(exc: Exception, task: str) -> Exception:
     """`exc` if it survives pickling, else one that says what it was."""
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:
-        return ReaderFailed(f"read task {index} failed: {type(exc).__name__}: {exc}")
+        return ReaderFailed(f"{task} failed: {type(exc).__name__}: {exc}")

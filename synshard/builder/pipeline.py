@@ -61,13 +61,17 @@ PLAN_ALONE_S = 0.5
 # they turn out to be long.
 RAY_NOW_TASKS = 32
 IN_PROCESS = {"address": "in-process", "cpus": 1, "nodes": 1}
+LOCAL = {"address": "local-processes", "nodes": 1}  # a local build's forked workers
 
 
 def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
     cfg.release_name(release_fs(cfg.out, dict(cfg.storage_options))[1])  # before any work
     cfg.synset_filter().validate()
-    # A committed release may make this a no-op: then Ray starts only once there is work.
-    with BackgroundRay(cfg, delay=None if _committed(cfg) else PLAN_ALONE_S) as background:
+    # A committed release may make this a no-op: then Ray starts only once there is work. A
+    # local build never starts it (`local_build`).
+    local = local_build(cfg)
+    delay = None if local or _committed(cfg) else PLAN_ALONE_S
+    with BackgroundRay(cfg, delay=delay) as background:
         inputs, seconds = _timed(prepare, cfg)
         timings = {"prepare": seconds}
         staging = Staging.for_build(cfg.out, dict(cfg.storage_options), inputs.fingerprint,
@@ -79,7 +83,7 @@ def run_build(cfg: BuildConfig, log: Callable[[str], None] = print) -> BuildResu
                 result = BuildResult(cfg.out, True, dict(existing.accounting),
                                      dict(existing.counts))
             else:
-                here = in_process(cfg, inputs) and background.cancel()
+                here = (in_process(cfg, inputs) or local) and background.cancel()
                 result = _build(cfg, inputs, staging, timings, lock, log,
                                 None if here else background)
                 staging.clear()
@@ -101,6 +105,19 @@ def in_process(cfg: BuildConfig, inputs: Inputs) -> bool:
             and not (initialized is not None and initialized()))
 
 
+def local_build(cfg: BuildConfig) -> bool:
+    """The build runs on this machine in worker processes forked from this one, with no Ray.
+
+    With no cluster to join (`--ray-address`, RAY_ADDRESS) and `embedded_ray="auto"`, on Linux
+    in a process that has not imported Ray. An embedded Ray on one machine adds only its cost:
+    ~2 CPU-s to start on 2 cores (its import, `ray.init`, the GCS and raylet, each worker's
+    imports), where forked workers inherit the driver's imports and plan and cost nothing to
+    start (docs/scale.md, session 18). The same functions run on the same tasks, so the release
+    is the same byte for byte."""
+    return (cfg.embedded_ray == "auto" and not cfg.ray_address
+            and not os.environ.get("RAY_ADDRESS") and forkreads.can_fork())
+
+
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     t = time.perf_counter()
     return fn(*args), time.perf_counter() - t
@@ -115,28 +132,39 @@ def _committed(cfg: BuildConfig) -> bool:
 def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str, float],
            lock: BuildLock, log: Callable[[str], None],
            background: BackgroundRay | None) -> BuildResult:
-    """The build on Ray (started in the `background`), or all in this process when it is None."""
+    """The build on Ray (started in the `background`); or, when it is None, in worker processes
+    forked from this one (a local build of more than one read task), else all in this process."""
     classes = pinned_classes(cfg)
     votes = build_votes(cfg)
-    t = time.perf_counter()
-    if background is None:
-        meta, by_node = _stage_here(inputs.tasks, cfg, staging)
-        cluster = dict(IN_PROCESS)
-    else:
-        meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background, timings,
-                                        lock)
-    cluster = {**cluster, "inputs_read_by_node": by_node}
-    votes = with_unmatched(votes, meta)
-    timings["read+transform+stage"] = time.perf_counter() - t
-    t = time.perf_counter()
-    decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
-                       base=inputs.base, takedown=inputs.takedown, external=inputs.external)
-    n_inputs = meta.num_rows
-    del meta  # the gathered table: what assembly and commit read is in the decisions
-    timings["decide"] = time.perf_counter() - t
-    t = time.perf_counter()
-    here = cluster["address"] == IN_PROCESS["address"]
-    entries, assembly = _assemble(decisions, cfg, staging, inputs.base, here=here)
+    workers = forkreads.NONE
+    if background is None and len(inputs.tasks) > 1:  # a local build (`local_build`)
+        with lock.no_renewal():
+            workers = forkreads.fork_readers(min(local_cpus(cfg), len(inputs.tasks)),
+                                             inputs.tasks, cfg, staging)
+    with contextlib.closing(workers):  # no worker outlives assembly, or a failure before it
+        t = time.perf_counter()
+        if workers:
+            meta, by_node = _stage_forked(inputs.tasks, cfg, staging, workers, timings, log)
+            cluster = {**LOCAL, "cpus": len(workers)}
+        elif background is None:
+            meta, by_node = _stage_here(inputs.tasks, cfg, staging)
+            cluster = dict(IN_PROCESS)
+        else:
+            meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background,
+                                            timings, lock)
+        cluster = {**cluster, "inputs_read_by_node": by_node}
+        votes = with_unmatched(votes, meta)
+        timings["read+transform+stage"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decisions = decide(meta, cfg, classes=classes, posteriors=votes.posteriors,
+                           base=inputs.base, takedown=inputs.takedown, external=inputs.external)
+        n_inputs = meta.num_rows
+        del meta  # the gathered table: what assembly and commit read is in the decisions
+        timings["decide"] = time.perf_counter() - t
+        t = time.perf_counter()
+        here = cluster["address"] == IN_PROCESS["address"]
+        entries, assembly = _assemble(decisions, cfg, staging, inputs.base, here=here,
+                                      workers=workers)
     # the kept samples (57 MiB of Arrow columns at 1M images) are in the shards now, and the
     # commit reads only the side tables and the counts: freed before it writes them
     decisions = replace(decisions, kept=decisions.kept.schema.empty_table(), base_kept=None)
@@ -288,6 +316,24 @@ def _with_retries(tasks: list, staging: Staging) -> tuple[list, int, list[int]]:
     return tasks + retries, len(retries), queue
 
 
+def _stage_forked(tasks: list, cfg: BuildConfig, staging: Staging,
+                  workers: forkreads.ForkedReaders, timings: dict[str, float],
+                  log: Callable[[str], None]) -> tuple[pa.Table, dict[str, int]]:
+    """`_stage` in the forked `workers` of a local build: the unfinished read tasks, then the
+    retry tasks of the URLs they deferred."""
+    done = {i for i in staging.finished_tasks() if i < len(tasks)}  # not counting retry tasks
+    if done:
+        log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
+    with _progress(cfg) as bar:
+        rows = workers.read_all([i for i in reversed(range(len(tasks))) if i not in done], bar)
+        tasks, retried, queue = _with_retries(tasks, staging)
+        t = time.perf_counter()
+        rows += workers.read_all(queue, bar, tasks)  # the retry tasks are sent to them
+        if retried:
+            timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
+    return _metadata(staging, len(tasks)), {"local": rows}
+
+
 def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
     """`_stage` in this process (the build of one read task: see `in_process`)."""
     done = staging.finished_tasks()
@@ -312,10 +358,12 @@ def _cpus(ray: Any) -> int:
 
 
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
-              base: BaseRelease | None, here: bool = False) -> tuple[list, dict[str, int]]:
-    """Ray tasks of synsets (synshard/builder/assembly.py `job_batches`), or all in this
-    process (`here`); journalled synsets are not redone. The largest synsets go first, so that
-    the last task to start is a small one and every CPU stays busy to the end."""
+              base: BaseRelease | None, here: bool = False,
+              workers: forkreads.ForkedReaders = forkreads.NONE) -> tuple[list, dict[str, int]]:
+    """Ray tasks of synsets (synshard/builder/assembly.py `job_batches`), or the same batches
+    in a local build's forked `workers`, or all in this process (`here`); journalled synsets
+    are not redone. The largest synsets go first, so that the last task to start is a small one
+    and every CPU stays busy to the end."""
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()
     if base is not None:
@@ -331,8 +379,11 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
             todo.append(j)
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
             cfg.shard_bytes)
-    if here:
-        results: Iterable[list] = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first
+    if workers:
+        batches = job_batches(todo, ASSEMBLY_TASKS_PER_CPU * len(workers))
+        results: Iterable[list] = (r for done in workers.assemble(batches, args) for r in done)
+    elif here:
+        results = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first
     else:
         from synshard.builder.raysession import ray, remote
 

@@ -111,11 +111,12 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     add("--name", help="release name (default: the output folder's name)")
     add("--overwrite", action="store_true", default=None,
         help="replace a committed release at --out (its files stay until `synshard gc`)")
-    add("--ray-address", help="join a running Ray cluster (default: embedded local Ray)")
-    add("--num-cpus", type=int, help="CPUs for the embedded local Ray")
+    add("--ray-address", help="join a running Ray cluster (default: build on this machine)")
+    add("--num-cpus", type=int, help="CPUs to build on, on this machine (default: all)")
     add("--embedded-ray", choices=("auto", "always"),
-        help="auto (default): start the embedded Ray only for work that outlasts its start-up; "
-        "always: start it beside planning")
+        help="auto (default): on Linux, build in worker processes forked from this one, "
+        "without Ray (elsewhere, start an embedded Ray only for work that outlasts its "
+        "start-up); always: start an embedded local Ray beside planning")
     add("--batch-size", type=int, help="images per transform batch (64)")
     add("--files-per-task", type=int, help="files of a folder source (or URLs of a list) per read task (256)")
     add("--no-progress", dest="progress", action="store_false", default=None,

@@ -194,3 +194,42 @@ def test_hanging_urls_go_to_one_retry_task_at_the_end_and_never_hold_their_task(
     fetch = json.loads((out / "build.json").read_text())["stats"]["fetch"]
     assert fetch["urls"] == 48 and fetch["deferred"] >= 5
     assert fetch["failures"] == {"deadline": 5}
+
+
+LOCAL_CRAWL = r"""
+import json, sys
+import synshard
+options = json.loads(sys.argv[3])
+result = synshard.build([sys.argv[1]], sys.argv[2], progress=False, log=lambda m: None,
+                        **options)
+stats = json.loads(open(sys.argv[2] + "/build.json").read())["stats"]
+print(json.dumps({"accounting": result.accounting, "stats": stats,
+                  "ray_imported": "ray" in sys.modules}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="local builds fork their workers on Linux")
+def test_a_local_crawl_sends_its_retry_tasks_to_its_forked_workers(fault_server, tmp_path):
+    """A local build (a fresh process: no Ray imported) of 3 read tasks: the URL whose first try
+    times out is deferred to a retry task, which the forked workers were not forked with (it is
+    planned from the journal after the read tasks): it is sent to them, and fetches it."""
+    import subprocess
+
+    paths = [f"/img/{i}.jpg" for i in range(8)] + ["/slow"] + [f"/img/{i}.jpg"
+                                                               for i in range(8, 16)]
+    url_list = _write_list(tmp_path / "crawl.parquet", fault_server.base, paths)
+    out = tmp_path / "rel"
+    options = {**FAST_FETCH, **LOOPBACK, "files_per_task": 8, "num_cpus": 2}
+    done = subprocess.run([sys.executable, "-c", LOCAL_CRAWL, str(url_list), str(out),
+                           json.dumps(options)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["stats"]["cluster"]["address"] == "local-processes" and not got["ray_imported"]
+    assert got["stats"]["tasks"] == 3
+    assert got["stats"]["fetch"]["deferred"] >= 1 and "retry tasks" in got["stats"]["timings_s"]
+    accounting = got["accounting"]
+    assert accounting["inputs"] == 17 and accounting["rejected"] == 0
+    assert fault_server.hits["/slow"] == 2  # its first try, then its retry task's
+    outcomes, dups = _outcomes(out)
+    slow = fault_server.base + "/slow"  # fetched by its retry task: kept, or a copy of a kept one
+    assert outcomes.get(slow, "missing") is None or slow in {d["source"] for d in dups}

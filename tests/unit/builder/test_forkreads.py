@@ -5,7 +5,11 @@ has imported Ray does not fork them), with a stand-in `run_task` that marks each
   Ray's feed, which is filled at once;
 - a reader that dies mid-task gives its task back (and its partial count);
 - a task's error is raised in the driver, as it was raised;
-- readers die with the driver (`kill -9`).
+- readers die with the driver (`kill -9`);
+- a local build's readers (`read_all`, then `assemble`) run every task once and wait for more
+  work; a reader that dies gives its task to another; a task that kills two readers fails the
+  build with one clear error, as does losing every reader; assembly's results come back in
+  batch order.
 """
 from __future__ import annotations
 
@@ -70,10 +74,50 @@ print(json.dumps({"rows": rows, "bar": sum(bar), "queue": queue, "filled": Feed.
 """
 
 
-def _run(tmp_path: Path, mode: str) -> dict:
+LOCAL = r"""
+import json, os, sys
+from pathlib import Path
+from synshard.builder import forkreads
+
+marks, mode = Path(sys.argv[1]), sys.argv[2]
+TASKS = 12
+
+def run_task(index, task, cfg, staging):
+    first = not (marks / f"tried-{index}").exists()
+    (marks / f"tried-{index}").write_text("")
+    if index == 3 and (mode == "poison" or (mode == "dies once" and first)):
+        yield 5
+        os._exit(9)
+    if mode == "all die":
+        os._exit(3)
+    (marks / f"{index}-{os.getpid()}").write_text("")
+    yield 10
+    yield 1
+
+def run_jobs(jobs, *args):
+    return [(job, args, os.getpid()) for job in jobs]
+
+forkreads.run_task, forkreads.run_jobs = run_task, run_jobs
+readers = forkreads.fork_readers(2, list(range(TASKS)), None, None)
+bar = []
+out = {"error": None}
+try:
+    out["rows"] = readers.read_all(list(reversed(range(TASKS))), bar.append)
+    out["rows"] += readers.read_all([], bar.append)  # (no retry tasks): the readers still wait
+    batches = [[f"job{i}", f"job{i}b"] for i in range(7)]
+    out["assembled"] = readers.assemble(batches, ("staging", 2))
+except forkreads.ReaderFailed as exc:
+    out["error"] = str(exc)
+finally:
+    readers.close()
+print(json.dumps({**out, "bar": sum(bar), "given_back": readers.given_back}))
+"""
+
+
+def _run(tmp_path: Path, mode: str, script: str = SCRIPT) -> dict:
     marks = tmp_path / "marks"
     marks.mkdir()
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(marks), mode], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", script, str(marks), mode], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "marks": _marks(marks)}
@@ -84,6 +128,8 @@ def _marks(marks: Path) -> dict[int, list[str]]:
     ran: dict[int, list[str]] = {}
     for mark in marks.iterdir():
         index, pid = mark.name.split("-")
+        if index == "tried":
+            continue
         ran.setdefault(int(index), []).append(pid)
     return ran
 
@@ -153,3 +199,41 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_local_builds_readers_run_every_task_once_then_assemble_in_batch_order(tmp_path):
+    got = _run(tmp_path, "all", LOCAL)
+    assert got["error"] is None
+    assert sorted(got["marks"]) == list(range(12))
+    assert all(len(pids) == 1 for pids in got["marks"].values())
+    assert got["rows"] == got["bar"] == 12 * 11
+    assembled = got["assembled"]
+    assert [[job for job, _, _ in batch] for batch in assembled] == \
+        [[f"job{i}", f"job{i}b"] for i in range(7)]
+    assert all(args == ["staging", 2] for batch in assembled for _, args, _ in batch)
+    readers = {pid for pids in got["marks"].values() for pid in pids}
+    assert {pid for batch in assembled for _, _, pid in batch} <= {int(p) for p in readers}
+
+
+def test_a_local_builds_reader_that_dies_hands_its_task_to_another(tmp_path):
+    got = _run(tmp_path, "dies once", LOCAL)
+    assert got["error"] is None
+    assert sorted(got["marks"]) == list(range(12))  # task 3 too, in the reader left
+    assert all(len(pids) == 1 for pids in got["marks"].values())
+    assert got["rows"] == got["bar"] == 12 * 11  # the dead reader's 5 rows taken back
+    assert got["given_back"] == 1
+    assert len(got["assembled"]) == 7  # the one reader left assembles
+
+
+def test_a_task_that_kills_two_readers_fails_the_build_with_one_clear_error(tmp_path):
+    got = _run(tmp_path, "poison", LOCAL)
+    assert got["error"] == ("read task 3 killed two worker processes (the last exited with "
+                            "status 9); run the same command again to resume, or with "
+                            "--embedded-ray always")
+    assert 3 not in got["marks"]
+
+
+def test_losing_every_reader_fails_the_build_instead_of_dropping_tasks(tmp_path):
+    got = _run(tmp_path, "all die", LOCAL)
+    assert got["error"].startswith("every worker process of this build died, ")
+    assert got["marks"] == {}

@@ -469,11 +469,23 @@ def plan_tasks(n: int, radius: int, width: int = 64, parts_per_table: int = 1,
 
 
 def local_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    """The CPUs this process may run on: its affinity mask, not the machine's count, and no more
+    than its cgroup's CPU quota (a container's `--cpus`, a Kubernetes pod's limit), as Ray
+    counts them."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _cgroup_quota() or cpus))
+
+
+def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """The cgroup v2 CPU quota, rounded up to whole CPUs ("max": none; None where unreadable)."""
+    try:
+        quota, period = open(path).read().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def spare_cpus() -> int:

@@ -34,11 +34,13 @@ Only in a process that has not imported Ray (its gRPC threads do not survive a f
 Linux, and only while Ray's thread has not begun: a build whose planning outlasts the thread's
 delay (pipeline.PLAN_ALONE_S, 0.5 s; 1.6 s at 100,000 photos) has Ray starting already. In
 those cases `fork_readers` is not called or returns none, and the driver reads in a thread as
-before (synshard/builder/localreads.py).
+before (synshard/builder/localreads.py). (A local build forks after planning, with no Ray
+thread; if no reader can be forked there, it runs in the driver's process, and says so.)
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import pickle
 import signal
@@ -51,6 +53,7 @@ from synshard.builder.assembly import run_jobs
 from synshard.builder.stages import run_task
 from synshard.builder.staging import Staging
 from synshard.config import BuildConfig
+from synshard.errors import SynshardError
 
 T = TypeVar("T")
 POLL_S = 0.05  # how often the driver looks at Ray's state while readers run
@@ -60,8 +63,9 @@ POLL_S = 0.05  # how often the driver looks at Ray's state while readers run
 MAX_READERS = 16
 
 
-class ReaderFailed(RuntimeError):
-    """A read task failed in a reader with an error that could not be sent as it was."""
+class ReaderFailed(SynshardError):
+    """A task failed in a reader with an error that could not be sent as it was; or a task kept
+    killing readers, or none is left to run the tasks (one line for the CLI)."""
 
 
 def can_fork() -> bool:
@@ -85,7 +89,7 @@ class _Reader:
         (not `stop`) wait idle for more work."""
         if queue:
             self.task, self.task_rows = queue.pop(), 0
-            self.conn.send(message(self.task))
+            self.conn.send(message(self.task))  # OSError: it died (ForkedReaders._give)
         elif stop:
             self.stop()
 
@@ -134,8 +138,8 @@ class ForkedReaders:
         settled by the readers so far."""
         self._queue, self._bar = queue, bar
         try:
-            for reader in self._open:
-                reader.give(queue, self._message)
+            for reader in list(self._open):
+                self._give(reader, stop=True)
             while self._open and not background.ready():
                 self._receive(POLL_S, give=True)
                 self._show()
@@ -184,17 +188,18 @@ class ForkedReaders:
         """Hand out every task of `queue` until all are done (the readers then wait idle)."""
         try:
             while True:
-                for reader in self._open:  # idle ones: at the start, or after a reader died
+                for reader in list(self._open):  # idle: at the start, or after one died
                     if reader.task is None:
-                        reader.give(queue, self._message, stop=False)
+                        self._give(reader, stop=False)
                 if not any(r.task is not None for r in self._open):
                     break
                 self._receive(None, give=True)
                 self._show()
             if queue:  # every reader died: nobody is left to run them
                 raise ReaderFailed(f"every worker process of this build died, {len(queue)} "
-                                   "tasks not run (out of memory? see dmesg); run the same "
-                                   "command again to resume")
+                                   "tasks not run (out of memory? see dmesg); finished tasks "
+                                   "are kept: run the same command again, with a lower "
+                                   "--num-cpus if memory ran out")
         except BaseException:
             self.close()
             raise
@@ -259,12 +264,20 @@ class ForkedReaders:
                 if value is not None:
                     self._results[index] = value
                 if give:
-                    reader.give(self._queue, self._message, stop=not self._local)
+                    self._give(reader, stop=not self._local)
                 else:
                     reader.stop()
             else:  # "failed": the task's error, raised in the driver
                 reader.task = None
                 raise value if isinstance(value, BaseException) else ReaderFailed(str(value))
+
+    def _give(self, reader: _Reader, stop: bool) -> None:
+        """`reader.give` from the queue; a reader that died meanwhile (idle, say, while the
+        driver decided) is gone, and its task back in the queue."""
+        try:
+            reader.give(self._queue, self._message, stop=stop)
+        except OSError:
+            self._gone(reader)
 
     def _gone(self, reader: _Reader) -> None:
         """A reader's pipe closed: it stopped, or it died (then its task goes back)."""
@@ -283,8 +296,9 @@ class ForkedReaders:
             deaths = self._deaths[kind, task] = self._deaths.get((kind, task), 0) + 1
             if deaths >= 2:  # not the machine's bad luck: this task kills its process
                 raise ReaderFailed(f"{kind} task {task} killed two worker processes (the last "
-                                   f"{_ended(reader.status)}); run the same command again to "
-                                   "resume, or with --embedded-ray always")
+                                   f"{_ended(reader.status)}: out of memory? see dmesg); "
+                                   "finished tasks are kept: run the same command again, "
+                                   "with a lower --num-cpus if memory ran out")
 
     def close(self) -> None:
         """Stop every reader and wait for it (killed when it still runs a task)."""
@@ -342,6 +356,9 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
         return NONE
     readers: list[_Reader] = []
     parent = os.getpid()
+    # the driver's objects so far go to the collector's permanent generation, so a reader's
+    # collections never write to (and so copy) the pages they share with the driver
+    gc.freeze()
     try:
         for _ in range(count):
             here, there = Pipe()
@@ -361,6 +378,9 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
     except BaseException:  # Ctrl-C between forks: none left behind
         ForkedReaders(readers).close()
         raise
+    finally:
+        if os.getpid() == parent:
+            gc.unfreeze()  # (the readers keep theirs frozen)
     return ForkedReaders(readers, len(tasks)) if readers else NONE
 
 
@@ -392,6 +412,7 @@ def _serve(conn: Connection, tasks: list, cfg: BuildConfig, staging: Staging,
                     jobs, args = payload
                     result = run_jobs(jobs, *args)
             except Exception as exc:
+                exc.add_note(f"(in {kind} task {index}, worker process {os.getpid()})")
                 conn.send(("failed", index, _portable(exc, f"{kind} task {index}")))
                 break
             conn.send(("done", index, result))

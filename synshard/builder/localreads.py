@@ -1,7 +1,9 @@
 """The read tasks the driver runs itself, in threads, before or instead of an embedded Ray.
 
-(Beside a starting Ray, reader processes forked before it (synshard/builder/forkreads.py) run them
-instead, where they can be forked; this module's threads are the rest: a held Ray, other systems.)
+(On Linux a build with no cluster is a local build, run by forked worker processes and no Ray;
+beside a starting Ray, reader processes forked before it run the read tasks: both in
+synshard/builder/forkreads.py. This module's threads are the rest: a process that has imported
+Ray, other systems.)
 
 An embedded Ray takes seconds to start (5-18 s on a 2-core machine, a core busy meanwhile) and its
 workers' first tasks pay their imports, so the driver reads while it starts, and a read stage that
@@ -11,12 +13,12 @@ when Ray is held; the same `run_task` runs either way, so the release is the sam
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Callable
 
 from synshard.builder.raystart import BackgroundRay
+from synshard.transforms.neardup import local_cpus as machine_cpus
 from synshard.builder.stages import run_task
 from synshard.builder.staging import Staging
 from synshard.config import BuildConfig
@@ -52,9 +54,9 @@ def read_here(queue: list[int], tasks: list, cfg: BuildConfig, staging: Staging,
 
 
 def local_cpus(cfg: BuildConfig) -> int:
-    """The CPUs this process reads on: --num-cpus, else those it may run on."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return cfg.num_cpus or (len(affinity(0)) if affinity else os.cpu_count() or 1)
+    """The CPUs this process reads on: --num-cpus, else those it may run on (its affinity and
+    cgroup quota: transforms/neardup.local_cpus)."""
+    return cfg.num_cpus or machine_cpus()
 
 
 class _DriverReads:

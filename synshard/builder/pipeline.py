@@ -1,9 +1,14 @@
-"""The build on Ray: the pure stages wired together, streaming, with the manifest written last.
+"""The build: the pure stages wired together, streaming, with the manifest written last.
 
-    plan read tasks ─► per task on Ray: read ─► filter ─► transform ─► stage (journalled)
+    plan read tasks ─► per task: read ─► filter ─► transform ─► stage (journalled)
       ─► decide on the driver (splits, dedup, caps, labels; metadata only)
-      ─► assemble shards per synset (Ray tasks, journalled) ─► rejects/duplicates tables,
+      ─► assemble shards per synset (tasks, journalled) ─► rejects/duplicates tables,
          build.json ─► manifest.json (the commit point)
+
+Where the tasks run: on a Ray cluster (`--ray-address`) or an embedded Ray (`--embedded-ray
+always`, or where this process cannot fork); on one Linux machine otherwise, in worker processes
+forked from this one, with no Ray (`local_build`: synshard/builder/forkreads.py); a build of one
+read task in this process. The same functions run on the same tasks every way.
 
 Every stage is a plain function from ingest/, transforms/, shards/, stages.py or decisions.py; this
 module only schedules them. The driver holds metadata (well under 100 bytes an image) and shard
@@ -56,9 +61,10 @@ class BuildResult:
 # Planning runs this long on its own before Ray starts beside it: a build whose plan is quick and
 # has one read task runs in this process instead (Ray's start-up would be most of its time).
 PLAN_ALONE_S = 0.5
-# With `embedded_ray="auto"`, a quick plan of at most RAY_NOW_TASKS read tasks does not start
-# Ray at once: this process reads them (synshard/builder/localreads.py) and starts Ray only if
-# they turn out to be long.
+# With `embedded_ray="auto"` where this process cannot fork (not Linux, or Ray imported: not
+# a local build), a quick plan of at most RAY_NOW_TASKS read tasks does not start Ray at once:
+# this process reads them (synshard/builder/localreads.py) and starts Ray only if they turn out
+# to be long.
 RAY_NOW_TASKS = 32
 IN_PROCESS = {"address": "in-process", "cpus": 1, "nodes": 1}
 LOCAL = {"address": "local-processes", "nodes": 1}  # a local build's forked workers
@@ -141,11 +147,14 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
         with lock.no_renewal():
             workers = forkreads.fork_readers(min(local_cpus(cfg), len(inputs.tasks)),
                                              inputs.tasks, cfg, staging)
+        if not workers:
+            log("could not fork worker processes (no memory or processes left?): building "
+                "in this process, on one core")
     with contextlib.closing(workers):  # no worker outlives assembly, or a failure before it
         t = time.perf_counter()
         if workers:
             meta, by_node = _stage_forked(inputs.tasks, cfg, staging, workers, timings, log)
-            cluster = {**LOCAL, "cpus": len(workers)}
+            cluster = {**LOCAL, "cpus": len(workers), "tasks_given_back": workers.given_back}
         elif background is None:
             meta, by_node = _stage_here(inputs.tasks, cfg, staging)
             cluster = dict(IN_PROCESS)

@@ -11,6 +11,7 @@ smaller.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from synshard.transforms.neardup import local_cpus
@@ -22,8 +23,8 @@ def near_search(dedup: DedupOptions, rows: int) -> Search | None:
     """The Ray-backed search when `rows` reach the threshold, Ray is up and it has CPUs
     beyond this process's own (or the threshold is 0); else None (the policy's in-process
     default, on the free local CPUs)."""
-    if rows < dedup.near_parallel_above or rows < 2:
-        return None
+    if rows < dedup.near_parallel_above or rows < 2 or "ray" not in sys.modules:
+        return None  # (no Ray session without Ray imported: a local build does not import it)
     from synshard.builder.raysession import ray
 
     if not ray.is_initialized():

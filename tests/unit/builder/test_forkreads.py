@@ -104,6 +104,12 @@ out = {"error": None}
 try:
     out["rows"] = readers.read_all(list(reversed(range(TASKS))), bar.append)
     out["rows"] += readers.read_all([], bar.append)  # (no retry tasks): the readers still wait
+    if mode == "idle dies":  # killed while the driver decides: the other reader assembles
+        import signal
+        victim = readers._readers[0].pid
+        os.kill(victim, signal.SIGKILL)
+        while os.waitid(os.P_PID, victim, os.WEXITED | os.WNOWAIT) is None:
+            pass
     batches = [[f"job{i}", f"job{i}b"] for i in range(7)]
     out["assembled"] = readers.assemble(batches, ("staging", 2))
 except forkreads.ReaderFailed as exc:
@@ -228,8 +234,8 @@ def test_a_local_builds_reader_that_dies_hands_its_task_to_another(tmp_path):
 def test_a_task_that_kills_two_readers_fails_the_build_with_one_clear_error(tmp_path):
     got = _run(tmp_path, "poison", LOCAL)
     assert got["error"] == ("read task 3 killed two worker processes (the last exited with "
-                            "status 9); run the same command again to resume, or with "
-                            "--embedded-ray always")
+                            "status 9: out of memory? see dmesg); finished tasks are kept: run "
+                            "the same command again, with a lower --num-cpus if memory ran out")
     assert 3 not in got["marks"]
 
 
@@ -237,3 +243,11 @@ def test_losing_every_reader_fails_the_build_instead_of_dropping_tasks(tmp_path)
     got = _run(tmp_path, "all die", LOCAL)
     assert got["error"].startswith("every worker process of this build died, ")
     assert got["marks"] == {}
+
+
+def test_a_reader_killed_while_idle_leaves_assembly_to_the_others(tmp_path):
+    got = _run(tmp_path, "idle dies", LOCAL)
+    assert got["error"] is None
+    assert len(got["assembled"]) == 7
+    pids = {pid for batch in got["assembled"] for _, _, pid in batch}
+    assert len(pids) == 1  # the reader left, every batch

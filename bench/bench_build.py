@@ -8,13 +8,14 @@ ImageNet-sized photographic JPEGs (scripts/photos.py: crops of real photos, ~500
 laid out as an ImageNet folder of --synsets classes (hard links, no copies). In one run it measures
   ceiling     images/s of the kernel, `transform_batch` (batches of 64, the same options) on the
               same photos (held in shared memory), in N plain processes side by side (N = the
-              cores Ray gets) that take the next batch from a shared counter: the most an N-core
+              cores the build gets) that take the next batch from a shared counter: the most an N-core
               machine can do. Measured before and after the build; the mean of the two is the
               ceiling (both are printed: the machine is shared and noisy)
-  build       images/s of `synshard build` on an embedded Ray with all cores, run as a user runs
+  build       images/s of `synshard build` with all cores (a local build: forked workers, no
+              Ray; `-- --embedded-ray always` for the embedded Ray), run as a user runs
               it (`python -m synshard.cli build`, a fresh process each build): the read+
               transform+stage phase (from build.json) and the whole command, from the process's
-              start to its end (imports, Ray's start-up and shutdown included)
+              start to its end (imports, Ray's start-up and shutdown where it starts, included)
 and prints build / ceiling for both; the goals are at least 0.9 for the phase, 0.8 for the whole
 command. Also printed: the one-core CPU rate of the kernel (img/CPU-s), the load average, and the
 whole machine's idle, iowait and steal core-seconds during the build (/proc/stat); `--timeline`
@@ -221,7 +222,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2400)
     ap.add_argument("--synsets", type=int, default=40)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1,
-                    help="plain processes for the ceiling (default: the cores, as Ray gets)")
+                    help="plain processes for the ceiling (default: the cores, as the build gets)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "out" / "build"))
     ap.add_argument("--photos", default=photos.DEFAULT_ROOT, metavar="ROOT",
                     help="scripts/photos.py's root: made there once, reused (e.g. a shared "
@@ -251,7 +252,7 @@ def main() -> None:
     n = args.processes
     load = os.getloadavg()
     per_core = transform_rate(paths[::8])  # an eighth of the same photos, spread over all
-    print(f"images {args.count} in {args.synsets} synsets, {n} processes / Ray CPUs; "
+    print(f"images {args.count} in {args.synsets} synsets, {n} processes / build CPUs; "
           f"load average at start {load[0]:.1f} {load[1]:.1f}")
     print(f"kernel, one core:                {per_core:8.1f} img/CPU-s")
     kernel = side_by_side_rate(sample, n)
@@ -294,7 +295,7 @@ def one_round(args: argparse.Namespace, source: Path, sample: list[Path], n: int
           f"{before:.1f}, after {after:.1f}; on {sampled} of the photos)")
     print(f"build read+transform+stage:      {phase:8.1f} img/s  "
           f"ratio to the side-by-side kernel {phase / ceiling:.2f} (goal >= 0.9)")
-    print(f"whole build incl. Ray start-up:  {whole:8.1f} img/s  "
+    print(f"whole build, start to exit:      {whole:8.1f} img/s  "
           f"ratio {whole / ceiling:.2f} (goal >= 0.8)")
     scale = args.count / sampled  # the kernel's CPU-s for all the photos, from its sample
     driver = cpu.by_kind().get("driver", (0, 0.0))[1]

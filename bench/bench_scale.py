@@ -12,7 +12,7 @@ view folder of hard links to the first N images (`view-<N>/`, made once).
 Each count is built with `synshard build VIEW --resize shorter:64` as a subprocess under
 `/usr/bin/time -v`, while a sampler thread reads /proc once a second (bench/timed_build.py): the
 driver's own peak RSS (VmHWM of the `synshard build` process; /usr/bin/time's figure can be a
-descendant's), the peak RSS of the largest Ray worker (processes titled `ray::...`), and the
+descendant's), the peak RSS of the largest worker (Ray's, titled `ray::...`, or a local build's forked ones), and the
 staging folder's peak size; `--trajectory FILE` also logs every sample (the driver's RSS over time).
 It prints images/s, every phase's seconds (build.json), those peaks, the CPU seconds of the
 whole process tree, and with two counts the per-image slope of the driver's peak RSS.
@@ -172,7 +172,7 @@ def report(r: dict) -> None:
           f"({r['driver_peak'] / r['count']:,.0f} B/image all told; until the first synset was "
           f"assembled {r['driver_peak_before_assembly'] / mib:,.0f} MiB); /usr/bin/time max RSS "
           f"{r['time_v_max_rss'] / mib:,.0f} MiB")
-    print(f"   largest Ray worker peak RSS {r['worker_peak'] / mib:,.0f} MiB (anonymous "
+    print(f"   largest worker peak RSS {r['worker_peak'] / mib:,.0f} MiB (anonymous "
           f"{r['worker_peak_anon'] / mib:,.0f} MiB; {r['workers_seen']} workers seen)")
     print(f"   staging peak {r['staging_peak'] / 1e6:,.0f} MB "
           f"({r['staging_peak'] / r['count']:,.0f} B/image); release "

@@ -10,7 +10,8 @@ every `interval` seconds, and returns the run's figures:
 - `driver_peak`: VmHWM of the `synshard build` process itself (/usr/bin/time's maximum RSS can be
   a descendant's: a Ray worker's), and `driver_peak_before_assembly`, its peak until the first
   synset's shards were journalled (`_staging/*/_shards` exists);
-- `worker_peak` / `worker_peak_anon`: the largest Ray worker's (processes titled `ray::...`) VmHWM
+- `worker_peak` / `worker_peak_anon`: the largest worker's (Ray's, titled `ray::...`, or a local
+  build's, forked from the driver: the driver's command line) VmHWM
   and anonymous RSS; `staging_peak`: the staging folder's largest size seen;
 - `cpu_s`: CPU seconds of the whole process tree (each process's last sample, so short-lived
   processes are undercounted), `wall_s`, and build.json's `timings` and the manifest's accounting.
@@ -152,8 +153,10 @@ class Sampler(threading.Thread):
         tree = [driver, *_descendants(driver)]
         for pid in tree:
             self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
+        own = _cmdline(driver)
         for pid in tree[1:]:
-            if not _cmdline(pid).startswith("ray::"):
+            line = _cmdline(pid)  # a Ray worker, or a worker forked from the driver (its command)
+            if not (line.startswith("ray::") or line == own):
                 continue
             try:
                 st = _status(pid)

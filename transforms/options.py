@@ -72,9 +72,10 @@ class DedupOptions:
     # brightness, while unrelated photographs were never closer than 14.
     near_radius: int | None = 6
     near_conflicts: NearConflictPolicy = "keep"  # near pairs across synsets: list, or drop
-    # From this many accepted rows a build's near-duplicate join runs as Ray tasks over every
-    # CPU of the cluster (the same pairs, docs/phash.md); below it, in the driver's process,
-    # with no Ray round trips. 0: always on Ray. Does not change the release's bytes.
+    # From this many accepted rows a build on Ray runs its near-duplicate join as Ray tasks over
+    # every CPU of the cluster (the same pairs, docs/phash.md); below it, or in a local build
+    # (no Ray), in the driver's process. 0: always on Ray, when the build runs on Ray. Does not
+    # change the release's bytes.
     near_parallel_above: int = 300_000
 
     def __post_init__(self) -> None:

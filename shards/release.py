@@ -9,11 +9,10 @@ never a half-written one, and never shards that no manifest lists.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -21,6 +20,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from synshard.errors import SynshardError
+
+from synshard.transforms.heap import system_pool
 
 from .atomic import put_file, write_then_name
 from .layout import BUILD_NAME, MANIFEST_NAME, ShardEntry, ShardError, join
@@ -132,25 +133,12 @@ def write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any
     (`write_then_name`), not made in memory first: the conflicts of the 1M scale build are a
     file of tens of MB, and its buffer was the driver's peak, at the commit.
     """
-    with _system_memory_pool():
+    # Arrow's system pool for the write (transforms/heap.system_pool): for the writer's
+    # transients of a table of 12,282 rows (3 MB in memory, a 375 KB file) mimalloc took 11-19
+    # MiB of fresh memory, the system pool 2 MiB, and that was the driver's peak at 100,000
+    # images (docs/scale.md, session 17)
+    with system_pool():
         return _write_table(fs, root, name, table)
-
-
-@contextlib.contextmanager
-def _system_memory_pool() -> Iterator[None]:
-    """Arrow's allocations go to the C library's malloc meanwhile, not to mimalloc (Arrow's
-    default here). Side tables are written by the driver, at the commit, once a build: for the
-    writer's transients of a table of 12,282 rows (3 MB in memory, a 375 KB file) mimalloc took
-    11-19 MiB of fresh memory, the system pool 2 MiB, and that was the driver's peak at 100,000
-    images (docs/scale.md, session 17). The pool is process-wide: two writes overlapping in one
-    process's threads could leave the system pool in place (harmless: each buffer goes back to
-    the pool that made it)."""
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(previous)
 
 
 def _write_table(fs: Any, root: str, name: str, table: pa.Table) -> dict[str, Any]:

@@ -21,10 +21,14 @@ other C libraries are left alone.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 from functools import cache
+from typing import Iterator
+
+import pyarrow as pa
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 MMAP_THRESHOLD_MAX = (4 << 20) * ctypes.sizeof(ctypes.c_long)  # glibc's ceiling: 32 MiB on 64-bit
@@ -48,6 +52,21 @@ def glibc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc if hasattr(libc, "malloc_trim") else None
+
+
+@contextlib.contextmanager
+def system_pool() -> Iterator[pa.MemoryPool]:
+    """Arrow allocates from the C library's malloc meanwhile (`pa.system_memory_pool()`), not
+    from its default pool (mimalloc here), whose freed pages stay with the process; yields the
+    pool in use before, which is put back after (on failure too). The pool is process-wide: a
+    buffer outlives the switch, going back to the pool that made it. Used by the driver's
+    gather and decide (builder/decide/memory.py) and its side-table writes (shards/release.py)."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield previous
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def keep_heap() -> bool:

@@ -39,33 +39,23 @@ thread; if no reader can be forked there, it runs in the driver's process, and s
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import os
-import pickle
 import signal
 import sys
 import threading
 from multiprocessing.connection import Connection, Pipe, wait
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
-from synshard.builder.assembly import run_jobs
-from synshard.builder.stages import run_task
+from synshard.builder.forkworker import ReaderFailed, serve
 from synshard.builder.staging import Staging
 from synshard.config import BuildConfig
-from synshard.errors import SynshardError
 
-T = TypeVar("T")
 POLL_S = 0.05  # how often the driver looks at Ray's state while readers run
 # Readers are one per local CPU, up to this many: each holds a task's working set while Ray's
 # workers start beside it (measured on 2 cores only; on many more, more readers would mostly
 # add memory for the second or two until Ray is up).
 MAX_READERS = 16
-
-
-class ReaderFailed(SynshardError):
-    """A task failed in a reader with an error that could not be sent as it was; or a task kept
-    killing readers, or none is left to run the tasks (one line for the CLI)."""
 
 
 def can_fork() -> bool:
@@ -372,7 +362,7 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
                 here.close()
                 for other in readers:
                     other.conn.close()
-                _serve(there, tasks, cfg, staging, parent)
+                serve(there, tasks, cfg, staging, parent)
             there.close()
             readers.append(_Reader(pid, here))
     except BaseException:  # Ctrl-C between forks: none left behind
@@ -382,61 +372,3 @@ def fork_readers(count: int, tasks: list, cfg: BuildConfig, staging: Staging) ->
         if os.getpid() == parent:
             gc.unfreeze()  # (the readers keep theirs frozen)
     return ForkedReaders(readers, len(tasks)) if readers else NONE
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _serve(conn: Connection, tasks: list, cfg: BuildConfig, staging: Staging,
-           parent: int) -> None:
-    """A reader's life: run each task index it is sent, until None or end-of-file."""
-    code = 0
-    try:
-        # die with the driver, even by kill -9 (then its tasks are the resumed build's to redo)
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-        # what a Ray worker is given: copies through pickle. Filesystems are then made again in
-        # this process (fsspec's async ones, s3fs's, refuse to run in a fork of their process)
-        cfg, staging = _copied((cfg, staging))
-        while (message := _next(conn)) is not None:
-            kind, index, payload = message
-            try:
-                if kind == "read":  # a task it was forked with, or one sent (a retry task)
-                    task = _copied(tasks[index]) if payload is None else payload
-                    for rows in run_task(index, task, cfg, staging):
-                        conn.send(("rows", index, rows))
-                    result = None
-                else:  # "assemble": a batch of synset jobs and their arguments
-                    jobs, args = payload
-                    result = run_jobs(jobs, *args)
-            except Exception as exc:
-                exc.add_note(f"(in {kind} task {index}, worker process {os.getpid()})")
-                conn.send(("failed", index, _portable(exc, f"{kind} task {index}")))
-                break
-            conn.send(("done", index, result))
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)  # no atexit handlers or finalizers: they are the driver's
-
-
-def _copied(value: T) -> T:
-    return pickle.loads(pickle.dumps(value))
-
-
-def _next(conn: Connection) -> Any:
-    try:
-        return conn.recv()
-    except EOFError:
-        return None
-
-
-def _portable(exc: Exception, task: str) -> Exception:
-    """`exc` if it survives pickling, else one that says what it was."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return ReaderFailed(f"{task} failed: {type(exc).__name__}: {exc}")

@@ -153,10 +153,14 @@ def _build(cfg: BuildConfig, inputs: Inputs, staging: Staging, timings: dict[str
     with contextlib.closing(workers):  # no worker outlives assembly, or a failure before it
         t = time.perf_counter()
         if workers:
-            meta, by_node = _stage_forked(inputs.tasks, cfg, staging, workers, timings, log)
+            meta, rows = _stage_local(inputs.tasks, cfg, staging, timings, log, workers.read_all)
+            by_node = {"local": rows}
             cluster = {**LOCAL, "cpus": len(workers), "tasks_given_back": workers.given_back}
         elif background is None:
-            meta, by_node = _stage_here(inputs.tasks, cfg, staging)
+            meta, rows = _stage_local(inputs.tasks, cfg, staging, timings, log,
+                                      lambda queue, bar, tasks: _run_here(queue, tasks, cfg,
+                                                                          staging, bar))
+            by_node = {"driver": rows}
             cluster = dict(IN_PROCESS)
         else:
             meta, by_node, cluster = _stage(inputs.tasks, cfg, staging, log, background,
@@ -325,33 +329,24 @@ def _with_retries(tasks: list, staging: Staging) -> tuple[list, int, list[int]]:
     return tasks + retries, len(retries), queue
 
 
-def _stage_forked(tasks: list, cfg: BuildConfig, staging: Staging,
-                  workers: forkreads.ForkedReaders, timings: dict[str, float],
-                  log: Callable[[str], None]) -> tuple[pa.Table, dict[str, int]]:
-    """`_stage` in the forked `workers` of a local build: the unfinished read tasks, then the
-    retry tasks of the URLs they deferred."""
+def _stage_local(tasks: list, cfg: BuildConfig, staging: Staging, timings: dict[str, float],
+                 log: Callable[[str], None], run: Callable[[list[int], Any, list], int]
+                 ) -> tuple[pa.Table, int]:
+    """`_stage` without Ray: `run(queue, bar, tasks)` runs the read tasks of `queue` (popped
+    from its end): a local build's forked workers (`ForkedReaders.read_all`), or this process
+    (a build of one read task: see `in_process`). The unfinished read tasks, then the retry
+    tasks of the URLs they deferred; the metadata and the inputs settled."""
     done = {i for i in staging.finished_tasks() if i < len(tasks)}  # not counting retry tasks
     if done:
         log(f"resuming: {len(done)} of {len(tasks)} read tasks already done")
     with _progress(cfg) as bar:
-        rows = workers.read_all([i for i in reversed(range(len(tasks))) if i not in done], bar)
+        rows = run([i for i in reversed(range(len(tasks))) if i not in done], bar, tasks)
         tasks, retried, queue = _with_retries(tasks, staging)
         t = time.perf_counter()
-        rows += workers.read_all(queue, bar, tasks)  # the retry tasks are sent to them
+        rows += run(queue, bar, tasks)  # (the workers were forked without the retry tasks)
         if retried:
             timings["retry tasks"] = time.perf_counter() - t  # part of the read stage
-    return _metadata(staging, len(tasks)), {"local": rows}
-
-
-def _stage_here(tasks: list, cfg: BuildConfig, staging: Staging) -> tuple[pa.Table, dict[str, int]]:
-    """`_stage` in this process (the build of one read task: see `in_process`)."""
-    done = staging.finished_tasks()
-    with _progress(cfg) as bar:
-        rows = _run_here([i for i in reversed(range(len(tasks))) if i not in done], tasks, cfg,
-                         staging, bar)
-        tasks, _, queue = _with_retries(tasks, staging)
-        rows += _run_here(queue, tasks, cfg, staging, bar)
-    return _metadata(staging, len(tasks)), {"driver": rows}
+    return _metadata(staging, len(tasks)), rows
 
 
 def _metadata(staging: Staging, count: int) -> pa.Table:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="readers are for
 SCRIPT = r"""
 import json, os, sys, time
 from pathlib import Path
-from synshard.builder import forkreads
+from synshard.builder import forkreads, forkworker
 
 marks, mode = Path(sys.argv[1]), sys.argv[2]
 TASKS = 12
@@ -46,7 +46,7 @@ def run_task(index, task, cfg, staging):
     yield 10
     yield 1
 
-forkreads.run_task = run_task
+forkworker.run_task = run_task
 
 class Background:
     def ready(self):
@@ -77,7 +77,7 @@ print(json.dumps({"rows": rows, "bar": sum(bar), "queue": queue, "filled": Feed.
 LOCAL = r"""
 import json, os, sys
 from pathlib import Path
-from synshard.builder import forkreads
+from synshard.builder import forkreads, forkworker
 
 marks, mode = Path(sys.argv[1]), sys.argv[2]
 TASKS = 12
@@ -97,7 +97,7 @@ def run_task(index, task, cfg, staging):
 def run_jobs(jobs, *args):
     return [(job, args, os.getpid()) for job in jobs]
 
-forkreads.run_task, forkreads.run_jobs = run_task, run_jobs
+forkworker.run_task, forkworker.run_jobs = run_task, run_jobs
 readers = forkreads.fork_readers(2, list(range(TASKS)), None, None)
 bar = []
 out = {"error": None}

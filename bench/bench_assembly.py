@@ -42,7 +42,7 @@ def main() -> None:
     original = pipeline._assemble
     seen: dict = {}
 
-    def measured(decisions, cfg, staging, base, here=False):
+    def measured(decisions, cfg, staging, base, here=False, workers=None):  # all here
         profiler = cProfile.Profile(time.process_time) if args.profile else None
         t, cpu, times = time.perf_counter(), time.process_time(), os.times()
         if profiler:

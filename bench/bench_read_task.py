@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import synshard.builder.stages as stages
 import synshard.builder.staging as staging_module
 from synshard.builder.inputs import prepare
-from synshard.builder.raysession import _without_pandas
+from synshard.builder.nopandas import without_pandas
 from synshard.builder.staging import Staging
 from synshard.config import build_config
 
@@ -72,7 +72,7 @@ def main() -> None:
     if len(inputs.tasks) < args.tasks + 1:
         raise SystemExit(f"{args.source}: {len(inputs.tasks)} read tasks, {args.tasks + 1} needed")
     staging = Staging.for_build(cfg.out, {}, inputs.fingerprint, cfg.files_per_task)
-    _without_pandas()  # as on a Ray worker (raysession.read_on_worker)
+    without_pandas()  # as on a Ray worker (raysession.read_on_worker)
     sum(stages.run_task(0, inputs.tasks[0], cfg, staging))  # warm-up, not timed
     stages.read_candidates = _timed_iter(stages.read_candidates, "read")  # type: ignore[assignment]
     stages.transform_batch = _timed(stages.transform_batch, "kernel")

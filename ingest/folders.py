@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from synshard.transforms.errors import SynshardError
+
 from .candidates import MAX_BYTES, MAX_ROWS, Batcher, drain
 from .labels import Labels, lookup
 from .layout import locate, path_parts
@@ -117,9 +119,12 @@ def walk_folder(
     # one folder's details at a time (what `find` collects for the whole tree first: a dict of
     # ~11 fields per file, ~1.2 KB each, 1.4 GB of the driver's peak at 1M images), each folder's
     # rows made Arrow columns before the next is listed
-    for _, _, files in fs.walk(root, detail=True):
-        infos = [info for info in files.values()
-                 if info.get("type", "file") != "directory" and info["name"].rstrip("/") not in skip]
+    local = isinstance(fs, LocalFileSystem) and os.path.isdir(root)
+    folders = (_walk_local(root) if local else
+               (list(files.values()) for _, _, files in fs.walk(root, detail=True)))
+    for files in folders:
+        infos = [info for info in files if info.get("type", "file") != "directory"
+                 and info["name"].rstrip("/") not in skip]
         if infos:
             parts.append(_listing(fs, root, infos))
     if not parts and fs.isfile(root):  # `find` lists a file root as itself
@@ -128,6 +133,56 @@ def walk_folder(
                                      if info.get("type", "file") != "directory"
                                      and path.rstrip("/") not in skip])]
     return Listing.of(parts)
+
+
+def _walk_local(root: str) -> Iterator[list[dict]]:
+    """What `LocalFileSystem.walk(root, detail=True)` finds, a folder's files at a time, as info
+    dicts of the fields a listing reads (name, size, type, islink, mtime: the values fsspec's
+    `info` gives a scandir entry, a link's size its target's), straight from `os.scandir`:
+    fsspec's `info` of every entry (a path normalisation and a dict of 11 fields) was half of
+    planning a 12,000-photo folder (docs/scale.md, session 19). The order is a walk's (the
+    listing sorts its rows). A folder that cannot be listed, or an entry that cannot be looked
+    at, stops planning with one line naming it (fsspec's walk passed over such a folder and
+    every input in it, silently); one removed meanwhile is passed over."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as found:
+                entries = list(found)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _unlisted(folder, exc) from None
+        files = []
+        for entry in entries:
+            try:
+                mode = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _unlisted(entry.path, exc) from None
+            if stat_mode.S_ISDIR(mode.st_mode):
+                pending.append(entry.path)
+                continue
+            link = stat_mode.S_ISLNK(mode.st_mode)
+            size = mode.st_size if not link else _target_size(entry.path)
+            kind = "file" if stat_mode.S_ISREG(mode.st_mode) else "other"
+            files.append({"name": entry.path, "size": size, "type": kind, "islink": link,
+                          "mtime": mode.st_mtime})
+        yield files
+
+
+def _unlisted(path: str, exc: OSError) -> SynshardError:
+    return SynshardError(f"cannot list {path} in a source folder: {exc.strerror or exc}; make "
+                         "it readable (folders need r and x) or move it out of the source")
+
+
+def _target_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _listing(fs: AbstractFileSystem, root: str, infos: list[dict]) -> pa.Table:

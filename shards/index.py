@@ -127,15 +127,16 @@ def _by_key(cols: Columns) -> Columns:
 
 
 def index_bytes(rows: list[dict[str, Any]] | Columns, schema: pa.Schema) -> bytes:
-    """The index file's bytes: one row group, zstd, no page index (deterministic). `rows` as a
-    list of rows or as columns (`webdataset._SampleLayout.index_columns`,
-    `parquet_index_columns`)."""
+    """The index file's bytes: one row group, snappy, no page index (deterministic). `rows` as
+    a list of rows or as columns (`webdataset._SampleLayout.index_columns`,
+    `parquet_index_columns`). Snappy, which every Parquet reader has: zstd's set-up per column
+    doubled the write of these small files for 23% fewer bytes (docs/scale.md, session 19)."""
     if isinstance(rows, dict):
         table = pa.Table.from_pydict(rows, schema=schema)
     else:
         table = pa.Table.from_pylist(rows, schema=schema)
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=3, write_page_index=False,
+    pq.write_table(table, buf, compression="snappy", write_page_index=False,
                    row_group_size=max(table.num_rows, 1), write_statistics=["key"])  # fmt: skip
     return buf.getvalue()
 

@@ -143,10 +143,14 @@ def cut_by_bytes(
 
     A run is cut when adding the next item would make `finish(sum of sizes)` (the file size,
     including any fixed overhead or padding) pass the target; every run has at least one item, so
-    an item larger than the target gets a shard of its own.
+    an item larger than the target gets a shard of its own. `finish` must not decrease as the
+    sum grows: then items that fit in one run all together are one run (most synsets' shards),
+    found without a step per item.
     """
     if target_bytes <= 0:
         raise ShardError(f"bad target_bytes {target_bytes}: must be positive")
+    if sizes and finish(sum(sizes)) <= target_bytes:
+        return [(0, len(sizes))]
     runs: list[tuple[int, int]] = []
     start, total = 0, 0
     for i, size in enumerate(sizes):

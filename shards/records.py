@@ -10,6 +10,7 @@ to rebuild the record exactly: float32 values survive the float64 detour unchang
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -45,6 +46,37 @@ def metadata_json(record: dict[str, Any]) -> bytes:
 def meta_values_json(values: tuple[Any, ...]) -> bytes:
     """`metadata_json` of a record given as its META_FIELDS values, in that order."""
     return _JSON.encode(dict(zip(META_FIELDS, values))).encode("utf-8")
+
+
+def metadata_jsons(records: pa.Table) -> list[bytes]:
+    """`metadata_json` of every row of `records` (the META_FIELDS columns), made a column at a
+    time: each column's values encoded as `json` encodes them (strings by its own C escaper,
+    integers and finite floats by their repr, null as null, anything else by the encoder
+    itself), then each row's into one format of its sorted keys. The same bytes as
+    `metadata_json` row by row (tests/unit/shards/test_records.py), in a quarter of its time."""
+    names = sorted(META_FIELDS)
+    columns = [_json_values(records.schema.field(name).type, records[name].to_pylist())
+               for name in names]
+    template = "{" + ",".join(_JSON.encode(n).replace("%", "%%") + ":%s" for n in names) + "}"
+    return [(template % row).encode("utf-8") for row in zip(*columns)]
+
+
+def _json_values(kind: pa.DataType, values: list[Any]) -> list[str]:
+    """Each value as `_JSON` would write it inside a record."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        quote = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
+        return ["null" if v is None else quote(v) for v in values]
+    if pa.types.is_integer(kind):
+        return ["null" if v is None else int.__repr__(v) for v in values]
+    if pa.types.is_floating(kind):
+        return ["null" if v is None else _finite(v) for v in values]
+    return [_JSON.encode(v) for v in values]
+
+
+def _finite(value: float) -> str:
+    if not math.isfinite(value):  # as the encoder refuses it (allow_nan=False)
+        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+    return float.__repr__(value)
 
 
 def sample_from_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -20,13 +20,7 @@ import pyarrow as pa
 from .atomic import put_parts
 from .index import write_index
 from .layout import ShardEntry, ShardError, cut_by_bytes, join, webdataset_shard_path
-from .records import (
-    META_FIELDS,
-    check_group,
-    image_extension,
-    meta_values_json,
-    records_from_samples,
-)
+from .records import check_group, image_extension, metadata_jsons, records_from_samples
 
 TAR_FORMAT: Literal[0, 1, 2] = tarfile.USTAR_FORMAT
 _BLOCK = tarfile.BLOCKSIZE  # 512
@@ -161,12 +155,11 @@ def _sample_members(records: pa.Table) -> list[list[tuple[bytes, Any]]]:
     keys = records["key"].to_pylist()
     exts = _image_extensions(records["format"].to_pylist())
     labels = records["label"].to_pylist()
-    columns = [records[n].to_pylist() for n in META_FIELDS]
+    metas = metadata_jsons(records)
     out = []
-    for i, values in enumerate(zip(*columns)):
-        key = keys[i]
+    for i, key in enumerate(keys):
         image = (f"{key}.{exts[i]}".encode(), images[i])
-        meta = (f"{key}.json".encode(), meta_values_json(values))
+        meta = (f"{key}.json".encode(), metas[i])
         cls = (f"{key}.cls".encode(), str(labels[i]).encode("ascii"))
         # sorted by name: the key is common, so by extension (each sorts after "cls": checked)
         out.append([cls, image, meta] if exts[i] < "json" else [cls, meta, image])

@@ -364,10 +364,10 @@ def _cpus(ray: Any) -> int:
 def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
               base: BaseRelease | None, here: bool = False,
               workers: forkreads.ForkedReaders = forkreads.NONE) -> tuple[list, dict[str, int]]:
-    """Ray tasks of synsets (synshard/builder/assembly.py `job_batches`), or the same batches
-    in a local build's forked `workers`, or all in this process (`here`); journalled synsets
-    are not redone. The largest synsets go first, so that the last task to start is a small one
-    and every CPU stays busy to the end."""
+    """Ray tasks of synsets (synshard/builder/assembly.py `job_batches`), or batches of about
+    one synset each in a local build's forked `workers`, or all in this process (`here`);
+    journalled synsets are not redone. The largest synsets go first, so that the last task to
+    start is a small one and every CPU stays busy to the end."""
     base_entries = list(base.release.manifest.shards) if base else []
     reusable = set()
     if base is not None:
@@ -383,8 +383,8 @@ def _assemble(decisions: Decisions, cfg: BuildConfig, staging: Staging,
             todo.append(j)
     args = (staging, dict(cfg.storage_options), base.uri if base else None, cfg.formats,
             cfg.shard_bytes)
-    if workers:
-        batches = job_batches(todo, ASSEMBLY_TASKS_PER_CPU * len(workers))
+    if workers:  # a message a batch costs next to nothing: batches of about a synset each
+        batches = job_batches(todo, len(todo))
         results: Iterable[list] = (r for done in workers.assemble(batches, args) for r in done)
     elif here:
         results = run_jobs(sum(job_batches(todo, 1), []), *args)  # largest first

@@ -18,6 +18,7 @@ os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 import ray  # noqa: E402
 
 from synshard.builder import reaper
+from synshard.builder.nopandas import without_pandas
 from synshard.config import BuildConfig
 from synshard.transforms.errors import SynshardError
 
@@ -233,29 +234,11 @@ def read_on_worker(index: int, task: Any, cfg: BuildConfig, staging: Any) -> tup
 
     Here rather than in pipeline.py so that a worker imports only what a read task runs (the
     stages), not the driver's decide, assembly and commit modules (~1 CPU-s a worker)."""
-    _without_pandas()
+    without_pandas()
     from synshard.builder.stages import run_task
 
     rows = sum(run_task(index, task, cfg, staging, idle=off_cpu_pause))
     return rows, ray.get_runtime_context().get_node_id()
-
-
-class _NoPandas:
-    """A `sys.meta_path` finder that refuses pandas (see `_without_pandas`)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r} (kept off synshard's workers)",
-                                      name=name)
-        return None
-
-
-def _without_pandas() -> None:
-    """Keep pandas out of a worker that has not imported it: nothing a build runs uses it, but
-    pyarrow imports it on the first `pa.array` only to ask whether the argument is a DataFrame
-    (0.3-0.45 CPU-s a worker process). pyarrow takes the failed import as "no pandas"."""
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
 
 
 def off_cpu_pause(seconds: float = 0.5) -> None:

@@ -14,9 +14,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> NoReturn:
     """The `synshard` console script and `python -m synshard.cli`: `main`, then `exit_now` (a
     process's end without the interpreter's teardown; `main` itself returns, for callers in a
-    process that goes on)."""
+    process that goes on). pyarrow is told once that pandas is not there (nothing a command runs
+    uses it): it would import it on the first `pa.array`, 0.13-0.15 s of every command."""
+    from synshard.builder.nopandas import arrow_ignores_pandas
     from synshard.cli.app import exit_now, main as run_main
 
+    arrow_ignores_pandas()
     exit_now(run_main())
 
 

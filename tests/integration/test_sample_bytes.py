@@ -1,6 +1,7 @@
 """The bundled sample, built as `make demo` builds it, gives the same bytes as the code of
 2026-12-01 (before the app was grouped into subpackages): a move that changes no behaviour
-changes no byte.
+changes no byte. Re-recorded once since, on purpose: 2026-12-06, shard indexes written with
+snappy instead of zstd (shards/index.py; every shard and side table byte the same).
 
 Shard records carry their source path, so the sample is first copied to one fixed path
 (`/tmp/synshard-sample-<content hash>`, shared read-only by concurrent runs). To record the

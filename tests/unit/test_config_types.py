@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,45 @@ def _config_value(cfg: BuildConfig, section: str | None, key: str) -> object:
               "fetch": cfg.fetch}[section]
     value = getattr(holder, key)
     return dict(value) if key == "storage_options" else value
+
+
+PLAIN = [0, 7, -3, 2**70, 0.5, -1e300, "", "shorter:64", "x", True, False, None, (), ("a", "b"),
+         ("a", 1), (1.5,), float("inf"), float("nan"), [1], {"a": 1}, "webdataset",
+         ("webdataset", "parquet"), ("parquet",), "ds", "auto", 1.0]
+
+
+@pytest.mark.parametrize("name", sorted(option_types()))
+def test_a_value_taken_without_pydantic_is_what_pydantic_returns(name: str) -> None:
+    """config_types._plainly skips pydantic only where strict checking would return the value
+    itself, unchanged (so the usual flags need no pydantic: ~0.07 s of every build)."""
+    from synshard.config_types import _adapter, _plainly
+
+    declared = option_types()[name]
+    for value in PLAIN:
+        if _plainly(value, declared):
+            checked = _adapter(declared).validate_python(value)
+            assert checked == value and type(checked) is type(value), (name, value)
+
+
+def test_the_usual_values_are_taken_as_they_are() -> None:
+    from synshard.config_types import _plainly
+
+    types = option_types()
+    assert all(_plainly(v, types[n]) for n, v in [
+        ("quality", 90), ("num_cpus", 2), ("num_cpus", None), ("progress", False),
+        ("formats", ("webdataset", "parquet")), ("vote_method", "ds"), ("out", "out"),
+        ("subtrees", ("n01440764",)), ("val_fraction", 0.1)])
+    assert not any(_plainly(v, types[n]) for n, v in [
+        ("quality", True), ("quality", 90.0), ("progress", 1), ("formats", ("tar",)),
+        ("vote_method", "DS"), ("val_fraction", float("nan")), ("subtrees", ["n01440764"])])
+
+
+def test_a_build_from_the_usual_flags_imports_no_pydantic() -> None:
+    code = ("import sys; from synshard.api import make_config; "
+            "make_config(['src'], 'out', resize='shorter:256', quality=90, num_cpus=2, "
+            "progress=False, formats=('webdataset',), subtrees=('n01440764',)); "
+            "print('pydantic' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False"

@@ -12,6 +12,7 @@ from synshard.ingest.tasks import Files, ReadTask
 from test_ingest_support import tar_bytes, write_tree
 import fsspec
 import pyarrow as pa
+import pytest
 
 
 def test_files_pack_and_unpack():
@@ -102,3 +103,54 @@ def test_two_folders_and_loose_lines_merge_in_order(tmp_path):
     lines.append(f"{lone}\t3\t{stamp(fs.info(str(lone)))}")
     plan = plan_sources([str(b), str(lone), str(a)], files_per_task=2)
     assert plan.fingerprint == hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def test_a_local_walk_finds_what_fsspec_finds(tmp_path):
+    """folders._walk_local (os.scandir) gives each file the fields fsspec's walk gives it: links
+    (inside, outside, broken, to a folder), a FIFO, nested and empty folders, odd names."""
+    from synshard.ingest.folders import _walk_local
+
+    root = write_tree(tmp_path / "src", {"n01440764/a.jpg": b"ab", "n01440764/deep/er/b.jpg": b"b",
+                                         "c.jpg": b"ccc", "bad-\udcff-byte.jpg": b"x"})
+    (root / "empty").mkdir()
+    os.symlink(root / "c.jpg", root / "n01440764" / "in.jpg")
+    os.symlink("/etc/hostname", root / "out.jpg")
+    os.symlink(root / "gone.jpg", root / "broken.jpg")
+    os.symlink(root / "n01440764", root / "folder-link")
+    os.mkfifo(root / "n01440764" / "pipe.jpg")
+    fields = ("name", "size", "type", "islink", "mtime")
+    fs = fsspec.filesystem("file")
+    walked = fs.walk(str(root), detail=True)
+    expect = sorted(tuple(info[f] for f in fields) for _, _, files in walked
+                    for info in files.values())
+    got = sorted(tuple(info[f] for f in fields) for files in _walk_local(str(root))
+                 for info in files)
+    assert got == expect and len(got) == 9
+    os.unlink(root / "bad-\udcff-byte.jpg")  # (a listing refuses a name that is not UTF-8)
+    listed = list_folder(fs, str(root))
+    assert dict(zip(listed["rel"].to_pylist(), listed["reason"].to_pylist())) == {
+        "broken.jpg": "link to a folder or to nothing",
+        "c.jpg": None, "folder-link": "link to a folder or to nothing",
+        "n01440764/a.jpg": None, "n01440764/deep/er/b.jpg": None, "n01440764/in.jpg": None,
+        "n01440764/pipe.jpg": "special file", "out.jpg": "link outside the source root"}
+
+
+def test_a_folder_that_cannot_be_listed_stops_planning_with_one_line(tmp_path, monkeypatch):
+    """An unlistable folder is named (fsspec's walk passed over it, and all its inputs, silently);
+    root ignores permissions, so the refusal is made by a scandir that fails as it would."""
+    from synshard.ingest import folders
+    from synshard.transforms.errors import SynshardError
+
+    root = write_tree(tmp_path / "src", {"n01440764/a.jpg": b"ab", "n01443537/b.jpg": b"b"})
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("n01443537"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(folders.os, "scandir", scandir)
+    with pytest.raises(SynshardError) as refused:
+        list_folder(fsspec.filesystem("file"), str(root))
+    assert str(refused.value) == (f"cannot list {root}/n01443537 in a source folder: Permission denied; "
+                       "make it readable (folders need r and x) or move it out of the source")

@@ -110,3 +110,27 @@ def test_from_text_small_dag() -> None:
     assert h.ancestors("n00000004") == ("n00000002", "n00000003", "n00000001")
     assert h.path_to_root("n00000004") == ("n00000004", "n00000002", "n00000001")
     assert [s.wnid for s in h.find("cee")] == ["n00000004"]
+
+
+def test_every_row_of_the_shipped_file_has_the_row_format() -> None:
+    """`from_text` keeps the lines that start with "n" as rows, unparsed: each is a full row."""
+    import gzip
+
+    from synshard.synsets.hierarchy import ROW
+
+    with gzip.open(data_path("wordnet30-nouns.tsv.gz"), "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    rows = [line for line in lines if line.startswith("n")]
+    assert len(rows) == 82115 and all(ROW.fullmatch(line) for line in rows)
+    assert all(line.startswith("#") or not line for line in lines if not line.startswith("n"))
+
+
+def test_rows_and_text_make_the_same_hierarchy() -> None:
+    rows = [("n00000001", "root:1", "", "the top"), ("n00000002", "a:1 ay:3", "n00000001", "x\ty")]
+    text = "# header\n" + "".join("\t".join(r) + "\n" for r in rows)
+    for h in (Hierarchy(rows), Hierarchy.from_text(text)):
+        assert len(h) == 2 and "n00000002" in h and h.wnids() == ["n00000001", "n00000002"]
+        assert h.get("n00000002").gloss == "x\ty" and h.lemmas("n00000002") == ("a", "ay")
+        assert h.parents("n00000002") == ("n00000001",) and h.children("n00000001") == (
+            "n00000002",)
+        assert [s.wnid for s in h.find("AY")] == ["n00000002"]

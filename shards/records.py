@@ -40,12 +40,7 @@ _JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fal
 
 def metadata_json(record: dict[str, Any]) -> bytes:
     """Every field but `image`, sorted keys, compact; NaN/inf are refused (not JSON)."""
-    return meta_values_json(tuple(record[name] for name in META_FIELDS))
-
-
-def meta_values_json(values: tuple[Any, ...]) -> bytes:
-    """`metadata_json` of a record given as its META_FIELDS values, in that order."""
-    return _JSON.encode(dict(zip(META_FIELDS, values))).encode("utf-8")
+    return _JSON.encode({name: record[name] for name in META_FIELDS}).encode("utf-8")
 
 
 def metadata_jsons(records: pa.Table) -> list[bytes]:
